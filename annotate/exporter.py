@@ -1,0 +1,107 @@
+"""Export a project's current annotations: iBUG .pts, dlib XML, COCO keypoints JSON, Hugging Face DatasetDict.
+
+Images are hard-linked (or copied) next to the labels under their original relative names, so an export folder can
+be imported again as-is (``python -m annotate import EXPORT_DIR``) and reproduces the same annotations.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from annotate.formats import FaceLabel, ImageLabels, to_hf_dataset, write_coco, write_dlib_xml, write_pts
+from annotate.importer import safe_name
+from annotate.store import ImageRecord, Store
+
+FORMATS = ("pts", "dlib", "coco", "hf")
+
+
+@dataclass
+class ExportReport:
+    out_dir: Path
+    images: int = 0
+    faces: int = 0
+    files: list[Path] = field(default_factory=list)
+    dataset: Any = None  # the DatasetDict for format 'hf'
+
+    def summary(self) -> str:
+        return f"exported {self.faces} face(s) on {self.images} image(s) to {self.out_dir} ({len(self.files)} file(s))"
+
+
+def collect(store: Store, project: Any = None, statuses: Sequence[str] | None = None,
+            include_unlabelled: bool = False) -> list[tuple[ImageRecord, ImageLabels]]:
+    out = []
+    for rec in store.list_images(project, statuses=statuses, order="id"):
+        faces = [FaceLabel(a.points, a.visibility, a.box, meta={**a.meta, "face": a.face})
+                 for a in store.get_annotations(rec.id)]
+        if not faces and not include_unlabelled:
+            continue
+        out.append((rec, ImageLabels(file=safe_name(rec.name), width=rec.width, height=rec.height, faces=faces,
+                                     split=rec.split)))
+    return out
+
+
+def _place_image(store: Store, rec: ImageRecord, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists():
+        target.unlink()
+    src = store.image_path(rec)
+    try:
+        os.link(src, target)
+    except OSError:
+        shutil.copyfile(src, target)
+
+
+def export_project(store: Store, out_dir: str | os.PathLike, fmt: str, *, project: Any = None,
+                   statuses: Sequence[str] | None = None, copy_images: bool = True) -> ExportReport:
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown export format {fmt!r}; use one of {FORMATS}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    report = ExportReport(out.resolve())
+    items = collect(store, project, statuses)
+    report.images = len(items)
+    report.faces = sum(len(lab.faces) for _, lab in items)
+    if copy_images and fmt != "hf":
+        for rec, lab in items:
+            _place_image(store, rec, out / lab.file)
+    if fmt == "pts":
+        for _rec, lab in items:
+            stem = (out / lab.file).with_suffix("")
+            stem.parent.mkdir(parents=True, exist_ok=True)
+            for face in lab.faces:
+                k = int(face.meta.get("face", 0))
+                path = stem.with_suffix(".pts") if len(lab.faces) == 1 and k == 0 else Path(f"{stem}_{k}.pts")
+                write_pts(path, face.points, face.visibility)
+                report.files.append(path)
+    elif fmt in ("dlib", "coco"):
+        by_split: dict[str, list[ImageLabels]] = {}
+        for _rec, lab in items:
+            by_split.setdefault(lab.split or "train", []).append(lab)
+        for split, labs in sorted(by_split.items()):
+            if fmt == "dlib":
+                path = out / f"{split}_with_face_landmarks.xml"
+                write_dlib_xml(path, labs, name=f"MSMA {split} faces")
+            else:
+                path = out / f"{split}_keypoints.json"
+                write_coco(path, labs)
+            report.files.append(path)
+    else:
+        ds = to_hf_dataset([(store.image_path(rec), lab) for rec, lab in items])
+        ds.save_to_disk(str(out))
+        report.dataset = ds
+        report.files.append(out / "dataset_dict.json")
+    return report
+
+
+def push_to_hub(dataset_dir: str | os.PathLike, repo_id: str, *, private: bool = True, token: str | None = None) -> str:
+    """Upload an exported DatasetDict (needs internet and a Hugging Face token)."""
+    import datasets
+
+    ds = datasets.load_from_disk(str(dataset_dir))
+    ds.push_to_hub(repo_id, private=private, token=token)
+    return f"https://huggingface.co/datasets/{repo_id}"

@@ -1,0 +1,502 @@
+"""Landmark file formats: iBUG .pts, dlib imglab XML, COCO keypoints JSON, Hugging Face ``datasets``.
+
+Readers return :class:`ImageLabels` (one per image, any number of faces) and raise :class:`FormatError` naming the
+file and line of the problem. Writers are exact inverses of the readers for what each format can hold:
+
+==========  ===========  ===========  ================================================================
+format      coordinates  visibility   notes
+==========  ===========  ===========  ================================================================
+pts         float        no           one face per file; unknown points written as ``-1 -1``
+dlib XML    integer      no           unknown (outside) points omitted, as imglab does; box kept
+COCO        float        0 / 1 / 2    v=0 (outside) has x=y=0 by the COCO convention
+HF datasets float64      0 / 1 / 2    one row per face; DatasetDict keyed by split
+==========  ===========  ===========  ================================================================
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import math
+import os
+import xml.parsers.expat
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from xml.sax.saxutils import quoteattr
+
+import numpy as np
+
+from annotate.skeleton import EDGES, N_POINTS, OCCLUDED, OUTSIDE, POINT_NAMES, VISIBLE
+
+
+class FormatError(ValueError):
+    """A malformed annotation file; ``file`` and ``line`` (1-based, 0 when unknown) locate the problem."""
+
+    def __init__(self, file: str | os.PathLike, line: int, message: str):
+        self.file, self.line, self.message = str(file), int(line), message
+        super().__init__(f"{self.file}:{self.line}: {message}" if line else f"{self.file}: {message}")
+
+
+@dataclass
+class FaceLabel:
+    points: np.ndarray  # (68, 2) float64, NaN when unknown
+    visibility: np.ndarray  # (68,) int8 (2 visible, 1 occluded, 0 outside)
+    box: np.ndarray | None = None  # (4,) x0, y0, x1, y1
+    source: str = ""  # "file:line" the face came from (for error messages)
+    meta: dict = field(default_factory=dict)
+
+
+@dataclass
+class ImageLabels:
+    file: str  # image path as written in the annotation file (relative to it, or absolute)
+    width: int | None = None
+    height: int | None = None
+    faces: list[FaceLabel] = field(default_factory=list)
+    split: str | None = None
+    source: str = ""
+
+
+def _vis_default(points: np.ndarray) -> np.ndarray:
+    return np.where(np.isfinite(points).all(axis=1), VISIBLE, OUTSIDE).astype(np.int8)
+
+
+def box_of(points: np.ndarray, visibility: np.ndarray | None = None) -> np.ndarray | None:
+    mask = np.isfinite(points).all(axis=1)
+    if visibility is not None:
+        mask &= np.asarray(visibility) != OUTSIDE
+    if not mask.any():
+        return None
+    p = points[mask]
+    return np.array([p[:, 0].min(), p[:, 1].min(), p[:, 0].max(), p[:, 1].max()], dtype=np.float64)
+
+
+# ------------------------------------------------------------------------------------------------------------- .pts
+def read_pts(path: str | os.PathLike) -> FaceLabel:
+    """iBUG 300-W ``.pts`` (``version: 1`` / ``n_points: 68`` / ``{`` / x y lines / ``}``), coordinates as written.
+
+    Points written as negative pairs (``-1 -1``) are treated as unknown (outside)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise FormatError(path, 1, f"not a text file ({exc.reason})") from exc
+    lines = text.splitlines()
+    n_points, body_start, i = None, None, 0
+    while i < len(lines):
+        raw = lines[i].strip()
+        i += 1
+        if not raw or raw.startswith("#"):
+            continue
+        if raw == "{":
+            body_start = i
+            break
+        key, sep, value = raw.partition(":")
+        if not sep:
+            raise FormatError(path, i, f"expected 'key: value' header or '{{', got {raw[:40]!r}")
+        if key.strip() == "n_points":
+            try:
+                n_points = int(value)
+            except ValueError:
+                raise FormatError(path, i, f"n_points is not an integer: {value.strip()!r}") from None
+    if body_start is None:
+        raise FormatError(path, len(lines), "missing '{' opening the point list")
+    if n_points is None:
+        raise FormatError(path, 1, "missing 'n_points:' header")
+    if n_points != N_POINTS:
+        raise FormatError(path, 1, f"n_points is {n_points}; only the 68-point iBUG layout is supported")
+    points: list[tuple[float, float]] = []
+    closed = False
+    for j in range(body_start, len(lines)):
+        raw = lines[j].strip()
+        if not raw:
+            continue
+        if raw == "}":
+            closed = True
+            if len(points) != n_points:
+                raise FormatError(path, j + 1, f"found {len(points)} points, header says {n_points}")
+            rest = [r for r in lines[j + 1:] if r.strip()]
+            if rest:
+                raise FormatError(path, j + 2, "unexpected text after '}'")
+            break
+        parts = raw.split()
+        if len(parts) != 2:
+            raise FormatError(path, j + 1, f"expected 'x y', got {raw[:40]!r}")
+        try:
+            x, y = float(parts[0]), float(parts[1])
+        except ValueError:
+            raise FormatError(path, j + 1, f"not a number in {raw[:40]!r}") from None
+        if not (math.isfinite(x) and math.isfinite(y)):
+            raise FormatError(path, j + 1, "coordinates must be finite")
+        points.append((x, y))
+    if not closed:
+        raise FormatError(path, len(lines), "missing '}' closing the point list")
+    pts = np.asarray(points, dtype=np.float64)
+    unknown = (pts == -1).all(axis=1)
+    pts[unknown] = np.nan
+    return FaceLabel(pts, _vis_default(pts), box_of(pts), source=f"{path}:{body_start + 1}")
+
+
+def write_pts(path: str | os.PathLike, points: np.ndarray, visibility: np.ndarray | None = None) -> None:
+    pts = np.asarray(points, dtype=np.float64)
+    vis = _vis_default(pts) if visibility is None else np.asarray(visibility)
+    out = ["version: 1", f"n_points:  {len(pts)}", "{"]
+    for (x, y), v in zip(pts.tolist(), vis.tolist()):
+        if not (math.isfinite(x) and math.isfinite(y)) or (v == OUTSIDE and not math.isfinite(x)):
+            out.append("-1 -1")
+        else:
+            out.append(f"{repr(float(x))} {repr(float(y))}")
+    out.append("}")
+    Path(path).write_text("\n".join(out) + "\n", encoding="utf-8")
+
+
+# --------------------------------------------------------------------------------------------------------- dlib XML
+class _Node:
+    __slots__ = ("tag", "attrs", "line", "children", "text")
+
+    def __init__(self, tag: str, attrs: dict, line: int):
+        self.tag, self.attrs, self.line, self.children, self.text = tag, attrs, line, [], ""
+
+
+def _parse_xml(path: Path) -> _Node:
+    parser = xml.parsers.expat.ParserCreate()
+    root = _Node("#document", {}, 0)
+    stack = [root]
+
+    def start(tag: str, attrs: dict) -> None:
+        node = _Node(tag, attrs, parser.CurrentLineNumber)
+        stack[-1].children.append(node)
+        stack.append(node)
+
+    def end(_tag: str) -> None:
+        stack.pop()
+
+    def chars(data: str) -> None:
+        stack[-1].text += data
+
+    def entity_decl(*_args: Any) -> None:
+        raise FormatError(path, parser.CurrentLineNumber, "XML entity declarations are not allowed")
+
+    parser.StartElementHandler = start
+    parser.EndElementHandler = end
+    parser.CharacterDataHandler = chars
+    parser.EntityDeclHandler = entity_decl
+    try:
+        with open(path, "rb") as fh:
+            parser.ParseFile(fh)
+    except xml.parsers.expat.ExpatError as exc:
+        raise FormatError(path, exc.lineno, f"malformed XML: {xml.parsers.expat.ErrorString(exc.code)}") from None
+    return root
+
+
+def _int_attr(path: Path, node: _Node, name: str, required: bool = True) -> int | None:
+    value = node.attrs.get(name)
+    if value is None:
+        if required:
+            raise FormatError(path, node.line, f"<{node.tag}> lacks the '{name}' attribute")
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        pass
+    try:
+        f = float(value)
+    except ValueError:
+        raise FormatError(path, node.line, f"<{node.tag}> {name}={value!r} is not a number") from None
+    if not math.isfinite(f):
+        raise FormatError(path, node.line, f"<{node.tag}> {name}={value!r} is not finite")
+    return f  # type: ignore[return-value]
+
+
+def read_dlib_xml(path: str | os.PathLike) -> list[ImageLabels]:
+    """dlib imglab XML: ``<image file= width= height=><box top= left= width= height=><part name='00' x= y=/>``.
+
+    Parts are named by 0-based index; missing parts are unknown (outside). Boxes without parts are kept as faces
+    with no landmarks (all points unknown)."""
+    path = Path(path)
+    root = _parse_xml(path)
+    dataset = next((c for c in root.children if c.tag == "dataset"), None)
+    if dataset is None:
+        raise FormatError(path, 1, "no <dataset> root element: not a dlib imglab file")
+    images_node = next((c for c in dataset.children if c.tag == "images"), None)
+    out: list[ImageLabels] = []
+    if images_node is None:
+        return out
+    for img in images_node.children:
+        if img.tag != "image":
+            continue
+        file = img.attrs.get("file")
+        if not file:
+            raise FormatError(path, img.line, "<image> lacks the 'file' attribute")
+        labels = ImageLabels(file=file, width=_int_attr(path, img, "width", False),
+                             height=_int_attr(path, img, "height", False), source=f"{path}:{img.line}")
+        for box in img.children:
+            if box.tag != "box":
+                continue
+            top, left = _int_attr(path, box, "top"), _int_attr(path, box, "left")
+            width, height = _int_attr(path, box, "width"), _int_attr(path, box, "height")
+            pts = np.full((N_POINTS, 2), np.nan)
+            seen: set[int] = set()
+            for part in box.children:
+                if part.tag != "part":
+                    continue
+                name = part.attrs.get("name", "")
+                if not name.isdigit() or not 0 <= int(name) < N_POINTS:
+                    raise FormatError(path, part.line, f"part name {name!r} is not a landmark index 00..67")
+                idx = int(name)
+                if idx in seen:
+                    raise FormatError(path, part.line, f"part {name} appears twice in this box")
+                seen.add(idx)
+                pts[idx] = (_int_attr(path, part, "x"), _int_attr(path, part, "y"))
+            meta = {k: v for k, v in box.attrs.items() if k not in ("top", "left", "width", "height")}
+            labels.faces.append(FaceLabel(pts, _vis_default(pts),
+                                          np.array([left, top, left + width, top + height], dtype=np.float64),
+                                          source=f"{path}:{box.line}", meta={"dlib": meta} if meta else {}))
+        out.append(labels)
+    return out
+
+
+def write_dlib_xml(path: str | os.PathLike, images: Iterable[ImageLabels], name: str = "MSMA annotations") -> None:
+    """dlib imglab XML (integer coordinates; occlusion is not representable and is dropped)."""
+    lines = ["<?xml version='1.0' encoding='ISO-8859-1'?>",
+             "<?xml-stylesheet type='text/xsl' href='image_metadata_stylesheet.xsl'?>",
+             "<dataset>", f"<name>{_xml_text(name)}</name>", "<images>"]
+    for img in images:
+        size = ""
+        if img.width is not None and img.height is not None:
+            size = f" width='{int(img.width)}' height='{int(img.height)}'"
+        lines.append(f"  <image file={quoteattr(img.file)}{size}>")
+        for face in img.faces:
+            box = face.box if face.box is not None else box_of(face.points, face.visibility)
+            if box is None:
+                continue
+            x0, y0, x1, y1 = (int(round(float(v))) for v in box)
+            extra = "".join(f" {k}={quoteattr(str(v))}" for k, v in (face.meta.get("dlib") or {}).items())
+            lines.append(f"    <box top='{y0}' left='{x0}' width='{x1 - x0}' height='{y1 - y0}'{extra}>")
+            for i, (x, y) in enumerate(face.points.tolist()):
+                if math.isfinite(x) and math.isfinite(y) and face.visibility[i] != OUTSIDE:
+                    lines.append(f"      <part name='{i:02d}' x='{int(round(x))}' y='{int(round(y))}'/>")
+            lines.append("    </box>")
+        lines.append("  </image>")
+    lines += ["</images>", "</dataset>"]
+    Path(path).write_bytes(("\n".join(lines) + "\n").encode("iso-8859-1", errors="xmlcharrefreplace"))
+
+
+def _xml_text(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+# ------------------------------------------------------------------------------------------------------------- COCO
+class _LineDict(dict):
+    line: int = 0
+
+
+def _json_with_lines(path: Path) -> Any:
+    """json.load that records, for every object, the line of its opening brace (``_LineDict.line``)."""
+    import json.decoder
+    import json.scanner
+
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise FormatError(path, 1, f"not UTF-8 text ({exc.reason})") from exc
+    newlines = [i for i, c in enumerate(text) if c == "\n"]
+    decoder = json.JSONDecoder()
+
+    def parse_object(s_and_end: tuple[str, int], *args: Any, **kwargs: Any) -> tuple[Any, int]:
+        obj, end = json.decoder.JSONObject(s_and_end, *args, **kwargs)
+        out = _LineDict(obj)
+        out.line = bisect.bisect_left(newlines, s_and_end[1]) + 1
+        return out, end
+
+    decoder.parse_object = parse_object
+    decoder.scan_once = json.scanner.py_make_scanner(decoder)
+    try:
+        return decoder.decode(text)
+    except json.JSONDecodeError as exc:
+        raise FormatError(path, exc.lineno, f"malformed JSON: {exc.msg}") from None
+
+
+def read_coco(path: str | os.PathLike) -> list[ImageLabels]:
+    """COCO keypoints JSON with 68 keypoints per annotation ([x, y, v] * 68; v=0 -> unknown)."""
+    path = Path(path)
+    data = _json_with_lines(path)
+
+    def line(obj: Any) -> int:
+        return getattr(obj, "line", 0)
+
+    if not isinstance(data, dict) or not isinstance(data.get("images"), list):
+        raise FormatError(path, line(data) or 1, "not a COCO file: needs an 'images' list")
+    anns = data.get("annotations", [])
+    if not isinstance(anns, list):
+        raise FormatError(path, line(data), "'annotations' must be a list")
+    categories = {c.get("id"): c for c in data.get("categories", []) if isinstance(c, dict)}
+    images: dict[Any, ImageLabels] = {}
+    for img in data["images"]:
+        if not isinstance(img, dict) or "id" not in img or not isinstance(img.get("file_name"), str):
+            raise FormatError(path, line(img), "each image needs 'id' and 'file_name'")
+        if img["id"] in images:
+            raise FormatError(path, line(img), f"duplicate image id {img['id']!r}")
+        w, h = img.get("width"), img.get("height")
+        images[img["id"]] = ImageLabels(file=img["file_name"], width=None if w is None else int(w),
+                                        height=None if h is None else int(h), split=img.get("split"),
+                                        source=f"{path}:{line(img)}")
+    for ann in sorted(anns, key=lambda a: (a.get("image_id") is None, a.get("id", 0)) if isinstance(a, dict) else 0):
+        if not isinstance(ann, dict):
+            raise FormatError(path, line(data), "annotations must be objects")
+        ln = line(ann)
+        if ann.get("image_id") not in images:
+            raise FormatError(path, ln, f"annotation refers to unknown image_id {ann.get('image_id')!r}")
+        cat = categories.get(ann.get("category_id"))
+        if cat is not None and "keypoints" in cat and len(cat["keypoints"]) != N_POINTS:
+            raise FormatError(path, line(cat), f"category has {len(cat['keypoints'])} keypoints, expected 68")
+        kp = ann.get("keypoints")
+        if not isinstance(kp, list) or len(kp) != 3 * N_POINTS:
+            n = len(kp) if isinstance(kp, list) else "no"
+            raise FormatError(path, ln, f"'keypoints' must hold {3 * N_POINTS} numbers (x, y, v) * 68, got {n}")
+        try:
+            arr = np.asarray(kp, dtype=np.float64).reshape(N_POINTS, 3)
+        except (TypeError, ValueError):
+            raise FormatError(path, ln, "'keypoints' contains non-numbers") from None
+        if not np.isfinite(arr).all():
+            raise FormatError(path, ln, "'keypoints' must be finite")
+        vis = arr[:, 2]
+        if not np.isin(vis, (0, 1, 2)).all():
+            raise FormatError(path, ln, "keypoint visibility must be 0, 1 or 2")
+        pts = arr[:, :2].copy()
+        pts[vis == 0] = np.nan
+        box = None
+        if isinstance(ann.get("bbox"), list) and len(ann["bbox"]) == 4:
+            x, y, w, h = (float(v) for v in ann["bbox"])
+            box = np.array([x, y, x + w, y + h])
+        meta = {"coco": {"face": ann["face"]}} if "face" in ann else {}
+        images[ann["image_id"]].faces.append(FaceLabel(pts, vis.astype(np.int8), box, source=f"{path}:{ln}",
+                                                       meta=meta))
+    return list(images.values())
+
+
+def coco_category() -> dict:
+    return {"id": 1, "name": "face", "supercategory": "person", "keypoints": list(POINT_NAMES),
+            "skeleton": [[a + 1, b + 1] for a, b in EDGES]}
+
+
+def write_coco(path: str | os.PathLike, images: Iterable[ImageLabels]) -> None:
+    out: dict[str, Any] = {"info": {"description": "MSMA annotate export", "version": "1.0"},
+                           "images": [], "annotations": [], "categories": [coco_category()]}
+    ann_id = 1
+    for image_id, img in enumerate(images, start=1):
+        entry: dict[str, Any] = {"id": image_id, "file_name": img.file, "width": img.width, "height": img.height}
+        if img.split:
+            entry["split"] = img.split
+        out["images"].append(entry)
+        for face in img.faces:
+            kp: list[float] = []
+            for (x, y), v in zip(face.points.tolist(), face.visibility.tolist()):
+                if v == OUTSIDE or not (math.isfinite(x) and math.isfinite(y)):
+                    kp += [0, 0, 0]
+                else:
+                    kp += [float(x), float(y), int(v)]
+            box = face.box if face.box is not None else box_of(face.points, face.visibility)
+            bbox = [0.0, 0.0, 0.0, 0.0] if box is None else [float(box[0]), float(box[1]),
+                                                               float(box[2] - box[0]), float(box[3] - box[1])]
+            out["annotations"].append({
+                "id": ann_id, "image_id": image_id, "category_id": 1, "keypoints": kp,
+                "num_keypoints": int((face.visibility != OUTSIDE).sum()), "bbox": bbox,
+                "area": bbox[2] * bbox[3], "iscrowd": 0})
+            ann_id += 1
+    Path(path).write_text(json.dumps(out, indent=1), encoding="utf-8")
+
+
+def detect_format(path: str | os.PathLike) -> str | None:
+    """'pts' | 'dlib' | 'coco' | None from the file name and first bytes."""
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix == ".pts":
+        return "pts"
+    if suffix == ".xml":
+        head = p.read_bytes()[:4096]
+        return "dlib" if b"<dataset" in head else None
+    if suffix == ".json":
+        head = p.read_bytes()[:1 << 16]
+        return "coco" if b'"images"' in head or b'"annotations"' in head else None
+    return None
+
+
+# ------------------------------------------------------------------------------------------------- HF datasets
+HF_COLUMNS = ("image", "image_name", "face", "landmarks", "visibility", "box", "width", "height", "split")
+
+
+def hf_features() -> Any:
+    import datasets
+
+    return datasets.Features({
+        "image": datasets.Image(),
+        "image_name": datasets.Value("string"),
+        "face": datasets.Value("int32"),
+        "landmarks": datasets.Array2D(shape=(N_POINTS, 2), dtype="float64"),
+        "visibility": datasets.Sequence(datasets.Value("int8"), length=N_POINTS),
+        "box": datasets.Sequence(datasets.Value("float64"), length=4),
+        "width": datasets.Value("int32"),
+        "height": datasets.Value("int32"),
+        "split": datasets.Value("string"),
+    })
+
+
+def to_hf_dataset(records: Iterable[tuple[str | os.PathLike, ImageLabels]]) -> Any:
+    """(image path, labels) pairs -> ``datasets.DatasetDict`` keyed by split, one row per face."""
+    import datasets
+
+    rows: dict[str, dict[str, list]] = {}
+    for image_path, img in records:
+        split = img.split or "train"
+        cols = rows.setdefault(split, {k: [] for k in HF_COLUMNS})
+        for k, face in enumerate(img.faces):
+            box = face.box if face.box is not None else box_of(face.points, face.visibility)
+            cols["image"].append(str(image_path))
+            cols["image_name"].append(img.file)
+            cols["face"].append(int(face.meta.get("face", k)))
+            cols["landmarks"].append(np.asarray(face.points, dtype=np.float64))
+            cols["visibility"].append([int(v) for v in face.visibility])
+            cols["box"].append([float("nan")] * 4 if box is None else [float(v) for v in box])
+            cols["width"].append(int(img.width or 0))
+            cols["height"].append(int(img.height or 0))
+            cols["split"].append(split)
+    features = hf_features()
+    return datasets.DatasetDict({
+        split: datasets.Dataset.from_dict(cols, features=features) for split, cols in sorted(rows.items())
+    })
+
+
+def hf_rows_to_labels(rows: Iterable[dict], split: str | None = None) -> list[tuple[dict, ImageLabels]]:
+    """Rows of a face dataset (landmarks (68, 2) or flat 136, optional visibility / box / face / image_name) grouped
+    into (first row, ImageLabels) per image name; rows without landmarks give images without faces."""
+    out: dict[str, tuple[dict, ImageLabels]] = {}
+    for i, row in enumerate(rows):
+        name = row.get("image_name") or row.get("file_name") or f"{split or 'train'}/{i:06d}"
+        entry = out.get(name)
+        if entry is None:
+            entry = (row, ImageLabels(file=name, width=row.get("width") or None, height=row.get("height") or None,
+                                      split=row.get("split") or split, source=f"row {i}"))
+            out[name] = entry
+        lm = row.get("landmarks")
+        if lm is None:
+            continue
+        pts = np.asarray(lm, dtype=np.float64).reshape(-1, 2)
+        if pts.shape != (N_POINTS, 2):
+            raise FormatError(f"dataset split {split}", i + 1, f"row {i}: landmarks have {len(pts)} points, need 68")
+        vis = row.get("visibility")
+        vis = _vis_default(pts) if vis is None else np.asarray(vis, dtype=np.int8)
+        box = row.get("box")
+        box = None if box is None or not np.isfinite(np.asarray(box, dtype=np.float64)).all() else np.asarray(
+            box, dtype=np.float64)
+        meta = {"face": int(row["face"])} if row.get("face") is not None else {}
+        entry[1].faces.append(FaceLabel(pts, vis, box, source=f"row {i}", meta=meta))
+    return list(out.values())
+
+
+__all__ = [
+    "FaceLabel", "FormatError", "ImageLabels", "OCCLUDED", "box_of", "coco_category", "detect_format",
+    "hf_features", "hf_rows_to_labels", "read_coco", "read_dlib_xml", "read_pts", "to_hf_dataset", "write_coco",
+    "write_dlib_xml", "write_pts",
+]

@@ -1,0 +1,409 @@
+"""Import photos (a folder or a Hugging Face dataset) into a project, with their existing labels.
+
+* Images are content-addressed: the SHA-256 of the file bytes de-duplicates within and across imports; files are
+  hard-linked (or copied) into ``<project>/images/`` so the project does not depend on the source folder.
+* Labels found next to the photos are imported as-is: iBUG ``.pts`` (``photo.pts``, or ``photo_<k>.pts`` per face),
+  dlib imglab XML and COCO keypoints JSON anywhere in the folder.
+* Refused: annotation references or symlinks that resolve outside the imported folder, absolute / ``..`` names in
+  datasets. Skipped and listed: unreadable images. Malformed label files: listed as ``file:line: message``.
+* Optional pre-labelling of images without labels (see :mod:`annotate.prelabel`).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import shutil
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+
+from annotate.formats import FaceLabel, FormatError, ImageLabels, detect_format, read_coco, read_dlib_xml, read_pts
+from annotate.prelabel import Prelabeller, get_prelabeller, prelabel_image
+from annotate.skeleton import OUTSIDE
+from annotate.store import Store, ValidationError, validate_points
+
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
+
+
+class PathEscapeError(ValueError):
+    """A path in an import resolves outside the folder being imported."""
+
+
+@dataclass
+class ImportReport:
+    added: list[str] = field(default_factory=list)
+    duplicates: list[tuple[str, str]] = field(default_factory=list)  # (name, reason)
+    unreadable: list[tuple[str, str]] = field(default_factory=list)  # (name, reason)
+    refused: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    errors: list[str] = field(default_factory=list)  # malformed label files / rejected faces, "file:line: msg"
+    warnings: list[str] = field(default_factory=list)
+    faces_imported: int = 0
+    faces_prelabelled: int = 0
+    images_prelabelled: int = 0
+    seconds: float = 0.0
+    prelabel_seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not (self.errors or self.refused or self.unreadable)
+
+    def summary(self) -> str:
+        lines = [f"added {len(self.added)} image(s), {self.faces_imported} labelled face(s) imported, "
+                 f"{self.faces_prelabelled} face(s) pre-labelled on {self.images_prelabelled} image(s), "
+                 f"{len(self.duplicates)} duplicate(s), {len(self.unreadable)} unreadable, "
+                 f"{len(self.refused)} refused, {len(self.errors)} error(s) in {self.seconds:.1f} s"]
+        for name, why in self.unreadable:
+            lines.append(f"  unreadable: {name}: {why}")
+        for name, why in self.refused:
+            lines.append(f"  refused: {name}: {why}")
+        for err in self.errors:
+            lines.append(f"  error: {err}")
+        for w in self.warnings:
+            lines.append(f"  warning: {w}")
+        for name, why in self.duplicates[:20]:
+            lines.append(f"  duplicate: {name}: {why}")
+        if len(self.duplicates) > 20:
+            lines.append(f"  ... {len(self.duplicates) - 20} more duplicates")
+        return "\n".join(lines)
+
+
+def inside(root: Path, path: Path) -> Path:
+    """``path`` resolved (symlinks followed); PathEscapeError when it is not under ``root``."""
+    resolved = path.resolve()
+    try:
+        resolved.relative_to(root.resolve())
+    except ValueError:
+        raise PathEscapeError(f"{path} resolves to {resolved}, outside {root}") from None
+    return resolved
+
+
+def safe_name(name: str) -> str:
+    """A relative POSIX name without '..' (used for export paths); PathEscapeError otherwise."""
+    text = str(name).replace("\\", "/")
+    p = PurePosixPath(text)
+    if not text or p.is_absolute() or re.match(r"^[A-Za-z]:", text) or ".." in p.parts:
+        raise PathEscapeError(f"image name {name!r} is absolute or climbs out with '..'")
+    return str(PurePosixPath(*[part for part in p.parts if part not in ("", ".")]))
+
+
+def _decode(data: bytes, name: str) -> tuple[np.ndarray, int, int, Callable[[np.ndarray], np.ndarray] | None]:
+    """bytes -> (RGB array for pre-labelling, original width, height, map from array pixels to original pixels)."""
+    try:
+        from msma.image_io import load_image_with_scale
+    except ImportError:  # pragma: no cover - fallback when the core package is absent
+        from PIL import Image, ImageOps
+
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+            im = ImageOps.exif_transpose(im).convert("RGB")
+            arr = np.asarray(im)
+        return arr, arr.shape[1], arr.shape[0], None
+    loaded = load_image_with_scale(data, max_side=4096)
+    loaded.name = name
+    w, h = loaded.original_size
+    return loaded.image, w, h, (None if loaded.scale == 1.0 else loaded.to_original)
+
+
+def _unreadable_types() -> tuple[type[BaseException], ...]:
+    types: list[type[BaseException]] = [OSError, ValueError, SyntaxError]
+    try:
+        from msma.image_io import ImageLoadError
+
+        types.append(ImageLoadError)
+    except ImportError:  # pragma: no cover
+        pass
+    return tuple(types)
+
+
+class _Ingest:
+    """Shared logic of folder and dataset imports."""
+
+    def __init__(self, store: Store, project: Any, user: str | None, prelabeller: Prelabeller | None,
+                 outside: str, update: bool, report: ImportReport, link: bool = True):
+        self.store, self.user, self.prelabeller = store, user, prelabeller
+        self.project = store.get_project(project)
+        self.outside, self.update, self.report, self.link = outside, update, report, link
+        self.seen: dict[str, str] = {}  # sha -> name (this run)
+
+    def add(self, name: str, data: bytes | None, src_path: Path | None, suffix: str, labels: ImageLabels | None,
+            split: str | None) -> int | None:
+        import hashlib
+
+        store, report = self.store, self.report
+        if data is None:
+            data = src_path.read_bytes()  # type: ignore[union-attr]
+        sha = hashlib.sha256(data).hexdigest()
+        if sha in self.seen:
+            report.duplicates.append((name, f"same content as {self.seen[sha]} (skipped)"))
+            return None
+        try:
+            image, width, height, to_original = _decode(data, name)
+        except _unreadable_types() as exc:
+            report.unreadable.append((name, str(exc)))
+            return None
+        self.seen[sha] = name
+        existing = store.find_image(self.project, sha)
+        rel = Path("images") / sha[:2] / f"{sha}{suffix.lower()}"
+        target = store.root / rel
+        if existing is None and not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+            if src_path is not None and self.link:
+                try:
+                    os.link(src_path, tmp)
+                except OSError:
+                    shutil.copyfile(src_path, tmp)
+            else:
+                tmp.write_bytes(data)
+            os.replace(tmp, target)
+        image_id, created = store.add_image(self.project, sha256=sha, path=rel.as_posix(), name=name, width=width,
+                                            height=height, nbytes=len(data), split=split or "train", user=self.user)
+        if created:
+            report.added.append(name)
+        else:
+            report.duplicates.append((name, f"already in the project as {existing.name if existing else '?'}"))
+        if labels is not None and labels.faces:
+            self._add_labels(image_id, name, labels, width, height, created)
+        elif self.prelabeller is not None and not store.get_annotations(image_id, include_deleted=True):
+            t0 = time.perf_counter()
+            n = prelabel_image(store, image_id, image, self.prelabeller, to_original)
+            report.prelabel_seconds += time.perf_counter() - t0
+            report.faces_prelabelled += n
+            report.images_prelabelled += 1
+        return image_id
+
+    def _add_labels(self, image_id: int, name: str, labels: ImageLabels, width: int, height: int,
+                    created: bool) -> None:
+        store, report = self.store, self.report
+        if (labels.width and labels.width != width) or (labels.height and labels.height != height):
+            report.warnings.append(f"{labels.source}: {name} is {width}x{height}, the label file says "
+                                   f"{labels.width}x{labels.height}")
+        current = store.revisions(image_id)
+        if current and not self.update:
+            report.warnings.append(f"{labels.source}: {name} already has annotations; labels not re-imported "
+                                   "(use --update to add them as new revisions)")
+            return
+        for k, face in enumerate(labels.faces):
+            face_index = int(face.meta.get("face", k))
+            vis = face.visibility.copy()
+            if self.outside == "flag":
+                x, y = face.points[:, 0], face.points[:, 1]
+                with np.errstate(invalid="ignore"):
+                    out = ~((x >= 0) & (x <= width) & (y >= 0) & (y <= height))
+                vis[out] = OUTSIDE
+            try:
+                validate_points(face.points, vis, width, height)
+            except ValidationError as exc:
+                report.errors.append(f"{face.source or labels.source}: face {k} of {name} rejected: {exc}")
+                continue
+            meta = {k2: v for k2, v in face.meta.items() if k2 != "face"}
+            store.save(image_id, face.points, vis, base_revision=current.get(face_index, 0), user=self.user,
+                       face=face_index, box=face.box, source="import", meta=meta or None)
+            report.faces_imported += 1
+
+
+def _collect_labels(root: Path, files: Iterable[Path], report: ImportReport) -> dict[Path, ImageLabels]:
+    """Parse every dlib XML / COCO JSON under root; map resolved image path -> labels."""
+    by_image: dict[Path, ImageLabels] = {}
+    for f in files:
+        fmt = detect_format(f)
+        if fmt not in ("dlib", "coco"):
+            continue
+        try:
+            images = read_dlib_xml(f) if fmt == "dlib" else read_coco(f)
+        except FormatError as exc:
+            report.errors.append(str(exc))
+            continue
+        split = None
+        stem = f.stem.lower()
+        if "test" in stem:
+            split = "test"
+        elif "train" in stem:
+            split = "train"
+        elif "val" in stem:
+            split = "validation"
+        for labels in images:
+            labels.split = labels.split or split
+            candidates = [f.parent / labels.file]
+            if fmt == "coco":
+                candidates += [root / labels.file, root / "images" / labels.file]
+            target = None
+            for cand in candidates:
+                try:
+                    resolved = inside(root, cand)
+                except PathEscapeError as exc:
+                    report.refused.append((f"{labels.source} {labels.file}", str(exc)))
+                    target = False
+                    break
+                if resolved.is_file():
+                    target = resolved
+                    break
+            if target is False:
+                continue
+            if target is None:
+                report.errors.append(f"{labels.source}: image {labels.file!r} not found")
+                continue
+            if target in by_image:
+                report.warnings.append(f"{labels.source}: {labels.file} is also labelled in "
+                                       f"{by_image[target].source}; the first labels are used")
+                continue
+            by_image[target] = labels
+    return by_image
+
+
+def _pts_labels(path: Path, image_stems: set[Path], report: ImportReport) -> ImageLabels | None:
+    stem = path.with_suffix("")
+    files = []
+    if stem.with_suffix(".pts").is_file():
+        files.append((0, stem.with_suffix(".pts")))
+    for cand in sorted(path.parent.glob(f"{glob_escape(stem.name)}_*.pts")):
+        m = re.fullmatch(re.escape(stem.name) + r"_(\d+)\.pts", cand.name)
+        if m and cand.with_suffix("") not in image_stems:
+            files.append((int(m.group(1)), cand))
+    if not files:
+        return None
+    labels = ImageLabels(file=path.name, source=str(files[0][1]))
+    for k, f in sorted(files):
+        try:
+            face = read_pts(f)
+        except FormatError as exc:
+            report.errors.append(str(exc))
+            continue
+        face.meta["face"] = k
+        labels.faces.append(face)
+    return labels
+
+
+def glob_escape(text: str) -> str:
+    return re.sub(r"([\[\]*?])", r"[\1]", text)
+
+
+def import_folder(store: Store, folder: str | os.PathLike, *, project: Any = None, user: str | None = None,
+                  split: str | None = None, prelabeller: Any = None, outside: str = "reject", update: bool = False,
+                  progress: bool = False) -> ImportReport:
+    """Import every image under ``folder`` (recursively) with the labels found there."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{folder} is not a folder")
+    root = root.resolve()
+    report = ImportReport()
+    t0 = time.perf_counter()
+    ingest = _Ingest(store, project, user, get_prelabeller(prelabeller), outside, update, report)
+    images: list[Path] = []
+    label_files: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for fn in sorted(filenames):
+            p = Path(dirpath) / fn
+            suffix = p.suffix.lower()
+            if suffix in IMAGE_EXTS or suffix in (".xml", ".json"):
+                try:
+                    inside(root, p)
+                except PathEscapeError as exc:
+                    report.refused.append((str(p.relative_to(root)), str(exc)))
+                    continue
+                (images if suffix in IMAGE_EXTS else label_files).append(p)
+    labels = _collect_labels(root, label_files, report)
+    stems = {p.with_suffix("") for p in images}
+    iterator: Iterable[Path] = images
+    if progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(images, desc="import", unit="img")
+    for p in iterator:
+        name = p.relative_to(root).as_posix()
+        lab = labels.get(p.resolve()) or _pts_labels(p, stems, report)
+        ingest.add(name, None, p.resolve(), p.suffix, lab, split or (lab.split if lab else None))
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def _load_hf(source: Any) -> dict[str, Any]:
+    import datasets
+
+    if isinstance(source, datasets.DatasetDict):
+        return dict(source)
+    if isinstance(source, datasets.Dataset):
+        return {"train": source}
+    path = Path(str(source))
+    if path.exists():
+        ds = datasets.load_from_disk(str(path))
+    else:
+        ds = datasets.load_dataset(str(source))
+    return dict(ds) if isinstance(ds, datasets.DatasetDict) else {"train": ds}
+
+
+def looks_like_hf_dataset(path: Path) -> bool:
+    return (path / "dataset_dict.json").is_file() or (path / "state.json").is_file()
+
+
+def import_hf(store: Store, source: Any, *, project: Any = None, user: str | None = None,
+              prelabeller: Any = None, outside: str = "reject", update: bool = False,
+              progress: bool = False) -> ImportReport:
+    """Import a ``datasets`` Dataset/DatasetDict, a ``save_to_disk`` folder or a Hub name (needs internet).
+
+    Needs an ``image`` column; optional ``landmarks`` ((68, 2) or 136 numbers), ``visibility``, ``box``, ``face``,
+    ``image_name`` / ``file_name`` columns (the layout :func:`annotate.formats.to_hf_dataset` writes)."""
+    import datasets
+
+    from annotate.formats import hf_rows_to_labels
+
+    report = ImportReport()
+    t0 = time.perf_counter()
+    ingest = _Ingest(store, project, user, get_prelabeller(prelabeller), outside, update, report)
+    for split, ds in _load_hf(source).items():
+        if "image" not in ds.column_names:
+            raise FormatError(str(source), 0, f"split {split!r} has no 'image' column")
+        if isinstance(ds.features["image"], datasets.Image):
+            ds = ds.cast_column("image", datasets.Image(decode=False))
+        grouped = hf_rows_to_labels(ds, split)
+        iterator: Iterable = grouped
+        if progress:
+            from tqdm import tqdm
+
+            iterator = tqdm(grouped, desc=f"import {split}", unit="img")
+        for row, labels in iterator:
+            try:
+                name = safe_name(labels.file)
+            except PathEscapeError as exc:
+                report.refused.append((labels.file, str(exc)))
+                continue
+            img = row["image"]
+            data, suffix = None, Path(name).suffix or ".png"
+            if isinstance(img, dict):
+                data = img.get("bytes")
+                if data is None and img.get("path"):
+                    data = Path(img["path"]).read_bytes()
+                    suffix = Path(img["path"]).suffix or suffix
+            elif hasattr(img, "save"):  # a decoded PIL image
+                buf = io.BytesIO()
+                img.save(buf, format="PNG")
+                data, suffix = buf.getvalue(), ".png"
+            if data is None:
+                report.unreadable.append((name, "no image bytes in this row"))
+                continue
+            if suffix.lower() not in IMAGE_EXTS:
+                suffix = ".img"
+            labels.faces = [f for f in labels.faces if not _all_unknown(f)]
+            ingest.add(name, data, None, suffix, labels, labels.split or split)
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def _all_unknown(face: FaceLabel) -> bool:
+    return bool((face.visibility == OUTSIDE).all() and not np.isfinite(face.points).any())
+
+
+def import_source(store: Store, source: str | os.PathLike, **kwargs: Any) -> ImportReport:
+    """A folder of photos, a ``save_to_disk`` dataset folder, or a Hugging Face Hub dataset name."""
+    path = Path(str(source))
+    if path.is_dir() and not looks_like_hf_dataset(path):
+        return import_folder(store, path, **kwargs)
+    kwargs.pop("split", None)
+    return import_hf(store, str(source), **kwargs)

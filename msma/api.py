@@ -1,0 +1,446 @@
+"""The public API: one photo in, one `FaceReconstruction` per face out.
+
+    from msma import Reconstructor
+    result = Reconstructor()("photo.jpg")
+    result.faces[0].export("out/", formats=("glb", "obj", "ply", "json"))
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from msma.align import AlignedFace, align_face, transform_points
+from msma.face_model import MODEL_UNITS_TO_MM, Coefficients, FaceModel, load_face_model, vertex_normals
+from msma.fit import ContourTracker, LandmarkFitSettings, PhotometricSettings, fit_landmarks, refine_photometric
+from msma.image_io import ImageSource, load_image
+from msma.landmarks import FaceLandmarks, NoFaceError, detect_faces
+
+log = logging.getLogger(__name__)
+
+REPO_WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
+DEFAULT_WEIGHTS_NAME = "msma_light.safetensors"
+WEIGHTS_ENV = "MSMA_WEIGHTS"
+WEIGHTS_REPO_ENV = "MSMA_WEIGHTS_REPO"
+METHODS = ("auto", "network", "network+refine", "fitting")
+
+
+def resolve_weights_path(weights: str | os.PathLike | None = None) -> Path | None:
+    """Explicit path, ``MSMA_WEIGHTS``, the repo's ``weights/``, then ``MSMA_WEIGHTS_REPO`` on the Hub; else None."""
+    if weights is not None:
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"network weights not found: {path}")
+        return path
+    env = os.environ.get(WEIGHTS_ENV)
+    if env:
+        path = Path(env).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"{WEIGHTS_ENV}={env} does not name a file")
+        return path
+    bundled = REPO_WEIGHTS_DIR / DEFAULT_WEIGHTS_NAME
+    if bundled.is_file():
+        return bundled
+    repo_id = os.environ.get(WEIGHTS_REPO_ENV)
+    if repo_id:
+        from huggingface_hub import hf_hub_download
+
+        return Path(hf_hub_download(repo_id=repo_id, filename=DEFAULT_WEIGHTS_NAME))
+    return None
+
+
+@dataclass
+class HeadPose:
+    pitch: float  # degrees
+    yaw: float
+    roll: float
+    translation: np.ndarray  # (3,) model units (decimetres)
+
+    @classmethod
+    def from_coefficients(cls, coeffs: Coefficients) -> HeadPose:
+        pitch, yaw, roll = np.rad2deg(coeffs.angles[0].cpu().numpy()).tolist()
+        return cls(pitch, yaw, roll, coeffs.translation[0].cpu().numpy().copy())
+
+    def as_dict(self) -> dict[str, float]:
+        return {"pitch": self.pitch, "yaw": self.yaw, "roll": self.roll}
+
+
+@dataclass
+class FaceReconstruction:
+    """One reconstructed face. Arrays are numpy; coordinates of 2D points are photo pixels."""
+
+    index: int
+    method: str
+    box: np.ndarray  # (4,)
+    detected_landmarks: np.ndarray  # (68, 2)
+    fitted_landmarks: np.ndarray  # (68, 2)
+    coefficients: Coefficients  # batch of 1, CPU
+    vertices: np.ndarray  # (N, 3) model frame, identity + expression
+    neutral_vertices: np.ndarray  # (N, 3) identity only
+    projected: np.ndarray  # (N, 3) photo x, y and camera depth
+    vertex_colors: np.ndarray  # (N, 3) float, albedo x lighting
+    faces: np.ndarray  # (F, 3)
+    uv: np.ndarray | None
+    face_uv_index: np.ndarray | None
+    texture: np.ndarray | None  # (S, S, 3) uint8 unwrapped from the photo
+    blendshapes: dict[str, float]
+    pose: HeadPose
+    alignment: AlignedFace
+    detector: str
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def landmark_error_px(self) -> float:
+        """Mean distance between fitted and detected landmarks, photo pixels."""
+        return float(np.linalg.norm(self.fitted_landmarks - self.detected_landmarks, axis=1).mean())
+
+    def mesh(self, neutral: bool = False):
+        from msma.export import MeshData
+
+        return MeshData(
+            vertices=self.neutral_vertices if neutral else self.vertices,
+            faces=self.faces,
+            uv=self.uv,
+            face_uv_index=self.face_uv_index,
+            texture=self.texture,
+            vertex_colors=np.clip(self.vertex_colors, 0, 1),
+            unit_m=MODEL_UNITS_TO_MM / 1000.0,
+        )
+
+    def export(self, out_dir: str | os.PathLike, stem: str = "face", formats: Sequence[str] = ("glb", "obj", "ply",
+               "json")) -> dict[str, Path]:
+        from msma.export import export_all
+
+        pose = np.deg2rad([self.pose.pitch, self.pose.yaw, self.pose.roll])
+        return export_all(self.mesh(), out_dir, stem=stem, formats=formats, blendshapes=self.blendshapes,
+                          pose=(pose, self.pose.translation))
+
+
+@dataclass
+class ReconstructionResult:
+    image: np.ndarray  # (H, W, 3) uint8 photo as processed (EXIF-rotated, possibly downscaled)
+    faces: list[FaceReconstruction]
+    timings: dict[str, float]
+    source_scale: float = 1.0  # processed pixels per original pixel
+
+    def __len__(self) -> int:
+        return len(self.faces)
+
+    def __iter__(self) -> Iterator[FaceReconstruction]:
+        return iter(self.faces)
+
+    def __getitem__(self, index: int) -> FaceReconstruction:
+        return self.faces[index]
+
+    def overlay(self, alpha: float = 0.45, wireframe: bool = False) -> np.ndarray:
+        """The photo with every reconstructed mesh (shaded) and its landmarks drawn over it."""
+        from msma.overlay import draw_overlay
+
+        out = self.image
+        for face in self.faces:
+            render_rgb, render_mask = _shaded_render(face, out.shape[:2])
+            out = draw_overlay(out, face.projected[:, :2], face.faces, landmarks68=face.fitted_landmarks,
+                               detected_landmarks68=face.detected_landmarks, alpha=alpha, render_rgb=render_rgb,
+                               render_mask=render_mask, wireframe=wireframe, legend=face is self.faces[-1])
+        return out
+
+
+def _shaded_render(face: FaceReconstruction, shape: tuple[int, int], max_side: int = 1024):
+    """Grey shaded render of a face over the photo frame, at most max_side px for speed -> (rgb, mask)."""
+    import cv2
+
+    from msma.render import Renderer
+
+    height, width = shape
+    scale = min(1.0, max_side / max(height, width))
+    h, w = max(1, round(height * scale)), max(1, round(width * scale))
+    screen = torch.as_tensor(face.projected, dtype=torch.float32).clone()
+    screen[:, :2] = (screen[:, :2] + 0.5) * scale - 0.5
+    verts = torch.as_tensor(face.vertices, dtype=torch.float32)[None]
+    faces = torch.as_tensor(face.faces, dtype=torch.long)
+    normals = vertex_normals(verts, faces)[0]
+    rotation = _rotation(face)
+    camera_normals = normals @ rotation.T
+    shade = (0.25 + 0.75 * camera_normals[:, 2:3].clamp(0, 1)).expand(-1, 3) * torch.tensor([0.85, 0.85, 0.9])
+    out = Renderer((h, w)).render_colors(screen[None], faces, shade[None])
+    rgb = (out.image[0].clamp(0, 1).numpy() * 255).astype(np.uint8)
+    mask = out.mask[0].numpy().astype(np.float32)
+    if scale < 1.0:
+        rgb = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_LINEAR)
+        mask = cv2.resize(mask, (width, height), interpolation=cv2.INTER_LINEAR)
+    return rgb, mask
+
+
+def _rotation(face: FaceReconstruction) -> torch.Tensor:
+    from msma.face_model import euler_to_matrix
+
+    return euler_to_matrix(face.coefficients.angles.float())[0]
+
+
+class Reconstructor:
+    """Photo -> 3D faces.
+
+    method: ``"network"`` (MSMA network alone, fastest), ``"network+refine"`` (network estimate, then landmark and
+    photometric fitting with the network as prior), ``"fitting"`` (analysis by synthesis from the mean face) or
+    ``"auto"`` (network+refine when weights are available, fitting otherwise).
+    """
+
+    def __init__(
+        self,
+        method: str = "auto",
+        weights: str | os.PathLike | None = None,
+        face_model: str | FaceModel | None = None,
+        detector: str = "auto",
+        device: str = "cpu",
+        texture_size: int = 512,
+        photometric: bool = True,
+        photometric_settings: PhotometricSettings | None = None,
+        landmark_settings: LandmarkFitSettings | None = None,
+        max_side: int = 4096,
+    ) -> None:
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        if device == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError("device='cuda' requested but CUDA is not available")
+        self.device = torch.device(device)
+        self.model = face_model if isinstance(face_model, FaceModel) else load_face_model(face_model)
+        self.model = self.model.to(self.device)
+        self.detector = detector
+        self.texture_size = texture_size
+        self.photometric = photometric
+        self.photometric_settings = photometric_settings or PhotometricSettings()
+        self.landmark_settings = landmark_settings or LandmarkFitSettings()
+        self.max_side = max_side
+        self.template = self.model.five_point_template()
+        self.contour = ContourTracker(self.model)
+        self.weights_path = resolve_weights_path(weights)
+        self.network = None
+        if self.weights_path is not None and method != "fitting":
+            from msma.net import load_checkpoint
+
+            self.network = load_checkpoint(self.weights_path, device=str(self.device)).eval()
+            self._check_network_matches_model()
+        if method == "auto":
+            method = "network+refine" if self.network is not None else "fitting"
+        if method.startswith("network") and self.network is None:
+            raise FileNotFoundError(
+                f"method {method!r} needs network weights: none in {REPO_WEIGHTS_DIR}, ${WEIGHTS_ENV} or "
+                f"${WEIGHTS_REPO_ENV}; pass weights=PATH or use method='fitting'"
+            )
+        self.method = method
+        self._renderer = None
+        self._unwrapper = None
+
+    def _check_network_matches_model(self) -> None:
+        cfg = self.network.config
+        expected = (self.model.n_identity, self.model.n_expression, self.model.n_texture)
+        found = (cfg.n_identity, cfg.n_expression, cfg.n_texture)
+        if expected != found:
+            raise ValueError(
+                f"network weights {self.weights_path} predict (identity, expression, texture) = {found} "
+                f"coefficients but the face model {self.model.info.name} has {expected}"
+            )
+
+    def describe(self) -> dict[str, str]:
+        from msma.landmarks import available_detectors
+        from msma.render import pytorch3d_available
+
+        return {
+            "face_model": f"{self.model.info.name} ({self.model.n_vertices} vertices, {self.model.info.licence})",
+            "weights": str(self.weights_path) if self.network is not None else "none (fitting only)",
+            "method": self.method,
+            "detector": f"{self.detector} (available: {', '.join(available_detectors())})",
+            "device": str(self.device),
+            "renderer": "pytorch3d" if pytorch3d_available() and self.device.type == "cuda" else "pure torch",
+        }
+
+    @property
+    def renderer(self):
+        if self._renderer is None:
+            from msma.render import Renderer
+
+            self._renderer = Renderer(self.photometric_settings.resolution)
+        return self._renderer
+
+    @property
+    def unwrapper(self):
+        if self._unwrapper is None:
+            from msma.texture import TextureUnwrapper
+
+            self._unwrapper = TextureUnwrapper(self.model, texture_size=self.texture_size)
+        return self._unwrapper
+
+    # ----------------------------------------------------------------------------------------------- public
+    def __call__(
+        self, image: ImageSource, largest_only: bool = False, max_faces: int | None = None, texture: bool = True
+    ) -> ReconstructionResult:
+        """Reconstruct every face in a photo (largest first). Raises `NoFaceError` when there is none."""
+        timings: dict[str, float] = {}
+        start = time.perf_counter()
+        from msma.image_io import load_image_with_scale
+
+        loaded = load_image_with_scale(image, max_side=self.max_side)
+        photo = loaded.image
+        timings["load"] = time.perf_counter() - start
+        start = time.perf_counter()
+        detections = detect_faces(photo, detector=self.detector)
+        timings["detect"] = time.perf_counter() - start
+        if not detections:
+            name = image if isinstance(image, (str, os.PathLike)) else "the image"
+            raise NoFaceError(f"no face found in {name}")
+        if largest_only:
+            detections = detections[:1]
+        if max_faces is not None:
+            detections = detections[:max_faces]
+        faces = [self.reconstruct_face(photo, det, index=i, texture=texture) for i, det in enumerate(detections)]
+        for face in faces:
+            for key, value in face.timings.items():
+                timings[key] = timings.get(key, 0.0) + value
+        return ReconstructionResult(photo, faces, timings, source_scale=getattr(loaded, "scale", 1.0))
+
+    def reconstruct_face(
+        self, photo: np.ndarray, detection: FaceLandmarks, index: int = 0, texture: bool = True,
+        method: str | None = None,
+    ) -> FaceReconstruction:
+        """Reconstruct one detected face of a photo."""
+        method = method or self.method
+        timings: dict[str, float] = {}
+        start = time.perf_counter()
+        aligned = align_face(photo, detection.five_points(), template=self.template)
+        crop_landmarks = transform_points(detection.landmarks68, aligned.matrix)
+        timings["align"] = time.perf_counter() - start
+        coeffs = self.estimate(aligned.image, crop_landmarks[None], method=method, timings=timings)
+        start = time.perf_counter()
+        face = self._build_result(photo, detection, aligned, coeffs, method, index, texture)
+        timings["texture"] = time.perf_counter() - start
+        face.timings = timings
+        return face
+
+    def estimate(
+        self, crops: np.ndarray, crop_landmarks: np.ndarray, method: str | None = None,
+        timings: dict[str, float] | None = None, shared_identity: bool = False,
+    ) -> Coefficients:
+        """Coefficients for aligned crops (B, 224, 224, 3) uint8 with their landmarks (B, 68, 2)."""
+        method = method or self.method
+        timings = {} if timings is None else timings
+        crops = np.asarray(crops)
+        if crops.ndim == 3:
+            crops = crops[None]
+        prior = None
+        if method.startswith("network"):
+            start = time.perf_counter()
+            prior = self.predict(crops)
+            timings["network"] = time.perf_counter() - start
+            if method == "network":
+                return prior
+        start = time.perf_counter()
+        coeffs = fit_landmarks(self.model, crop_landmarks, init=prior, settings=self.landmark_settings,
+                               shared_identity=shared_identity, contour=self.contour, prior_mean=prior)
+        if prior is not None:  # keep the network's albedo and lighting as the photometric starting point
+            coeffs.texture, coeffs.lighting = prior.texture.clone(), prior.lighting.clone()
+        timings["fit_landmarks"] = time.perf_counter() - start
+        if self.photometric:
+            start = time.perf_counter()
+            images = torch.as_tensor(crops, dtype=torch.float32, device=self.device) / 255.0
+            coeffs = refine_photometric(self.model, self.renderer, images, crop_landmarks,
+                                        coeffs.to(self.device), self.photometric_settings,
+                                        shared_identity=shared_identity)
+            timings["photometric"] = time.perf_counter() - start
+        return coeffs.to("cpu")
+
+    @torch.no_grad()
+    def predict(self, crops: np.ndarray) -> Coefficients:
+        """Network coefficients for aligned crops (B, 224, 224, 3) uint8."""
+        if self.network is None:
+            raise RuntimeError("no network weights loaded")
+        images = torch.as_tensor(np.asarray(crops), dtype=torch.float32, device=self.device).permute(0, 3, 1, 2)
+        images = images / 255.0
+        size = self.network.config.image_size
+        if images.shape[-1] != size:
+            images = torch.nn.functional.interpolate(images, size=(size, size), mode="bilinear", align_corners=False,
+                                                     antialias=True)
+        out = self.network(images)
+        return Coefficients.from_dict({k: v.float() for k, v in out.items()}).to("cpu")
+
+    def reconstruct_person(self, images: Sequence[ImageSource], texture: bool = True) -> list[FaceReconstruction]:
+        """Several photos of one person: the largest face of each, fitted with one shared identity."""
+        photos, detections, aligned, crop_lms = [], [], [], []
+        for image in images:
+            photo = load_image(image, max_side=self.max_side)
+            found = detect_faces(photo, detector=self.detector)
+            if not found:
+                raise NoFaceError(f"no face found in {image if isinstance(image, (str, Path)) else 'an image'}")
+            a = align_face(photo, found[0].five_points(), template=self.template)
+            photos.append(photo)
+            detections.append(found[0])
+            aligned.append(a)
+            crop_lms.append(transform_points(found[0].landmarks68, a.matrix))
+        method = self.method if self.method != "network" else "network+refine"
+        coeffs = self.estimate(np.stack([a.image for a in aligned]), np.stack(crop_lms), method=method,
+                               shared_identity=True)
+        return [
+            self._build_result(photos[i], detections[i], aligned[i], coeffs[i : i + 1], method, i, texture)
+            for i in range(len(photos))
+        ]
+
+    # ------------------------------------------------------------------------------------------- internals
+    @torch.no_grad()
+    def _build_result(
+        self, photo: np.ndarray, detection: FaceLandmarks, aligned: AlignedFace, coeffs: Coefficients,
+        method: str, index: int, texture: bool,
+    ) -> FaceReconstruction:
+        model = self.model
+        coeffs = coeffs.to(self.device)
+        coeffs.expression = model.clamp_expression(coeffs.expression)
+        geometry = model.geometry(coeffs)
+        neutral = model(coeffs.identity, torch.zeros_like(coeffs.expression))
+        screen = geometry.screen[0].cpu().numpy()
+        projected = np.concatenate([transform_points(screen[:, :2], aligned.inverse), screen[:, 2:]], axis=1)
+        fitted = transform_points(geometry.landmarks2d[0].cpu().numpy(), aligned.inverse)
+        colors = geometry.colors[0].clamp(0, 1).cpu().numpy()
+        texture_image = None
+        if texture and model.uv is not None:
+            normals = vertex_normals(geometry.camera_vertices, model.triangles)[0].cpu().numpy()
+            texture_image = self.unwrapper.unwrap(photo, projected, normals, colors).texture
+        names = model.expression_names
+        weights = coeffs.expression[0].cpu().numpy().tolist()
+        return FaceReconstruction(
+            index=index,
+            method=method,
+            box=np.asarray(detection.box, np.float64),
+            detected_landmarks=np.asarray(detection.landmarks68, np.float64),
+            fitted_landmarks=fitted,
+            coefficients=coeffs.to("cpu"),
+            vertices=geometry.vertices[0].cpu().numpy(),
+            neutral_vertices=neutral[0].cpu().numpy(),
+            projected=projected,
+            vertex_colors=colors,
+            faces=model.triangles.cpu().numpy(),
+            uv=model.uv,
+            face_uv_index=model.triangle_uv_index,
+            texture=texture_image,
+            blendshapes=dict(zip(names, weights)),
+            pose=HeadPose.from_coefficients(coeffs.to("cpu")),
+            alignment=aligned,
+            detector=detection.detector,
+        )
+
+    def repose(self, face: FaceReconstruction, expression: dict[str, float] | None = None,
+               identity: dict[int, float] | None = None) -> np.ndarray:
+        """Vertices (N, 3) of a reconstructed face with some expression weights / identity modes changed."""
+        coeffs = face.coefficients.clone()
+        for name, value in (expression or {}).items():
+            coeffs.expression[0, self.model.expression_names.index(name)] = float(value)
+        for mode, value in (identity or {}).items():
+            coeffs.identity[0, int(mode)] = float(value)
+        with torch.no_grad():
+            verts = self.model(coeffs.identity.to(self.device), self.model.clamp_expression(coeffs.expression.to(
+                self.device)))
+        return verts[0].cpu().numpy()

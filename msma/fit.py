@@ -1,0 +1,402 @@
+"""Analysis-by-synthesis fitting.
+
+1. `fit_landmarks`: pose by PnP, shape and expression by bounded regularised linear least squares on the
+   68 landmarks (perspective linearised at the current depth), jaw-contour correspondences re-chosen on the
+   silhouette of the far side each round. Several photos of one person can share one identity.
+2. `refine_photometric`: differentiable rendering, photometric loss with trimmed per-pixel residuals (so hair,
+   glasses and hands do not drag the fit), landmark loss and regularisers; Adam over all coefficients.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+from threadpoolctl import threadpool_limits
+
+from msma.face_model import Coefficients, FaceModel, euler_to_matrix, matrix_to_euler
+from msma.losses import (
+    RegularizerWeights,
+    coefficient_regularizer,
+    landmark_weights,
+    lighting_regularizer,
+    photometric_loss,
+)
+
+# Far-side jaw points slide to the silhouette once the head turns more than this.
+CONTOUR_YAW_THRESHOLD = np.deg2rad(12.0)
+# The OpenCV camera has y down and looks down +z; ours has y up and looks down -z from z = distance.
+_FLIP = np.diag([1.0, -1.0, -1.0])
+
+
+@dataclass
+class LandmarkFitSettings:
+    rounds: int = 4
+    landmark_sigma_px: float = 2.0  # expected detector noise in the 224 crop
+    jaw_sigma_scale: float = 2.0  # jaw points are less reliable
+    identity_prior: float = 1.0  # weight of ||identity||^2 (coefficients ~ N(0, 1))
+    expression_prior: float = 4.0  # weight of ||expression||^2 (ICT weights in [0, 1])
+
+
+@dataclass
+class PhotometricSettings:
+    iterations: int = 40
+    learning_rate: float = 0.01
+    photometric_weight: float = 1.5
+    landmark_weight: float = 3e-3
+    regularizer_weight: float = 3e-4
+    lighting_weight: float = 5.0
+    trim_fraction: float = 0.15  # ignore the worst residual pixels (occluders)
+    resolution: int = 112  # photometric loss at this crop size (speed); landmarks stay in 224 pixels
+    rasterize_every: int = 10  # visibility changes slowly: re-rasterise every k steps, re-interpolate every step
+
+
+class ContourTracker:
+    """Candidate vertices for each jaw landmark (a horizontal strip from the landmark towards the nose), and a
+    small cached copy of the model restricted to landmark + candidate vertices so landmark fitting never
+    touches the full bases."""
+
+    def __init__(self, model: FaceModel, band: float = 0.06) -> None:
+        mean = model.mean.cpu().numpy()
+        face = model.face_vertices.cpu().numpy()
+        self.landmarks = model.landmarks68.cpu().numpy()
+        self.candidates: dict[int, np.ndarray] = {}
+        for j in list(range(0, 8)) + list(range(9, 17)):
+            x, y, z = mean[self.landmarks[j]]
+            pts = mean[face]
+            keep = (
+                (np.abs(pts[:, 1] - y) < band)
+                & (np.sign(pts[:, 0]) == np.sign(x))
+                & (np.abs(pts[:, 0]) <= np.abs(x) + 1e-6)
+                & (pts[:, 2] >= z - 1e-6)
+            )
+            self.candidates[j] = np.unique(np.concatenate([face[keep], [self.landmarks[j]]]))
+        self.vertices = np.unique(np.concatenate([self.landmarks, *self.candidates.values()]))
+        self.row = {v: i for i, v in enumerate(self.vertices.tolist())}
+        idx = torch.as_tensor(self.vertices, device=model.device)
+        flat = (idx[:, None] * 3 + torch.arange(3, device=idx.device)).reshape(-1)
+        self.mean = mean[self.vertices].astype(np.float64)  # (U, 3)
+        self.identity_basis = model.identity_basis[:, flat].cpu().double().numpy().reshape(-1, len(idx), 3)
+        self.expression_basis = model.expression_basis[:, flat].cpu().double().numpy().reshape(-1, len(idx), 3)
+
+    def rows(self, vertex_index: np.ndarray) -> np.ndarray:
+        return np.array([self.row[v] for v in vertex_index.tolist()])
+
+    def vertices_of(self, rows: np.ndarray, identity: np.ndarray, expression: np.ndarray) -> np.ndarray:
+        """(K,) rows -> (K, 3) model-frame vertices for one face."""
+        return (
+            self.mean[rows]
+            + np.einsum("n,nkc->kc", identity, self.identity_basis[:, rows])
+            + np.einsum("n,nkc->kc", expression, self.expression_basis[:, rows])
+        )
+
+    def correspondences(self, model: FaceModel, coeffs: Coefficients) -> np.ndarray:
+        """(68,) vertex index per landmark for one face, jaw points moved to the far-side silhouette."""
+        index = self.landmarks.copy()
+        yaw = float(coeffs.angles[0, 1])
+        if abs(yaw) < CONTOUR_YAW_THRESHOLD:
+            return index
+        far_side = range(9, 17) if yaw > 0 else range(0, 8)
+        rotation = euler_to_matrix(coeffs.angles[:1].double().cpu())[0].numpy()
+        identity = coeffs.identity[0].double().cpu().numpy()
+        expression = coeffs.expression[0].double().cpu().numpy()
+        for j in far_side:
+            verts = self.vertices_of(self.rows(self.candidates[j]), identity, expression)
+            cam = verts @ rotation.T + coeffs.translation[0].double().cpu().numpy()
+            xs = cam[:, 0] / (model.camera.distance - cam[:, 2])
+            index[j] = self.candidates[j][np.argmax(xs) if yaw > 0 else np.argmin(xs)]
+        return index
+
+
+def _camera_matrix(model: FaceModel) -> np.ndarray:
+    cam = model.camera
+    return np.array([[cam.focal, 0, cam.center], [0, cam.focal, cam.center], [0, 0, 1]], dtype=np.float64)
+
+
+def solve_pose(
+    model: FaceModel, points3d: np.ndarray, points2d: np.ndarray, weights: np.ndarray | None = None,
+    init: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rigid pose (angles (3,), translation (3,)) mapping model points (K,3) onto crop pixels (K,2)."""
+    keep = np.ones(len(points3d), bool) if weights is None else weights > 0
+    obj, img = points3d[keep].astype(np.float64), points2d[keep].astype(np.float64)
+    distance = model.camera.distance
+    if init is None:
+        ok, rvec, tvec = cv2.solvePnP(obj, img, _camera_matrix(model), None, flags=cv2.SOLVEPNP_EPNP)
+        if not ok:
+            rvec, tvec = np.zeros(3), np.array([0.0, 0.0, distance])
+    else:
+        rotation = _FLIP @ euler_to_matrix(torch.as_tensor(init[0][None], dtype=torch.float64))[0].numpy()
+        rvec = cv2.Rodrigues(rotation)[0]
+        tvec = _FLIP @ init[1] + np.array([0.0, 0.0, distance])
+    ok, rvec, tvec = cv2.solvePnP(
+        obj, img, _camera_matrix(model), None, rvec.reshape(3, 1).copy(), tvec.reshape(3, 1).copy(),
+        useExtrinsicGuess=True, flags=cv2.SOLVEPNP_ITERATIVE,
+    )
+    rotation = _FLIP @ cv2.Rodrigues(rvec)[0]
+    translation = _FLIP @ (tvec.ravel() - np.array([0.0, 0.0, distance]))
+    return matrix_to_euler(rotation), translation
+
+
+def _linear_system(
+    model: FaceModel, tracker: ContourTracker, coeffs: Coefficients, index: np.ndarray, target: np.ndarray,
+    sigma: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Linearise the projection of landmark vertices in (identity, expression) at the current depth.
+
+    Returns A_id (2K, n_id), A_exp (2K, n_exp), b (2K,), rows scaled by 1/sigma, such that the weighted
+    residual = A_id id + A_exp exp - b.
+    """
+    cam = model.camera
+    rows = tracker.rows(index)
+    b_id, b_exp, mean = tracker.identity_basis[:, rows], tracker.expression_basis[:, rows], tracker.mean[rows]
+    rotation = euler_to_matrix(coeffs.angles[:1].double().cpu())[0].numpy()
+    t = coeffs.translation[0].double().cpu().numpy()
+    verts = tracker.vertices_of(rows, coeffs.identity[0].double().cpu().numpy(),
+                                coeffs.expression[0].double().cpu().numpy())
+    depth = cam.distance - (verts @ rotation.T + t)[:, 2]  # (K,) frozen
+    # x_pix = c + f * (R v + t)_x / d ;  y_pix = c - f * (R v + t)_y / d
+    rows_x = cam.focal * rotation[0] / depth[:, None]  # (K, 3)
+    rows_y = -cam.focal * rotation[1] / depth[:, None]
+    const_x = cam.center + (cam.focal * ((mean @ rotation[0]) + t[0])) / depth
+    const_y = cam.center - (cam.focal * ((mean @ rotation[1]) + t[1])) / depth
+
+    def design(basis: np.ndarray) -> np.ndarray:  # (n, K, 3) -> (2K, n)
+        return np.concatenate([np.einsum("nkc,kc->kn", basis, rows_x), np.einsum("nkc,kc->kn", basis, rows_y)])
+
+    w = np.concatenate([1.0 / sigma, 1.0 / sigma])
+    b = np.concatenate([target[:, 0] - const_x, target[:, 1] - const_y])
+    return design(b_id) * w[:, None], design(b_exp) * w[:, None], b * w
+
+
+def bounded_least_squares(design: np.ndarray, rhs: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
+    """min ||design x - rhs||^2 subject to lower <= x <= upper, by an active set on the normal equations.
+
+    Written here because scipy's lsq_linear (BVLS) re-factorises the tall matrix on every step, which is
+    ~100x slower for these small (<= a few hundred variables) problems; single-threaded BLAS avoids thread
+    oversubscription on small matrices.
+    """
+    with threadpool_limits(1):
+        hessian = design.T @ design
+        gradient_rhs = design.T @ rhs
+        n = hessian.shape[0]
+        at_lower = np.zeros(n, bool)
+        at_upper = np.zeros(n, bool)
+        x = np.zeros(n)
+        for _ in range(3 * n + 10):
+            free = ~(at_lower | at_upper)
+            x[at_lower] = lower[at_lower]
+            x[at_upper] = upper[at_upper]
+            fixed = ~free
+            x[free] = np.linalg.solve(
+                hessian[np.ix_(free, free)], gradient_rhs[free] - hessian[np.ix_(free, fixed)] @ x[fixed]
+            )
+            below, above = free & (x < lower - 1e-12), free & (x > upper + 1e-12)
+            if below.any() or above.any():
+                at_lower |= below
+                at_upper |= above
+                continue
+            grad = hessian @ x - gradient_rhs
+            release = (at_lower & (grad < -1e-9)) | (at_upper & (grad > 1e-9))
+            if not release.any():
+                break
+            # release the most violating one only, for stable convergence
+            worst = np.argmax(np.abs(grad) * release)
+            at_lower[worst] = at_upper[worst] = False
+        return np.clip(x, lower, upper)
+
+
+def fit_landmarks(
+    model: FaceModel,
+    landmarks: torch.Tensor | np.ndarray,
+    init: Coefficients | None = None,
+    settings: LandmarkFitSettings | None = None,
+    shared_identity: bool = False,
+    valid: np.ndarray | None = None,
+    contour: ContourTracker | None = None,
+    prior_mean: Coefficients | None = None,
+) -> Coefficients:
+    """Fit pose, identity and expression to 68 crop-pixel landmarks (B, 68, 2).
+
+    ``prior_mean`` (e.g. the network's prediction) moves the Gaussian prior on identity and expression from the
+    mean face to that estimate, so the network's shape is kept where the landmarks do not contradict it.
+    With ``shared_identity`` all B images are taken as one person: one identity, per-image expression and pose.
+    ``valid`` (B, 68) marks landmarks to use (e.g. outside-image points excluded).
+    """
+    settings = settings or LandmarkFitSettings()
+    targets = np.asarray(landmarks.detach().cpu() if isinstance(landmarks, torch.Tensor) else landmarks, np.float64)
+    batch = targets.shape[0]
+    valid = np.ones((batch, 68), bool) if valid is None else np.asarray(valid, bool)
+    contour = contour or ContourTracker(model)
+    coeffs = init.clone() if init is not None else Coefficients.zeros(model, batch)
+    with threadpool_limits(1):
+        _landmark_rounds(
+            model, coeffs, targets, valid, contour, settings, shared_identity, init is not None, prior_mean
+        )
+    return coeffs
+
+
+def _landmark_rounds(
+    model: FaceModel, coeffs: Coefficients, targets: np.ndarray, valid: np.ndarray, contour: ContourTracker,
+    settings: LandmarkFitSettings, shared_identity: bool, has_init: bool, prior_mean: Coefficients | None,
+) -> None:
+    batch = targets.shape[0]
+    n_id, n_exp = model.n_identity, model.n_expression
+    sigma = np.full(68, settings.landmark_sigma_px)
+    sigma[:17] *= settings.jaw_sigma_scale
+    bounded = model.expression_range is not None
+    lower, upper = model.expression_range if bounded else (-np.inf, np.inf)
+    for round_index in range(settings.rounds):
+        # pose, per image
+        for b in range(batch):
+            single = coeffs[b : b + 1]
+            index = contour.correspondences(model, single) if round_index else contour.landmarks
+            verts = contour.vertices_of(contour.rows(index), single.identity[0].double().cpu().numpy(),
+                                        single.expression[0].double().cpu().numpy())
+            previous = None
+            if has_init or round_index:
+                previous = (single.angles[0].cpu().numpy().astype(np.float64),
+                            single.translation[0].cpu().numpy().astype(np.float64))
+            angles, translation = solve_pose(model, verts, targets[b], valid[b].astype(float), previous)
+            coeffs.angles[b] = torch.as_tensor(angles, dtype=coeffs.angles.dtype)
+            coeffs.translation[b] = torch.as_tensor(translation, dtype=coeffs.translation.dtype)
+
+        # shape + expression: one bounded least-squares problem (identity shared or not)
+        systems = []
+        for b in range(batch):
+            single = coeffs[b : b + 1]
+            index = contour.correspondences(model, single)
+            a_id, a_exp, rhs = _linear_system(model, contour, single, index, targets[b], sigma)
+            mask = np.concatenate([valid[b], valid[b]])
+            systems.append((a_id[mask], a_exp[mask], rhs[mask]))
+        groups = [list(range(batch))] if shared_identity else [[b] for b in range(batch)]
+        for group in groups:
+            rows, rhs_all = [], []
+            n_vars = n_id + n_exp * len(group)
+            for k, b in enumerate(group):
+                a_id, a_exp, rhs = systems[b]
+                block = np.zeros((len(rhs), n_vars))
+                block[:, :n_id] = a_id
+                block[:, n_id + k * n_exp : n_id + (k + 1) * n_exp] = a_exp
+                rows.append(block)
+                rhs_all.append(rhs)
+            prior = np.zeros(n_vars)
+            prior[:n_id] = np.sqrt(settings.identity_prior)
+            prior[n_id:] = np.sqrt(settings.expression_prior)
+            centre = np.zeros(n_vars)
+            if prior_mean is not None:
+                centre[:n_id] = prior_mean.identity[group].double().mean(0).cpu().numpy()
+                for k, b in enumerate(group):
+                    centre[n_id + k * n_exp : n_id + (k + 1) * n_exp] = prior_mean.expression[b].double().cpu().numpy()
+            design = np.concatenate(rows + [np.diag(prior)])
+            rhs_vec = np.concatenate(rhs_all + [prior * centre])
+            lo = np.concatenate([np.full(n_id, -np.inf), np.full(n_exp * len(group), lower)])
+            hi = np.concatenate([np.full(n_id, np.inf), np.full(n_exp * len(group), upper)])
+            solution = bounded_least_squares(design, rhs_vec, lo, hi)
+            for k, b in enumerate(group):
+                coeffs.identity[b] = torch.as_tensor(solution[:n_id], dtype=coeffs.identity.dtype)
+                exp = solution[n_id + k * n_exp : n_id + (k + 1) * n_exp]
+                coeffs.expression[b] = torch.as_tensor(exp, dtype=coeffs.expression.dtype)
+    return coeffs
+
+
+def refine_photometric(
+    model: FaceModel,
+    renderer,
+    images: torch.Tensor,
+    landmarks: torch.Tensor | np.ndarray,
+    init: Coefficients,
+    settings: PhotometricSettings | None = None,
+    shared_identity: bool = False,
+    optimise_texture_only: bool = False,
+) -> Coefficients:
+    """Refine all coefficients against the crop images (B, H, W, 3) float in [0, 1]."""
+    settings = settings or PhotometricSettings()
+    if model.device.type == "cpu":
+        # Small tensors: one intra-op thread is as fast as two and immune to oversubscription, which made
+        # each step ~20x slower on a busy 2-core machine.
+        with single_torch_thread():
+            return _refine_photometric(model, renderer, images, landmarks, init, settings, shared_identity,
+                                       optimise_texture_only)
+    return _refine_photometric(model, renderer, images, landmarks, init, settings, shared_identity,
+                               optimise_texture_only)
+
+
+@contextmanager
+def single_torch_thread() -> Iterator[None]:
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _refine_photometric(
+    model: FaceModel, renderer, images: torch.Tensor, landmarks: torch.Tensor | np.ndarray, init: Coefficients,
+    settings: PhotometricSettings, shared_identity: bool, optimise_texture_only: bool,
+) -> Coefficients:
+    device = model.device
+    images = images.to(device)
+    target_lm = torch.as_tensor(np.asarray(landmarks, np.float32), device=device)
+    params = {k: v.detach().clone().to(device).requires_grad_(True) for k, v in init.as_dict().items()}
+    if shared_identity:
+        params["identity"] = params["identity"][:1].detach().clone().requires_grad_(True)
+    frozen = {"identity", "expression", "angles", "translation"} if optimise_texture_only else set()
+    trainable = [v for k, v in params.items() if k not in frozen]
+    optimiser = torch.optim.Adam(trainable, lr=settings.learning_rate)
+    weights = landmark_weights(nose_mouth_weight=20.0, device=device)
+    reg = RegularizerWeights()
+    skin_faces = model.triangles[model.skin_triangles]
+    size = settings.resolution
+    if tuple(renderer.image_size) != (size, size):
+        raise ValueError(f"renderer image_size {renderer.image_size} != photometric resolution {size}")
+    if images.shape[1] != size:
+        images = torch.nn.functional.interpolate(
+            images.permute(0, 3, 1, 2), size=(size, size), mode="area"
+        ).permute(0, 2, 3, 1)
+    scale = size / model.camera.image_size
+    to_pixels = torch.tensor([scale, scale, 1.0], device=device)
+    face_index = None
+
+    def current() -> Coefficients:
+        values = dict(params)
+        if shared_identity:
+            values["identity"] = params["identity"].expand(images.shape[0], -1)
+        values["expression"] = model.clamp_expression(values["expression"])
+        return Coefficients.from_dict(values)
+
+    for step in range(settings.iterations):
+        optimiser.zero_grad()
+        coeffs = current()
+        geometry = model.geometry(coeffs)
+        # pixel centres: x' = (x + 0.5) * s - 0.5
+        screen = (geometry.screen + torch.tensor([0.5, 0.5, 0.0], device=device)) * to_pixels
+        screen = screen - torch.tensor([0.5, 0.5, 0.0], device=device)
+        if face_index is None or step % settings.rasterize_every == 0:
+            face_index = renderer.rasterize(screen.detach(), skin_faces).face_index
+        fragments = renderer.fragments_from_face_index(screen, skin_faces, face_index)  # differentiable bary
+        out = renderer.render_colors(screen, skin_faces, geometry.colors, fragments=fragments)
+        residual = ((out.image - images) ** 2).sum(-1)  # (B, H, W)
+        mask = out.mask
+        if settings.trim_fraction > 0 and mask.any():
+            with torch.no_grad():
+                threshold = torch.quantile(residual[mask], 1.0 - settings.trim_fraction)
+            mask = mask & (residual <= threshold)
+        loss = settings.photometric_weight * photometric_loss(out.image, images, mask)
+        loss = loss + settings.landmark_weight * _landmark_term(geometry.landmarks2d, target_lm, weights)
+        loss = loss + settings.regularizer_weight * coefficient_regularizer(coeffs, reg)
+        loss = loss + settings.lighting_weight * 1e-3 * lighting_regularizer(coeffs.lighting)
+        loss.backward()
+        optimiser.step()
+    return current().detach()
+
+
+def _landmark_term(predicted: torch.Tensor, target: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Mean weighted squared pixel distance (Deep3DFaceRecon's landmark loss, in 224-crop pixels)."""
+    squared = (predicted - target).pow(2).sum(-1)
+    return (squared * weights).sum(-1).mean() / weights.sum() * 68

@@ -1,0 +1,94 @@
+"""Network configuration: one dataclass, JSON-serialisable, with named presets."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+BACKBONES = ("resnet18", "resnet34", "resnet50")
+EXPRESSION_ACTIVATIONS = ("sigmoid", "none")
+
+
+@dataclass
+class NetworkConfig:
+    """Everything needed to rebuild an `MSMANet` (stored as JSON inside every checkpoint).
+
+    backbone: "resnet18" | "resnet34" | "resnet50".
+    fusion: HRNet-style cross-stage exchange between stages 2-4.
+    attention: MLKA large-kernel attention on stages 2-4.
+    multi_depth_heads: heads read stages 2/3/4 (paper) instead of all reading stage 4.
+        None (default) means "fusion or attention", so fusion=False + attention=False is exactly a
+        plain Deep3DFaceRecon-style ResNet regressor.
+    n_identity / n_expression / n_texture: coefficient counts (ICT default 100/53/80; BFM09 80/64/80).
+    image_size: the size the network is trained on (the aligned crop, 224). The network itself is resolution
+        agnostic (global pooling), so smaller images work for tests.
+    width: channel multiplier of the backbone (1.0 = standard ResNet; 0.5 = light CPU variant).
+    expression_activation: "sigmoid" (ICT ARKit weights in [0, 1]) or "none" (BFM, unbounded).
+    """
+
+    backbone: str = "resnet18"
+    fusion: bool = True
+    attention: bool = True
+    n_identity: int = 100
+    n_expression: int = 53
+    n_texture: int = 80
+    image_size: int = 224
+    width: float = 1.0
+    expression_activation: str = "sigmoid"
+    multi_depth_heads: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
+        if self.expression_activation not in EXPRESSION_ACTIVATIONS:
+            raise ValueError(
+                f"expression_activation must be one of {EXPRESSION_ACTIVATIONS}, got {self.expression_activation!r}"
+            )
+        if not 0.0 < self.width <= 4.0:
+            raise ValueError(f"width must be in (0, 4], got {self.width}")
+        for name in ("n_identity", "n_expression", "n_texture"):
+            if int(getattr(self, name)) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.image_size < 32:
+            raise ValueError(f"image_size must be >= 32 (five stride-2 steps), got {self.image_size}")
+
+    @property
+    def uses_multi_depth_heads(self) -> bool:
+        if self.multi_depth_heads is None:
+            return self.fusion or self.attention
+        return bool(self.multi_depth_heads)
+
+    # ------------------------------------------------------------------ serialisation
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> NetworkConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown NetworkConfig field(s): {unknown}")
+        return cls(**data)
+
+    # ------------------------------------------------------------------ presets
+    @classmethod
+    def light(cls, **overrides: Any) -> NetworkConfig:
+        """Fast CPU variant: ResNet-18 at half width with fusion and attention (see benchmarks/net_speed.py)."""
+        return cls(**{"backbone": "resnet18", "width": 0.5, **overrides})
+
+    @classmethod
+    def paper(cls, **overrides: Any) -> NetworkConfig:
+        """The paper's network: ResNet-50, fusion + MLKA, BFM09 coefficient sizes 80/64/80, unbounded expression."""
+        base = {
+            "backbone": "resnet50",
+            "n_identity": 80,
+            "n_expression": 64,
+            "n_texture": 80,
+            "expression_activation": "none",
+        }
+        return cls(**{**base, **overrides})
+
+    @classmethod
+    def plain_resnet(cls, **overrides: Any) -> NetworkConfig:
+        """Ablation: Deep3DFaceRecon-style regressor, no fusion, no attention, every head reads the last stage."""
+        return cls(**{"fusion": False, "attention": False, **overrides})

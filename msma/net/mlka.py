@@ -1,0 +1,86 @@
+"""MLKA: multi-scale large-kernel attention (MAN, Wang et al. 2022), as the MSMA author applies it to stages 2-4.
+
+  shortcut = x
+  x = LayerNorm_channels_first(x)
+  a, g = split(Conv1x1(x) -> 2C)                   # a: attention features, g: gate
+  a1, a2, a3 = split a into 3 channel groups
+  a_k = LKA_k(a_k) * DW_k(a_k)  for k in (3, 5, 7), where
+        LKA_3 = DW3 -> DW5 (dilation 2) -> 1x1,  DW_3 = depth-wise 3x3
+        LKA_5 = DW5 -> DW7 (dilation 3) -> 1x1,  DW_5 = depth-wise 5x5
+        LKA_7 = DW7 -> DW9 (dilation 4) -> 1x1,  DW_7 = depth-wise 7x7
+  y = Conv1x1(g * cat(a1, a2, a3))
+  return y * scale + shortcut                      # scale: learnable per channel, zero-initialised (MAN),
+                                                   # so the block starts as the identity
+The author pads the channel count to a multiple of 3 with extra 1x1 convs (513/1026/2049); here the three groups
+simply take C//3, C//3 and the remainder, which needs no extra layers.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class LayerNorm2d(nn.Module):
+    """LayerNorm over the channel axis of (B, C, H, W) ("channels_first" LayerNorm of ConvNeXt / MAN)."""
+
+    def __init__(self, channels: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.mean(1, keepdim=True)  # (B, 1, H, W)
+        var = (x - mean).pow(2).mean(1, keepdim=True)
+        x = (x - mean) / torch.sqrt(var + self.eps)
+        return x * self.weight[:, None, None] + self.bias[:, None, None]
+
+
+def _dw(channels: int, kernel: int, dilation: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(channels, channels, kernel, padding=(kernel // 2) * dilation, dilation=dilation, groups=channels)
+
+
+class _LargeKernelBranch(nn.Module):
+    """One channel group: LKA (dw k -> dilated dw -> 1x1) multiplied by a plain dw k branch."""
+
+    def __init__(self, channels: int, kernel: int, dilated_kernel: int, dilation: int) -> None:
+        super().__init__()
+        self.lka = nn.Sequential(
+            _dw(channels, kernel),
+            _dw(channels, dilated_kernel, dilation),
+            nn.Conv2d(channels, channels, 1),
+        )
+        self.local = _dw(channels, kernel)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lka(x) * self.local(x)
+
+
+# (kernel, dilated kernel, dilation) per channel group
+MLKA_BRANCHES: tuple[tuple[int, int, int], ...] = ((3, 5, 2), (5, 7, 3), (7, 9, 4))
+
+
+class MLKA(nn.Module):
+    """forward(x (B, C, H, W)) -> (B, C, H, W). Needs C >= 3."""
+
+    def __init__(self, channels: int, scale_init: float = 0.0) -> None:
+        super().__init__()
+        if channels < 3:
+            raise ValueError(f"MLKA needs at least 3 channels, got {channels}")
+        third = channels // 3
+        self.groups = (third, third, channels - 2 * third)
+        self.norm = LayerNorm2d(channels)
+        self.proj_in = nn.Conv2d(channels, 2 * channels, 1)
+        self.branches = nn.ModuleList(
+            _LargeKernelBranch(c, k, kd, d) for c, (k, kd, d) in zip(self.groups, MLKA_BRANCHES)
+        )
+        self.proj_out = nn.Conv2d(channels, channels, 1)
+        self.scale = nn.Parameter(torch.full((1, channels, 1, 1), float(scale_init)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x
+        a, gate = self.proj_in(self.norm(x)).chunk(2, dim=1)  # (B, C, H, W) each
+        parts = torch.split(a, self.groups, dim=1)
+        a = torch.cat([branch(p) for branch, p in zip(self.branches, parts)], dim=1)  # (B, C, H, W)
+        return self.proj_out(gate * a) * self.scale + shortcut

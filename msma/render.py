@@ -1,0 +1,447 @@
+"""Differentiable triangle rasteriser (deferred shading, nvdiffrast style).
+
+Conventions
+-----------
+* Screen vertices are ``(B, N, 3)`` tensors ``[x_pix, y_pix, depth]``: x to the right, y down, in pixels of the
+  output image; ``depth`` is positive and smaller is nearer (``depth = 10 - z`` with the MSMA camera).
+* Pixel ``(row i, column j)`` covers ``[j, j + 1) x [i, i + 1)``; its **centre is at ``(j + 0.5, i + 0.5)``**. So the
+  principal point ``(112, 112)`` of the 224 x 224 crop is the exact image centre, and continuous coordinates match
+  ``msma.align`` / landmark pixel coordinates.
+* Triangles are front facing when counter-clockwise as seen by the viewer (OBJ / OpenGL convention), i.e. clockwise
+  in the y-down screen frame (negative signed area there). Back faces are only culled when ``cull_backfaces=True``.
+* Triangles with any vertex at ``depth <= near`` are dropped (no near-plane clipping).
+
+How it works
+------------
+1. Visibility (not differentiable): every triangle is tested against the pixel centres in its bounding box. The
+   (triangle, pixel) candidate pairs are enumerated exactly (no padding) in chunks with ``repeat_interleave``; an
+   edge-function test keeps the covered ones and a z-buffer is built with one ``scatter_reduce(amin)`` on an int64
+   key ``(float32 depth bits << 32) | face``, which selects the nearest triangle (ties: lowest face index) in one pass.
+   With the ``pytorch3d`` backend this step is done by ``pytorch3d.renderer.mesh.rasterize_meshes`` instead.
+2. Barycentrics (differentiable): for each covered pixel the barycentrics of its centre w.r.t. the winning triangle's
+   screen vertices are recomputed with autograd-tracked torch ops, so gradients flow to vertex positions, to vertex
+   attributes / textures, and to anything shading them (albedo, lighting). ``perspective_correct=True`` (default)
+   corrects them with the per-vertex depth, like nvdiffrast / pytorch3d with a perspective camera.
+
+Gradients exist only inside covered pixels (no silhouette / visibility gradients; no anti-aliasing).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["Fragments", "RenderOutput", "Renderer", "pytorch3d_available"]
+
+_BACKGROUND_KEY = torch.iinfo(torch.int64).max
+_EDGE_TOL = 1e-4  # px: pixel centres this close to an edge count as covered
+
+
+def pytorch3d_available() -> bool:
+    """True when ``pytorch3d.renderer.mesh.rasterize_meshes`` can be imported."""
+    try:
+        from pytorch3d.renderer.mesh import rasterize_meshes  # noqa: F401
+        from pytorch3d.structures import Meshes  # noqa: F401
+    except Exception:  # ImportError, or a broken binary build
+        return False
+    return True
+
+
+@dataclass
+class Fragments:
+    """Per-pixel rasterisation result (nearest triangle only)."""
+
+    face_index: torch.Tensor  # (B, H, W) long, -1 = background
+    bary: torch.Tensor  # (B, H, W, 3) differentiable w.r.t. screen vertices; 0 on background
+    depth: torch.Tensor  # (B, H, W) interpolated depth (differentiable); 0 on background
+    mask: torch.Tensor  # (B, H, W) bool, True where a triangle covers the pixel centre
+
+
+@dataclass
+class RenderOutput:
+    image: torch.Tensor  # (B, H, W, C) float, background composited
+    mask: torch.Tensor  # (B, H, W) bool
+    depth: torch.Tensor  # (B, H, W) 0 on background
+    fragments: Fragments | None = None
+
+
+BackgroundLike = torch.Tensor | float | tuple[float, ...] | None
+
+
+class Renderer:
+    """Rasterise screen-space triangle meshes and interpolate / shade attributes.
+
+    Args:
+        image_size: ``S`` for ``S x S`` or ``(H, W)``.
+        backend: ``"auto"`` (pytorch3d for CUDA tensors when importable, the pure-torch rasteriser otherwise; the
+            pytorch3d CPU rasteriser is brute force and much slower than the pure-torch one), ``"torch"`` or
+            ``"pytorch3d"``.
+        perspective_correct: perspective-correct barycentrics (uses the depth of the screen vertices).
+        cull_backfaces: drop triangles facing away from the viewer (see module docstring for the winding).
+        near: triangles with a vertex at ``depth <= near`` are dropped.
+        chunk_size: (triangle, pixel) candidate pairs processed at once by the pure-torch backend (memory bound).
+    """
+
+    def __init__(
+        self,
+        image_size: int | tuple[int, int] = 224,
+        backend: str = "auto",
+        *,
+        perspective_correct: bool = True,
+        cull_backfaces: bool = False,
+        near: float = 1e-3,
+        chunk_size: int = 1 << 18,
+    ) -> None:
+        if isinstance(image_size, int):
+            image_size = (image_size, image_size)
+        height, width = (int(s) for s in image_size)
+        if height <= 0 or width <= 0:
+            raise ValueError(f"image_size must be positive, got {image_size}")
+        if backend not in ("auto", "torch", "pytorch3d"):
+            raise ValueError(f"backend must be 'auto', 'torch' or 'pytorch3d', got {backend!r}")
+        if backend == "pytorch3d" and not pytorch3d_available():
+            raise ImportError("backend='pytorch3d' requested but pytorch3d is not importable")
+        self.image_size: tuple[int, int] = (height, width)
+        self.backend = backend
+        self.perspective_correct = perspective_correct
+        self.cull_backfaces = cull_backfaces
+        self.near = float(near)
+        self.chunk_size = int(chunk_size)
+        self._p3d = backend == "pytorch3d" or (backend == "auto" and pytorch3d_available())
+
+    def __repr__(self) -> str:
+        return (
+            f"Renderer(image_size={self.image_size}, backend={self.backend!r}, "
+            f"perspective_correct={self.perspective_correct}, cull_backfaces={self.cull_backfaces})"
+        )
+
+    def backend_for(self, device: torch.device) -> str:
+        """The backend actually used for tensors on ``device``."""
+        if self.backend == "auto":
+            return "pytorch3d" if (self._p3d and device.type == "cuda") else "torch"
+        return self.backend
+
+    # ------------------------------------------------------------------ rasterisation
+    def rasterize(self, screen_vertices: torch.Tensor, faces: torch.Tensor) -> Fragments:
+        """Nearest-triangle fragments for screen vertices ``(B, N, 3)`` (or ``(N, 3)``) and faces ``(F, 3)``."""
+        verts, faces = _check_mesh(screen_vertices, faces)
+        with torch.no_grad():
+            tri = verts.detach()[:, faces].float()  # (B, F, 3 corners, 3)
+            valid = _valid_faces(tri, self.near, self.cull_backfaces)
+            if self.backend_for(verts.device) == "pytorch3d":
+                face_index = _visibility_pytorch3d(verts.detach(), faces, valid, self.image_size)
+            else:
+                face_index = _visibility_torch(tri, valid, self.image_size, self.chunk_size)
+        return _fragments_from_face_index(verts, faces, face_index, self.perspective_correct)
+
+    def fragments_from_face_index(
+        self, screen_vertices: torch.Tensor, faces: torch.Tensor, face_index: torch.Tensor
+    ) -> Fragments:
+        """Differentiable fragments for a visibility map computed earlier (``rasterize(...).face_index``).
+
+        Iterative fitting re-rasterises only every few steps: which triangle covers a pixel changes slowly, while
+        barycentrics and depth are recomputed from the current vertices here every step.
+        """
+        verts, faces = _check_mesh(screen_vertices, faces)
+        return _fragments_from_face_index(verts, faces, face_index, self.perspective_correct)
+
+    # ------------------------------------------------------------------ shading helpers
+    @staticmethod
+    def interpolate(fragments: Fragments, vertex_attributes: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+        """Interpolate ``(B, N, C)`` (or ``(N, C)``) vertex attributes -> ``(B, H, W, C)``, zero on background.
+
+        ``faces`` indexes ``vertex_attributes`` (it may differ from the geometry faces, e.g. UV faces), one row per
+        geometry face.
+        """
+        face_index, bary = fragments.face_index, fragments.bary
+        b, h, w = face_index.shape
+        attrs = vertex_attributes
+        if attrs.dim() == 2:
+            attrs = attrs.unsqueeze(0).expand(b, -1, -1)
+        if attrs.dim() != 3 or attrs.shape[0] not in (1, b):
+            raise ValueError(f"vertex_attributes must be (B, N, C) or (N, C), got {tuple(vertex_attributes.shape)}")
+        attrs = attrs.expand(b, -1, -1)
+        channels = attrs.shape[-1]
+        faces = faces.to(device=face_index.device, dtype=torch.long)
+        flat_face = face_index.reshape(-1)
+        pix = torch.nonzero(flat_face >= 0).squeeze(1)
+        out = attrs.new_zeros(b * h * w, channels)
+        if pix.numel() == 0:
+            return out.reshape(b, h, w, channels)
+        batch = torch.div(pix, h * w, rounding_mode="floor")
+        corner = faces[flat_face[pix]]  # (P, 3)
+        values = attrs[batch.unsqueeze(1), corner]  # (P, 3, C)
+        weights = bary.reshape(-1, 3)[pix].to(values.dtype)
+        out = out.index_put((pix,), (weights.unsqueeze(-1) * values).sum(1))
+        return out.reshape(b, h, w, channels)
+
+    def render_colors(
+        self,
+        screen_vertices: torch.Tensor,
+        faces: torch.Tensor,
+        vertex_colors: torch.Tensor,
+        background: BackgroundLike = None,
+        fragments: Fragments | None = None,
+    ) -> RenderOutput:
+        """Render per-vertex colours ``(B, N, C)`` (or ``(N, C)``); see :func:`composite` for ``background``."""
+        if fragments is None:
+            fragments = self.rasterize(screen_vertices, faces)
+        image = self.interpolate(fragments, vertex_colors, faces)
+        image = composite(image, fragments.mask, background)
+        return RenderOutput(image=image, mask=fragments.mask, depth=fragments.depth, fragments=fragments)
+
+    def render_texture(
+        self,
+        screen_vertices: torch.Tensor,
+        faces: torch.Tensor,
+        uv: torch.Tensor,
+        face_uv_index: torch.Tensor,
+        texture: torch.Tensor,
+        background: BackgroundLike = None,
+        fragments: Fragments | None = None,
+    ) -> RenderOutput:
+        """Render a UV-mapped texture.
+
+        Args:
+            uv: ``(T, 2)`` (or ``(B, T, 2)``) in ``[0, 1]``, v up as in OBJ: ``(0, 0)`` is the bottom-left corner of
+                the texture image, ``(1, 1)`` the top-right corner; texel ``(r, c)`` centre is
+                ``((c + 0.5) / Wt, 1 - (r + 0.5) / Ht)``.
+            face_uv_index: ``(F, 3)`` rows of ``uv`` for each geometry face.
+            texture: ``(B, Ht, Wt, C)`` or ``(Ht, Wt, C)`` float; sampled bilinearly (``grid_sample``, border padding).
+        """
+        if fragments is None:
+            fragments = self.rasterize(screen_vertices, faces)
+        b, h, w = fragments.mask.shape
+        if texture.dim() == 3:
+            texture = texture.unsqueeze(0)
+        if texture.dim() != 4 or texture.shape[0] not in (1, b):
+            raise ValueError(f"texture must be (B, Ht, Wt, C) or (Ht, Wt, C), got {tuple(texture.shape)}")
+        texture = texture.expand(b, -1, -1, -1)
+        pixel_uv = self.interpolate(fragments, uv.to(texture.dtype), face_uv_index)  # (B, H, W, 2)
+        grid = torch.stack((pixel_uv[..., 0] * 2 - 1, 1 - pixel_uv[..., 1] * 2), dim=-1)
+        sampled = F.grid_sample(
+            texture.permute(0, 3, 1, 2), grid, mode="bilinear", padding_mode="border", align_corners=False
+        )
+        image = composite(sampled.permute(0, 2, 3, 1), fragments.mask, background)
+        return RenderOutput(image=image, mask=fragments.mask, depth=fragments.depth, fragments=fragments)
+
+
+def composite(image: torch.Tensor, mask: torch.Tensor, background: BackgroundLike = None) -> torch.Tensor:
+    """Put ``image`` (B, H, W, C) over ``background`` where ``mask``.
+
+    ``background``: ``None`` (zeros), a scalar or per-channel tuple, or an image ``(B, H, W, C)`` / ``(H, W, C)``
+    (float, same range as ``image``; gradients flow to it on background pixels).
+    """
+    if background is None:
+        return image  # interpolate already leaves zeros on background
+    if not torch.is_tensor(background):
+        background = torch.as_tensor(background, dtype=image.dtype, device=image.device)
+    background = background.to(device=image.device, dtype=image.dtype)
+    if background.dim() == 1 and background.shape[0] == image.shape[-1]:
+        background = background.view(1, 1, 1, -1)
+    elif background.dim() == 3:
+        background = background.unsqueeze(0)
+    return torch.where(mask.unsqueeze(-1), image, background.expand_as(image))
+
+
+# ---------------------------------------------------------------------- internals
+def _check_mesh(screen_vertices: torch.Tensor, faces: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    verts = screen_vertices
+    if verts.dim() == 2:
+        verts = verts.unsqueeze(0)
+    if verts.dim() != 3 or verts.shape[-1] != 3:
+        raise ValueError(f"screen_vertices must be (B, N, 3) [x_pix, y_pix, depth], got {tuple(verts.shape)}")
+    if not verts.is_floating_point():
+        verts = verts.float()
+    faces = torch.as_tensor(faces, device=verts.device)
+    if faces.dim() != 2 or faces.shape[-1] != 3:
+        raise ValueError(f"faces must be (F, 3), got {tuple(faces.shape)}")
+    faces = faces.long()
+    if faces.numel() and (int(faces.min()) < 0 or int(faces.max()) >= verts.shape[1]):
+        raise ValueError("faces index vertices out of range")
+    return verts, faces
+
+
+def _signed_area2(tri: torch.Tensor) -> torch.Tensor:
+    """Twice the signed screen area of triangles ``(..., 3, >=2)`` (negative = CCW as seen by the viewer)."""
+    x0, y0 = tri[..., 0, 0], tri[..., 0, 1]
+    return (tri[..., 1, 0] - x0) * (tri[..., 2, 1] - y0) - (tri[..., 2, 0] - x0) * (tri[..., 1, 1] - y0)
+
+
+def _valid_faces(tri: torch.Tensor, near: float, cull_backfaces: bool) -> torch.Tensor:
+    """(B, F) bool for triangles (B, F, 3, 3): non-degenerate, in front of the near plane, finite and (optionally)
+    front facing."""
+    area2 = _signed_area2(tri)
+    valid = (tri[..., 2] > near).all(-1) & torch.isfinite(tri).all(-1).all(-1)
+    valid &= (area2 < 0) if cull_backfaces else (area2 != 0)
+    return valid
+
+
+def _visibility_torch(
+    tri: torch.Tensor, valid: torch.Tensor, image_size: tuple[int, int], chunk_size: int
+) -> torch.Tensor:
+    """Nearest face per pixel, ``(B, H, W)`` long with -1 for background. No autograd.
+
+    Scanline enumeration: each triangle is split into its pixel rows (inside its clipped bounding box); for each
+    (triangle, row) pair the span of covered pixel centres is solved from the three edge functions, and only covered
+    (triangle, pixel) pairs are generated, in chunks of about ``chunk_size``. Pixel centres within ``_EDGE_TOL`` px of
+    an edge count as inside (so shared edges never crack; the z-buffer picks one triangle).
+    """
+    height, width = image_size
+    batch, n_faces = valid.shape
+    device = tri.device
+    empty = torch.full((batch, height, width), -1, dtype=torch.long, device=device)
+    if n_faces == 0:
+        return empty
+
+    # Pixel-centre bounding boxes: centres c = j + 0.5 with min_x <= c <= max_x, clipped to the image.
+    lo = torch.ceil(tri[..., :2].amin(2) - 0.5).clamp_min(0)  # (B, F, 2) x, y
+    hi = torch.floor(tri[..., :2].amax(2) - 0.5)
+    hi = torch.minimum(hi, torch.tensor([width - 1.0, height - 1.0], device=device))
+    valid = valid & (hi >= lo).all(-1)
+    sel = torch.nonzero(valid.reshape(-1)).squeeze(1)  # indices into B * F
+    if sel.numel() == 0:
+        return empty
+    tri = tri.reshape(-1, 3, 3)[sel]
+    lo = lo.reshape(-1, 2)[sel]
+    size = hi.reshape(-1, 2)[sel] - lo + 1  # (T, 2) float nx, ny >= 1
+    face_id = sel % n_faces
+    base = torch.div(sel, n_faces, rounding_mode="floor") * (height * width) + (lo[:, 1] * width + lo[:, 0]).long()
+
+    # Barycentrics and 1/depth are affine in the pixel offset (dx, dy) from the bounding-box origin centre:
+    # b_i = cx_i dx + cy_i dy + c0_i (computed relative to that origin to keep float32 precision).
+    xy = tri[..., :2] - (lo + 0.5).unsqueeze(1)  # (T, 3, 2)
+    inv_area2 = (1.0 / _signed_area2(xy)).unsqueeze(1)
+    a, b = xy.roll(-1, 1), xy.roll(-2, 1)  # b_i = edge(v_{i+1}, v_{i+2}, p) / area2
+    cx = -(b[..., 1] - a[..., 1]) * inv_area2  # (T, 3)
+    cy = (b[..., 0] - a[..., 0]) * inv_area2
+    c0 = ((b[..., 1] - a[..., 1]) * a[..., 0] - (b[..., 0] - a[..., 0]) * a[..., 1]) * inv_area2
+    inv_z = 1.0 / tri[..., 2]
+    zx, zy, z0 = (cx * inv_z).sum(1), (cy * inv_z).sum(1), (c0 * inv_z).sum(1)
+
+    # (triangle, row) pairs.
+    rows = size[:, 1].long()
+    n_rows = int(rows.sum())
+    r_tri = torch.repeat_interleave(torch.arange(sel.numel(), device=device), rows, output_size=n_rows)
+    r_dy = (torch.arange(n_rows, device=device) - (torch.cumsum(rows, 0) - rows)[r_tri]).float()
+    # Covered span [left, right] of dx on each row: b_i = cx_i dx + k_i >= 0.
+    k = cy[r_tri] * r_dy.unsqueeze(1) + c0[r_tri]  # (R, 3)
+    cxr = cx[r_tri]
+    root = -k / cxr  # inf / nan where cx == 0, masked below
+    grad = torch.hypot(cxr, cy[r_tri])  # |grad b_i|: b_i / grad = signed distance (px) to edge i
+    shift = _EDGE_TOL * grad / cxr.abs()  # the tolerance along x
+    inf = torch.full_like(root, float("inf"))
+    lower = torch.where(cxr > 0, root - shift, -inf)
+    upper = torch.where(cxr < 0, root + shift, inf)
+    blocked = (cxr == 0) & (k < -_EDGE_TOL * grad)  # edge parallel to the row and the row is outside it
+    left = torch.ceil(lower.amax(1)).clamp_min(0)
+    right = torch.floor(upper.amin(1))
+    right = torch.minimum(right, size[r_tri, 0] - 1)
+    count = (right - left + 1).clamp_min(0)
+    count = torch.where(blocked.any(1), torch.zeros_like(count), count).long()
+    keep = torch.nonzero(count).squeeze(1)
+    if keep.numel() == 0:
+        return empty
+    count, r_tri, r_dy, left = count[keep], r_tri[keep], r_dy[keep], left[keep]
+    # Per-row tables: first pixel, 1/depth at the first pixel and its step along x, face id.
+    r_pix = base[r_tri] + (r_dy * width + left).long()
+    r_zinv = zx[r_tri] * left + zy[r_tri] * r_dy + z0[r_tri]
+    r_zx = zx[r_tri]
+    r_face = face_id[r_tri]
+
+    keybuf = torch.full((batch * height * width,), _BACKGROUND_KEY, dtype=torch.int64, device=device)
+    ends = torch.cumsum(count, 0)
+    starts = ends - count
+    total = int(ends[-1])
+    n_chunks = max(1, -(-total // max(1, chunk_size)))
+    cuts = torch.searchsorted(ends, torch.arange(1, n_chunks, device=device) * chunk_size).add(1).tolist()
+    edges = sorted({0, *cuts, keep.numel()})
+    for s, e in zip(edges[:-1], edges[1:]):  # a few chunks, not a loop over triangles
+        if e <= s:
+            continue
+        n_pix = int(ends[e - 1] - starts[s])
+        row = torch.repeat_interleave(torch.arange(s, e, device=device), count[s:e], output_size=n_pix)
+        dx = torch.arange(n_pix, device=device) + (starts[s] - starts[row])
+        inv_depth = r_zinv[row] + r_zx[row] * dx.float()
+        depth = inv_depth.clamp_min(1e-30).reciprocal()
+        key = (depth.view(torch.int32).to(torch.int64) << 32) | r_face[row]
+        keybuf.scatter_reduce_(0, r_pix[row] + dx, key, reduce="amin", include_self=True)
+
+    face_index = torch.where(keybuf == _BACKGROUND_KEY, -1, keybuf & 0xFFFFFFFF)
+    return face_index.reshape(batch, height, width)
+
+
+def _visibility_pytorch3d(
+    verts: torch.Tensor, faces: torch.Tensor, valid: torch.Tensor, image_size: tuple[int, int]
+) -> torch.Tensor:
+    """Nearest face per pixel with ``pytorch3d.renderer.mesh.rasterize_meshes`` (visibility only)."""
+    from pytorch3d.renderer.mesh import rasterize_meshes
+    from pytorch3d.structures import Meshes
+
+    height, width = image_size
+    batch, n_faces = valid.shape
+    if n_faces == 0:
+        return torch.full((batch, height, width), -1, dtype=torch.long, device=verts.device)
+    # Screen (x right, y down, pixel centres at +0.5) -> pytorch3d NDC (+x left, +y up; the shorter side spans
+    # [-1, 1], pixel centre j at 1 - (2 j + 1) / S for a square image). z stays the positive view depth.
+    s = float(min(height, width))
+    ndc = torch.stack(
+        ((width - 2.0 * verts[..., 0]) / s, (height - 2.0 * verts[..., 1]) / s, verts[..., 2]), dim=-1
+    ).float()
+    # Invalid (culled / behind the near plane) faces become degenerate (0, 0, 0) triangles, which pytorch3d skips, so
+    # face indices are unchanged.
+    faces_b = torch.where(valid.unsqueeze(-1), faces.unsqueeze(0), torch.zeros_like(faces).unsqueeze(0))
+    meshes = Meshes(verts=ndc, faces=faces_b)
+    pix_to_face, _, _, _ = rasterize_meshes(
+        meshes,
+        image_size=(height, width),
+        blur_radius=0.0,
+        faces_per_pixel=1,
+        perspective_correct=False,
+        cull_backfaces=False,
+    )
+    pix_to_face = pix_to_face[..., 0].long()  # packed index b * F + f
+    return torch.where(pix_to_face >= 0, pix_to_face % n_faces, pix_to_face.new_full((), -1))
+
+
+def _fragments_from_face_index(
+    verts: torch.Tensor, faces: torch.Tensor, face_index: torch.Tensor, perspective_correct: bool
+) -> Fragments:
+    """Differentiable barycentrics and depth of pixel centres w.r.t. their (given) winning triangles."""
+    batch, height, width = face_index.shape
+    flat_face = face_index.reshape(-1)
+    pix = torch.nonzero(flat_face >= 0).squeeze(1)
+    bary = verts.new_zeros(batch * height * width, 3)
+    depth = verts.new_zeros(batch * height * width)
+    if pix.numel():
+        b = torch.div(pix, height * width, rounding_mode="floor")
+        rem = pix - b * (height * width)
+        py = torch.div(rem, width, rounding_mode="floor")
+        px = rem - py * width
+        tri = verts[b.unsqueeze(1), faces[flat_face[pix]]]  # (P, 3, 3) differentiable
+        # Relative to the pixel centre (precision): p = (0, 0).
+        xy = tri[..., :2] - torch.stack((px, py), -1).to(verts.dtype).unsqueeze(1) - 0.5
+        x, y = xy[..., 0], xy[..., 1]
+        # w_i = edge(v_{i+1}, v_{i+2}, p) with p at the origin = x_{i+1} y_{i+2} - x_{i+2} y_{i+1}
+        w = torch.stack(
+            (
+                x[:, 1] * y[:, 2] - x[:, 2] * y[:, 1],
+                x[:, 2] * y[:, 0] - x[:, 0] * y[:, 2],
+                x[:, 0] * y[:, 1] - x[:, 1] * y[:, 0],
+            ),
+            -1,
+        )
+        screen_bary = w / w.sum(-1, keepdim=True)  # sum(w) = signed area * 2
+        weighted = screen_bary / tri[..., 2]
+        inv_depth = weighted.sum(-1, keepdim=True)
+        pix_bary = weighted / inv_depth if perspective_correct else screen_bary
+        bary = bary.index_put((pix,), pix_bary)
+        depth = depth.index_put((pix,), 1.0 / inv_depth.squeeze(-1))
+    return Fragments(
+        face_index=face_index,
+        bary=bary.reshape(batch, height, width, 3),
+        depth=depth.reshape(batch, height, width),
+        mask=face_index >= 0,
+    )

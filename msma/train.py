@@ -1,0 +1,540 @@
+"""Training of the MSMA network: ``python -m msma train ...`` (or ``python -m msma.train ...``).
+
+    python -m msma train --config light --synthetic runs/cache/synth128 --real runs/cache/real_fitw.npz \
+        --steps 4000 --batch-size 16 --image-size 128 --out runs/light --max-minutes 50
+    python -m msma train ... --resume                 # continue runs/light/checkpoint.pt (step count continues)
+    python -m msma train ... --export weights/msma_light.safetensors   # fp16 safetensors at the end
+
+Two kinds of batches:
+* synthetic (exact ground truth, `msma.synth`): supervised coefficient L2 per attribute, vertex error (mm) on the
+  face region, and the weighted 68-landmark loss (nose / inner mouth x20);
+* real photos (`msma.data` cache: aligned crops + pseudo-landmarks from the offline detectors), every
+  ``--real-every`` steps: the paper's self-supervised losses — landmark, photometric inside the rendered skin mask,
+  coefficient / lighting / albedo regularisers, and the identity perceptual loss when an identity network is given
+  (``--identity-net`` TorchScript face embedder, e.g. an ArcFace export; none is available offline, so by default the
+  identity term is off and identity is learnt from the synthetic identity-coefficient + vertex supervision).
+
+Network outputs are used as `Coefficients` directly (what `msma.api.Reconstructor.predict` does); note that the
+lighting head starts at its DEFAULT_AMBIENT, which training absorbs.
+Adam with step decay (x ``--decay-gamma`` at the ``--decay-at`` fractions of ``--steps``), AMP (float16) on CUDA,
+resumable checkpoints (model + optimiser + step + elapsed time), tqdm, CSV log (+ TensorBoard when installed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from msma.face_model import MODEL_UNITS_TO_MM, Coefficients, FaceModel
+from msma.losses import (
+    RegularizerWeights,
+    albedo_flatness,
+    coefficient_regularizer,
+    landmark_loss,
+    landmark_weights,
+    lighting_regularizer,
+    photometric_loss,
+)
+
+PRESETS = ("light", "paper", "plain-light", "plain-paper")
+
+
+@dataclass
+class LossWeights:
+    """Weights of every training term (see module docstring); all configurable from the CLI (``--weights JSON``)."""
+
+    # supervised, synthetic batches (coefficient terms are per-coefficient mean squared errors)
+    identity: float = 1.0
+    expression: float = 20.0
+    texture: float = 0.05
+    angles: float = 10.0  # radians^2
+    translation: float = 10.0  # model units (dm)^2
+    lighting: float = 5.0
+    vertex: float = 0.1  # mean Euclidean vertex error on the face region, mm
+    landmark: float = 200.0  # `losses.landmark_loss` (squared distance / 224^2, nose + inner mouth x20)
+    # self-supervised, real batches (paper: photometric 1.5, landmark 0.01 on pixel^2 ~= 500 here, reg 5e-4 ...)
+    real: float = 1.0  # multiplies the whole real-batch loss
+    real_landmark: float = 500.0
+    photometric: float = 1.5
+    identity_perceptual: float = 0.35  # only with --identity-net
+    coefficient_reg: float = 5e-4  # x RegularizerWeights (identity 1.3, expression 1.1, texture 0.06)
+    lighting_reg: float = 5.0
+    albedo_reg: float = 3.0
+
+
+@dataclass
+class TrainConfig:
+    preset: str = "light"
+    out: str = "runs/light"
+    synthetic: str | None = None  # cache folder of npz shards; None = render on the fly
+    real: str | None = None  # npz cache from msma.data.build_real_cache
+    steps: int = 4000
+    batch_size: int = 16
+    image_size: int = 128
+    lr: float = 5e-4
+    decay_at: tuple[float, ...] = (0.6, 0.85)
+    decay_gamma: float = 0.2
+    weight_decay: float = 0.0
+    real_every: int = 4
+    real_batch: int = 4
+    max_minutes: float | None = None
+    save_every: int = 250
+    log_every: int = 10
+    seed: int = 0
+    threads: int | None = None
+    device: str = "auto"
+    amp: bool = True
+    identity_net: str | None = None
+    backgrounds: str | None = None  # for on-the-fly synthesis
+    weights: LossWeights = field(default_factory=LossWeights)
+
+
+def network_config(preset: str, model: FaceModel, image_size: int):
+    """NetworkConfig for a preset, sized for ``model`` (ICT: 100/53/80, sigmoid expression weights)."""
+    from msma.net import NetworkConfig
+
+    sizes = {
+        "n_identity": model.n_identity,
+        "n_expression": model.n_expression,
+        "n_texture": model.n_texture,
+        "expression_activation": "sigmoid" if model.expression_range is not None else "none",
+        "image_size": image_size,
+    }
+    if preset == "light":
+        return NetworkConfig.light(**sizes)
+    if preset == "paper":
+        return NetworkConfig.paper(**sizes)
+    if preset == "plain-light":
+        return NetworkConfig.light(fusion=False, attention=False, **sizes)
+    if preset == "plain-paper":
+        return NetworkConfig.paper(fusion=False, attention=False, **sizes)
+    raise ValueError(f"unknown preset {preset!r}; one of {PRESETS}")
+
+
+def predictions_to_coefficients(outputs: dict[str, torch.Tensor]) -> Coefficients:
+    """Network outputs -> `Coefficients` (float32), the same mapping as `Reconstructor.predict`."""
+    return Coefficients.from_dict({k: v.float() for k, v in outputs.items()})
+
+
+# ---------------------------------------------------------------------- losses
+def supervised_losses(
+    model: FaceModel, pred: Coefficients, target: Coefficients, target_landmarks: torch.Tensor,
+    w: LossWeights, texture_valid: torch.Tensor | None = None, lm_weights: torch.Tensor | None = None,
+) -> dict[str, torch.Tensor]:
+    """Synthetic-batch terms (unweighted values); ``target_landmarks`` (B, 68, 2) in 224-crop pixels."""
+    terms: dict[str, torch.Tensor] = {}
+    for name in ("identity", "expression", "angles", "translation", "lighting"):
+        terms[name] = (getattr(pred, name) - getattr(target, name)).pow(2).mean()
+    tex = (pred.texture - target.texture).pow(2).mean(-1)
+    if texture_valid is not None:
+        tex = tex * texture_valid.float()
+    terms["texture"] = tex.mean()
+    idx = model.face_vertices
+    pv = model.vertices_subset(pred.identity, pred.expression, idx)
+    tv = model.vertices_subset(target.identity, target.expression, idx)
+    terms["vertex"] = ((pv - tv).pow(2).sum(-1) + 1e-8).sqrt().mean() * MODEL_UNITS_TO_MM
+    lm_weights = landmark_weights(device=pred.angles.device) if lm_weights is None else lm_weights
+    terms["landmark"] = landmark_loss(model.project_landmarks(pred), target_landmarks, lm_weights)
+    return terms
+
+
+def weighted_sum(terms: dict[str, torch.Tensor], w: LossWeights, names: dict[str, str] | None = None) -> torch.Tensor:
+    names = names or {}
+    total = 0.0
+    for key, value in terms.items():
+        total = total + getattr(w, names.get(key, key)) * value
+    return total
+
+
+class IdentityPerceptualLoss(torch.nn.Module):
+    """1 - cosine similarity of face embeddings of the render and the photo (the paper's ArcFace loss).
+
+    ``path``: a TorchScript module mapping (B, 3, 112, 112) RGB in [-1, 1] to (B, D) embeddings. Not available
+    offline; training leaves this term out unless one is given.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        super().__init__()
+        self.net = torch.jit.load(str(path), map_location="cpu").eval()
+        for p in self.net.parameters():
+            p.requires_grad_(False)
+
+    def forward(self, rendered: torch.Tensor, photo: torch.Tensor) -> torch.Tensor:
+        def embed(x):
+            x = F.interpolate(x, size=(112, 112), mode="bilinear", align_corners=False)
+            return F.normalize(self.net(x * 2 - 1), dim=-1)
+
+        return (1 - (embed(rendered) * embed(photo)).sum(-1)).mean()
+
+
+def self_supervised_losses(
+    model: FaceModel, renderer, pred: Coefficients, images: torch.Tensor, landmarks: torch.Tensor,
+    valid: torch.Tensor | None = None, identity_loss: IdentityPerceptualLoss | None = None,
+) -> dict[str, torch.Tensor]:
+    """Real-batch terms (paper). images (B, 3, S, S) in [0, 1]; landmarks (B, 68, 2) 224-crop pixels."""
+    size = images.shape[-1]
+    scale = size / model.camera.image_size
+    geometry = model.geometry(pred)
+    screen = geometry.screen * torch.tensor([scale, scale, 1.0], device=images.device)
+    skin_faces = model.triangles[model.skin_triangles]
+    out = renderer.render_colors(screen, skin_faces, geometry.colors)
+    target = images.permute(0, 2, 3, 1)
+    terms = {
+        "real_landmark": landmark_loss(geometry.landmarks2d, landmarks, landmark_weights(device=images.device), valid),
+        "photometric": photometric_loss(out.image, target, out.mask),
+        "coefficient_reg": coefficient_regularizer(pred, RegularizerWeights()),
+        "lighting_reg": lighting_regularizer(pred.lighting),
+        "albedo_reg": albedo_flatness(geometry.albedo, model.face_vertices),
+    }
+    if identity_loss is not None:
+        m = out.mask.unsqueeze(-1)
+        composite = torch.where(m, out.image, target).permute(0, 3, 1, 2)
+        terms["identity_perceptual"] = identity_loss(composite, images)
+    return terms
+
+
+# ---------------------------------------------------------------------- data
+def _augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Cheap photometric jitter on top of the cached camera effects: per-image gain, bias, colour cast, noise."""
+    b = images.shape[0]
+    dev = images.device
+
+    def rand(*shape):
+        return torch.rand(*shape, generator=generator).to(dev)
+
+    gain = 0.85 + 0.3 * rand(b, 1, 1, 1)
+    cast = 1 + 0.06 * (rand(b, 3, 1, 1) - 0.5)
+    bias = 0.06 * (rand(b, 1, 1, 1) - 0.5)
+    noise = torch.randn(images.shape, generator=generator).to(dev) * (0.02 * rand(b, 1, 1, 1))
+    return (images * gain * cast + bias + noise).clamp(0, 1)
+
+
+class _Loop:
+    """An endless shuffled iterator over a Dataset (deterministic per seed, resumable by epoch + position)."""
+
+    def __init__(self, dataset, batch_size: int, seed: int) -> None:
+        self.dataset, self.batch_size, self.seed = dataset, batch_size, seed
+        self.epoch, self.pos = 0, 0
+        self._perm = self._permutation()
+
+    def _permutation(self):
+        return np.random.default_rng([self.seed, self.epoch]).permutation(len(self.dataset))
+
+    def state(self) -> dict:
+        return {"epoch": self.epoch, "pos": self.pos}
+
+    def load(self, state: dict) -> None:
+        self.epoch, self.pos = int(state["epoch"]), int(state["pos"])
+        self._perm = self._permutation()
+
+    def next(self) -> dict[str, torch.Tensor]:
+        if self.pos + self.batch_size > len(self._perm):
+            self.epoch, self.pos = self.epoch + 1, 0
+            self._perm = self._permutation()
+        idx = self._perm[self.pos : self.pos + self.batch_size]
+        self.pos += self.batch_size
+        items = [self.dataset[int(i)] for i in idx]
+        return {k: torch.stack([it[k] for it in items]) for k in items[0]}
+
+
+class _OnlineSynthetic:
+    """Synthetic batches rendered on the fly (no cache); sample i of the training seed is fixed."""
+
+    def __init__(self, model, seed, image_size, batch_size, backgrounds=None) -> None:
+        from msma.synth import SyntheticFaceGenerator
+
+        self.gen = SyntheticFaceGenerator(model, seed=seed, image_size=image_size, backgrounds=backgrounds)
+        self.batch_size = batch_size
+
+    def state(self) -> dict:
+        return {"counter": self.gen._counter}
+
+    def load(self, state: dict) -> None:
+        self.gen._counter = int(state.get("counter", 0))
+
+    def next(self) -> dict[str, torch.Tensor]:
+        b = self.gen.sample(self.batch_size)
+        item = {"image": b.images, "landmarks": b.landmarks2d, "texture_valid": b.texture_valid, "mask": b.mask}
+        item.update(b.coefficients.as_dict())
+        return item
+
+
+# ---------------------------------------------------------------------- training
+def learning_rate(cfg: TrainConfig, step: int) -> float:
+    passed = sum(step >= int(f * cfg.steps) for f in cfg.decay_at)
+    return cfg.lr * cfg.decay_gamma**passed
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def train(cfg: TrainConfig, resume: bool = False, export: str | None = None, progress: bool = True) -> dict:
+    """Run (or continue) a training run; returns a summary dict (also written to ``out/summary.json``)."""
+    from msma.net import MSMANet, save_checkpoint
+    from msma.render import Renderer
+    from msma.synth import SyntheticCache
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = _device(cfg.device)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out / "checkpoint.pt"
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    model = FaceModel.ict().to(device)
+
+    net = MSMANet(network_config(cfg.preset, model, cfg.image_size)).to(device)
+    optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    use_amp = cfg.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+
+    if cfg.synthetic:
+        synthetic = _Loop(SyntheticCache(cfg.synthetic), cfg.batch_size, cfg.seed)
+    else:
+        synthetic = _OnlineSynthetic(model, cfg.seed, cfg.image_size, cfg.batch_size, cfg.backgrounds)
+    real = None
+    if cfg.real and cfg.real_every > 0:
+        from msma.data import RealFaceDataset
+
+        real_ds = RealFaceDataset(cfg.real)
+        if len(real_ds):
+            real = _Loop(real_ds, min(cfg.real_batch, len(real_ds)), cfg.seed + 1)
+    renderer = Renderer(cfg.image_size) if real is not None else None
+    identity_loss = IdentityPerceptualLoss(cfg.identity_net).to(device) if cfg.identity_net and real else None
+
+    step, elapsed = 0, 0.0
+    aug_gen = torch.Generator().manual_seed(cfg.seed)
+    if resume and ckpt_path.is_file():
+        state = torch.load(ckpt_path, map_location=device, weights_only=False)
+        net.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if state.get("scaler") and use_amp:
+            scaler.load_state_dict(state["scaler"])
+        step, elapsed = int(state["step"]), float(state.get("elapsed", 0.0))
+        synthetic.load(state["synthetic_state"])
+        if real is not None and state.get("real_state"):
+            real.load(state["real_state"])
+        aug_gen.manual_seed(cfg.seed + step)
+    elif resume:
+        print(f"--resume: no checkpoint in {out}, starting from scratch")
+    (out / "config.json").write_text(json.dumps(_jsonable(cfg), indent=1))
+
+    lm_w = landmark_weights(device=device)
+    log_path = out / "log.csv"
+    columns = ["step", "elapsed_s", "lr", "loss", "images_per_s"] + [
+        k for k in asdict(cfg.weights) if k != "real"
+    ] + ["real_loss"]
+    new_log = not log_path.is_file()
+    log_file = open(log_path, "a", newline="")
+    writer = csv.DictWriter(log_file, fieldnames=columns, extrasaction="ignore")
+    if new_log:
+        writer.writeheader()
+    tb = None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+
+        tb = SummaryWriter(str(out / "tensorboard"))
+    except Exception:  # tensorboard not installed
+        tb = None
+
+    try:
+        from tqdm import tqdm
+
+        bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc=f"train {cfg.preset}", smoothing=0.05)
+    except ImportError:  # pragma: no cover
+        bar = None
+    start = time.time()
+    window_t, window_n = time.time(), 0
+    running: dict[str, float] = {}
+    net.train()
+
+    def save():
+        state = {
+            "model": net.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scaler": scaler.state_dict() if use_amp else None,
+            "step": step,
+            "elapsed": elapsed + time.time() - start,
+            "synthetic_state": synthetic.state(),
+            "real_state": real.state() if real is not None else None,
+            "config": _jsonable(cfg),
+            "network_config": net.config.to_dict(),
+        }
+        tmp = ckpt_path.with_suffix(".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, ckpt_path)
+
+    stopped_by_time = False
+    while step < cfg.steps:
+        if cfg.max_minutes is not None and time.time() - start > cfg.max_minutes * 60:
+            stopped_by_time = True
+            break
+        lr = learning_rate(cfg, step)
+        for g in optimizer.param_groups:
+            g["lr"] = lr
+        batch = {k: v.to(device) for k, v in synthetic.next().items()}
+        images = batch["image"]
+        if images.shape[-1] != cfg.image_size:
+            images = F.interpolate(images, size=cfg.image_size, mode="bilinear", align_corners=False, antialias=True)
+        images = _augment(images, aug_gen)
+        target = Coefficients.from_dict({k: batch[k] for k in ("identity", "expression", "texture", "angles",
+                                                                "translation", "lighting")})
+        target_lm = batch["landmarks"] * (model.camera.image_size / batch["image"].shape[-1])
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+            outputs = net(images)
+        pred = predictions_to_coefficients(outputs)
+        terms = supervised_losses(model, pred, target, target_lm, cfg.weights, batch["texture_valid"], lm_w)
+        loss = weighted_sum(terms, cfg.weights)
+        real_loss = None
+        if real is not None and step % cfg.real_every == 0:
+            rb = {k: v.to(device) for k, v in real.next().items()}
+            rimg = rb["image"]
+            if rimg.shape[-1] != cfg.image_size:
+                rimg = F.interpolate(rimg, size=cfg.image_size, mode="bilinear", align_corners=False, antialias=True)
+            with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+                routputs = net(rimg)
+            rterms = self_supervised_losses(model, renderer, predictions_to_coefficients(routputs), rimg,
+                                            rb["landmarks"], rb.get("valid"), identity_loss)
+            real_loss = weighted_sum(rterms, cfg.weights)
+            loss = loss + cfg.weights.real * real_loss
+            terms.update(rterms)
+        if not torch.isfinite(loss):
+            print(f"step {step}: non-finite loss, batch skipped")
+            step += 1
+            continue
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 10.0)
+        scaler.step(optimizer)
+        scaler.update()
+        step += 1
+        window_n += images.shape[0]
+        for k, v in terms.items():
+            running[k] = running.get(k, 0.0) * 0.9 + float(v) * 0.1 if k in running else float(v)
+        running["loss"] = running.get("loss", float(loss)) * 0.9 + float(loss) * 0.1
+        if real_loss is not None:
+            running["real_loss"] = float(real_loss)
+        if bar:
+            bar.update(1)
+            bar.set_postfix(loss=f"{running['loss']:.3f}", vtx=f"{running['vertex']:.2f}mm", lr=f"{lr:.1e}")
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            now = time.time()
+            row = {"step": step, "elapsed_s": round(elapsed + now - start, 1), "lr": lr,
+                   "images_per_s": round(window_n / max(now - window_t, 1e-9), 2)}
+            row.update({k: round(v, 6) for k, v in running.items()})
+            writer.writerow(row)
+            log_file.flush()
+            if tb is not None:
+                for k, v in row.items():
+                    if k != "step":
+                        tb.add_scalar(k, v, step)
+            window_t, window_n = now, 0
+        if step % cfg.save_every == 0:
+            save()
+    save()
+    if bar:
+        bar.close()
+    log_file.close()
+    if tb is not None:
+        tb.close()
+    total = elapsed + time.time() - start
+    summary = {
+        "preset": cfg.preset,
+        "step": step,
+        "planned_steps": cfg.steps,
+        "stopped_by_time": stopped_by_time,
+        "wall_time_s": round(total, 1),
+        "images_seen": step * cfg.batch_size,
+        "final_losses": {k: round(v, 5) for k, v in running.items()},
+        "network": net.config.to_dict(),
+        "parameters": net.num_parameters(),
+        "device": str(device),
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    metadata = {"training": summary, "losses": asdict(cfg.weights),
+                "data": {"synthetic": cfg.synthetic or "online", "real": cfg.real}}
+    save_checkpoint(net, out / "model.safetensors", metadata=metadata)
+    if export:
+        save_checkpoint(net, export, metadata=metadata, fp16=True)
+    return summary
+
+
+def _jsonable(cfg: TrainConfig) -> dict:
+    d = asdict(cfg)
+    d["decay_at"] = list(cfg.decay_at)
+    return d
+
+
+# ---------------------------------------------------------------------- CLI
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    d = TrainConfig()
+    parser.add_argument("--config", "--preset", dest="preset", default=d.preset, choices=PRESETS,
+                        help="network preset: light (CPU), paper (ResNet-50), plain-* (ablation without fusion and "
+                             "attention)")
+    parser.add_argument("--out", default=None, help="run folder (checkpoint.pt, log.csv, model.safetensors)")
+    parser.add_argument("--synthetic", default=None, help="synthetic cache folder (python -m msma.synth); "
+                                                          "rendered on the fly when omitted")
+    parser.add_argument("--real", default=None, help="real-photo cache npz (python -m msma.data)")
+    parser.add_argument("--steps", type=int, default=d.steps, help="total planned steps (lr schedule is relative "
+                                                                    "to it)")
+    parser.add_argument("--batch-size", type=int, default=d.batch_size)
+    parser.add_argument("--image-size", type=int, default=d.image_size,
+                        help="training resolution (the aligned 224 crop downscaled; stored in the network config)")
+    parser.add_argument("--lr", type=float, default=d.lr)
+    parser.add_argument("--decay-at", type=float, nargs="*", default=list(d.decay_at))
+    parser.add_argument("--decay-gamma", type=float, default=d.decay_gamma)
+    parser.add_argument("--real-every", type=int, default=d.real_every)
+    parser.add_argument("--real-batch", type=int, default=d.real_batch)
+    parser.add_argument("--max-minutes", type=float, default=None, help="stop (and checkpoint) after this wall time")
+    parser.add_argument("--save-every", type=int, default=d.save_every)
+    parser.add_argument("--log-every", type=int, default=d.log_every)
+    parser.add_argument("--seed", type=int, default=d.seed)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--device", default=d.device)
+    parser.add_argument("--no-amp", action="store_true", help="disable mixed precision on CUDA")
+    parser.add_argument("--identity-net", default=None, help="TorchScript face-embedding network for the identity "
+                                                             "perceptual loss (e.g. an ArcFace export)")
+    parser.add_argument("--backgrounds", default=None, help="photo folder for on-the-fly synthesis backgrounds")
+    parser.add_argument("--weights", default=None, help='loss weights as JSON, e.g. \'{"vertex": 0.2}\'')
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    parser.add_argument("--export", default=None, help="also write fp16 safetensors weights here at the end")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    weights = LossWeights(**json.loads(args.weights)) if args.weights else LossWeights()
+    return TrainConfig(
+        preset=args.preset, out=args.out or f"runs/{args.preset}", synthetic=args.synthetic, real=args.real,
+        steps=args.steps, batch_size=args.batch_size, image_size=args.image_size, lr=args.lr,
+        decay_at=tuple(args.decay_at), decay_gamma=args.decay_gamma, real_every=args.real_every,
+        real_batch=args.real_batch, max_minutes=args.max_minutes, save_every=args.save_every,
+        log_every=args.log_every, seed=args.seed, threads=args.threads, device=args.device, amp=not args.no_amp,
+        identity_net=args.identity_net, backgrounds=args.backgrounds, weights=weights,
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args)
+    summary = train(cfg, resume=args.resume, export=args.export, progress=not args.quiet)
+    print(json.dumps({k: summary[k] for k in ("preset", "step", "wall_time_s", "final_losses")}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(add_arguments(argparse.ArgumentParser(description=__doc__.splitlines()[0])).parse_args()))

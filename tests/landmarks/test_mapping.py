@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from msma.landmarks import MEDIAPIPE_TO_IBUG68, FaceLandmarks, NoFaceError, five_points_from_68, mesh_to_68
+from msma.landmarks.mapping import _ANCHOR_CANONICAL, _JAW_NORMALS, IBUG68_MIRROR, JAW_CANDIDATES
+
+
+def test_table_sanity():
+    assert MEDIAPIPE_TO_IBUG68.shape == (68,)
+    assert len(set(MEDIAPIPE_TO_IBUG68.tolist())) == 68
+    assert MEDIAPIPE_TO_IBUG68.min() >= 0 and MEDIAPIPE_TO_IBUG68.max() < 478
+    assert (IBUG68_MIRROR[IBUG68_MIRROR] == np.arange(68)).all()
+    assert _ANCHOR_CANONICAL.shape == (51, 2) and _JAW_NORMALS.shape == (17, 2)
+    for k, cands in JAW_CANDIDATES.items():
+        assert 0 <= k < 17 and k != 8
+        assert MEDIAPIPE_TO_IBUG68[k] in cands and all(0 <= c < 478 for c in cands)
+
+
+def test_canonical_anchors_are_mirror_symmetric():
+    # anchors are the table vertices of points 17..67; mirror pairs must have mirrored canonical x
+    a = _ANCHOR_CANONICAL
+    mirror = IBUG68_MIRROR[17:] - 17
+    # the measured mesh mirror map is not exactly an involution for a few vertices, hence the tolerance
+    np.testing.assert_allclose(a[mirror, 0], -a[:, 0], atol=0.02)
+    np.testing.assert_allclose(a[mirror, 1], a[:, 1], atol=0.02)
+
+
+def test_mesh_to_68_follows_similarity_transform():
+    rng = np.random.default_rng(0)
+    dense = rng.normal(size=(478, 2)) * 50 + 200
+    lm = mesh_to_68(dense, contour=False)
+    np.testing.assert_array_equal(lm, dense[MEDIAPIPE_TO_IBUG68])
+    lm_c = mesh_to_68(dense)
+    assert lm_c.shape == (68, 2)
+    np.testing.assert_array_equal(lm_c[17:], lm[17:])
+    with pytest.raises(ValueError):
+        mesh_to_68(np.zeros((68, 2)))
+
+
+def test_five_points_and_errors():
+    lm = np.zeros((68, 2))
+    lm[36:42] = [10, 20]
+    lm[42:48] = [30, 20]
+    lm[30] = [20, 30]
+    lm[48] = [12, 40]
+    lm[54] = [28, 40]
+    face = FaceLandmarks(np.array([0, 0, 40, 50.0]), lm, 0.9, "dlib")
+    np.testing.assert_allclose(face.five_points(), [[10, 20], [30, 20], [20, 30], [12, 40], [28, 40]])
+    np.testing.assert_allclose(five_points_from_68(lm), face.five_points())
+    assert issubclass(NoFaceError, ValueError)
+    with pytest.raises(ValueError):
+        five_points_from_68(np.zeros((5, 2)))
