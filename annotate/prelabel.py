@@ -138,25 +138,23 @@ class ReconstructionPrelabeller(Prelabeller):
         self._model = None
 
     def predict(self, image: np.ndarray) -> list[PrelabelFace]:
+        from msma.landmarks import NoFaceError
+
         if self._model is None:
-            try:
-                from msma.api import Reconstructor
-            except ImportError as exc:
-                raise RuntimeError(f"the reconstruction pre-labeller needs msma.api ({exc})") from exc
-            self._model = Reconstructor(**self.kwargs)
-        model = self._model
-        run = getattr(model, "reconstruct_all", None) or getattr(model, "reconstruct", None) or model
-        result = run(image)
-        results = result if isinstance(result, list | tuple) else [result]
+            from msma.api import Reconstructor
+
+            # Landmark fitting only: the reprojection is what pre-labels need, photometric detail is not.
+            self._model = Reconstructor(**{"photometric": False, **self.kwargs})
+        try:
+            result = self._model(image, texture=False)
+        except NoFaceError:
+            return []
         faces = []
-        for r in results:
-            pts = getattr(r, "landmarks68", None)
-            if pts is None:
-                pts = getattr(r, "landmarks", None)
-            if pts is None:
-                raise RuntimeError("the reconstruction result has no 'landmarks68' attribute to pre-label with")
-            score = getattr(r, "score", None) or getattr(getattr(r, "face", None), "score", None) or 0.5
-            faces.append(PrelabelFace(np.asarray(pts, np.float64), float(score)))
+        for face in result:
+            # Confidence: agreement between the detector and the fitted model (NME over the outer eye corners).
+            interocular = float(np.linalg.norm(face.detected_landmarks[45] - face.detected_landmarks[36])) or 1.0
+            disagreement = float(np.linalg.norm(face.fitted_landmarks - face.detected_landmarks, axis=1).mean())
+            faces.append(PrelabelFace(face.fitted_landmarks, float(np.exp(-10.0 * disagreement / interocular))))
         return faces
 
 

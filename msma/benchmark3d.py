@@ -5,8 +5,8 @@ Protocol (Deep3DFaceRecon / NoW):
 2. the predicted mesh (model units -> mm) is rigidly aligned to the cropped scan: initial similarity-free rigid
    transform from corresponding landmarks when both sides have them (NoW: 7 points), otherwise nose-tip + centroid
    alignment; then point-to-point ICP (scipy cKDTree) on the predicted face-region vertices;
-3. the distance from every cropped scan point to the predicted surface (closest point on triangles,
-   `trimesh.proximity`) gives RMSE / mean / median in mm; per-subject statistics aggregate images of one subject.
+3. the distance from every cropped scan point to the predicted surface (exact closest point on the triangles
+   near it) gives RMSE / mean / median in mm; per-subject statistics aggregate images of one subject.
 
 Dataset layouts accepted by `discover_pairs` (user supplied, not redistributed):
   generic / MICC / FaceWarehouse: DIR/<subject>/ holds images (jpg/png) and one scan (obj/ply/off/stl/wrl-as-obj)
@@ -94,13 +94,73 @@ def icp(source: np.ndarray, target: np.ndarray, iterations: int = 50, tolerance:
     return r, t, done
 
 
-def point_to_surface(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Distance of each point to the closest point on the triangle mesh (trimesh.proximity)."""
-    import trimesh
+def closest_point_on_triangles(p: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Closest points on triangles (a, b, c) to points p, all (M, 3) (Ericson, Real-Time Collision Detection 5.1.5)."""
+    ab, ac, ap = b - a, c - a, p - a
+    d1, d2 = (ab * ap).sum(-1), (ac * ap).sum(-1)
+    bp = p - b
+    d3, d4 = (ab * bp).sum(-1), (ac * bp).sum(-1)
+    cp = p - c
+    d5, d6 = (ab * cp).sum(-1), (ac * cp).sum(-1)
+    va = d3 * d6 - d5 * d4
+    vb = d5 * d2 - d1 * d6
+    vc = d1 * d4 - d3 * d2
+    denom = va + vb + vc
+    safe = np.where(np.abs(denom) < 1e-30, 1e-30, denom)
+    v, w = vb / safe, vc / safe
+    out = a + ab * v[:, None] + ac * w[:, None]  # inside the face
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # edges (later assignments take priority over earlier ones, so go from face -> edges -> vertices)
+        t_ab = d1 / (d1 - d3)
+        m = (vc <= 0) & (d1 >= 0) & (d3 <= 0)
+        out[m] = (a + ab * t_ab[:, None])[m]
+        t_ac = d2 / (d2 - d6)
+        m = (vb <= 0) & (d2 >= 0) & (d6 <= 0)
+        out[m] = (a + ac * t_ac[:, None])[m]
+        t_bc = (d4 - d3) / ((d4 - d3) + (d5 - d6))
+        m = (va <= 0) & ((d4 - d3) >= 0) & ((d5 - d6) >= 0)
+        out[m] = (b + (c - b) * t_bc[:, None])[m]
+    m = (d1 <= 0) & (d2 <= 0)
+    out[m] = a[m]
+    m = (d3 >= 0) & (d4 <= d3)
+    out[m] = b[m]
+    m = (d6 >= 0) & (d5 <= d6)
+    out[m] = c[m]
+    return out
 
-    mesh = trimesh.Trimesh(vertices=np.asarray(vertices, np.float64), faces=np.asarray(faces), process=False)
-    _, distance, _ = trimesh.proximity.closest_point(mesh, np.asarray(points, np.float64))
-    return distance
+
+def point_to_surface(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray, k: int = 12) -> np.ndarray:
+    """Distance of each point to the closest point on the triangle mesh.
+
+    Exact over the triangles incident to the ``k`` nearest vertices (cKDTree), which contain the closest triangle
+    for any reasonably regular mesh; `trimesh.proximity` is not used because it needs the optional rtree package.
+    """
+    points = np.asarray(points, np.float64)
+    vertices = np.asarray(vertices, np.float64)
+    faces = np.asarray(faces, np.int64)
+    # vertex -> incident triangles (padded table)
+    order = np.argsort(faces.reshape(-1), kind="stable")
+    vertex_of = faces.reshape(-1)[order]
+    counts = np.bincount(vertex_of, minlength=len(vertices))
+    width = max(int(counts.max()), 1)
+    table = np.full((len(vertices), width), -1, np.int64)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    slot = np.arange(len(order)) - starts[vertex_of]
+    table[vertex_of, slot] = order // 3
+    _, near = cKDTree(vertices).query(points, k=min(k, len(vertices)))
+    near = near.reshape(len(points), -1)
+    best = np.full(len(points), np.inf)
+    for j in range(near.shape[1]):
+        for s in range(width):
+            tri = table[near[:, j], s]
+            ok = tri >= 0
+            if not ok.any():
+                continue
+            f = faces[tri[ok]]
+            q = closest_point_on_triangles(points[ok], vertices[f[:, 0]], vertices[f[:, 1]], vertices[f[:, 2]])
+            d = np.linalg.norm(points[ok] - q, axis=1)
+            best[ok] = np.minimum(best[ok], d)
+    return best
 
 
 def scan_error(

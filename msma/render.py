@@ -128,12 +128,12 @@ class Renderer:
         """Nearest-triangle fragments for screen vertices ``(B, N, 3)`` (or ``(N, 3)``) and faces ``(F, 3)``."""
         verts, faces = _check_mesh(screen_vertices, faces)
         with torch.no_grad():
-            tri = verts.detach()[:, faces].float()  # (B, F, 3 corners, 3)
-            valid = _valid_faces(tri, self.near, self.cull_backfaces)
+            x, y, z = _corner_coords(verts, faces)
+            valid = _valid_faces(x, y, z, self.near, self.cull_backfaces)
             if self.backend_for(verts.device) == "pytorch3d":
                 face_index = _visibility_pytorch3d(verts.detach(), faces, valid, self.image_size)
             else:
-                face_index = _visibility_torch(tri, valid, self.image_size, self.chunk_size)
+                face_index = _visibility_torch(x, y, z, valid, self.image_size, self.chunk_size)
         return _fragments_from_face_index(verts, faces, face_index, self.perspective_correct)
 
     def fragments_from_face_index(
@@ -159,10 +159,9 @@ class Renderer:
         b, h, w = face_index.shape
         attrs = vertex_attributes
         if attrs.dim() == 2:
-            attrs = attrs.unsqueeze(0).expand(b, -1, -1)
+            attrs = attrs.unsqueeze(0)
         if attrs.dim() != 3 or attrs.shape[0] not in (1, b):
             raise ValueError(f"vertex_attributes must be (B, N, C) or (N, C), got {tuple(vertex_attributes.shape)}")
-        attrs = attrs.expand(b, -1, -1)
         channels = attrs.shape[-1]
         faces = faces.to(device=face_index.device, dtype=torch.long)
         flat_face = face_index.reshape(-1)
@@ -170,11 +169,12 @@ class Renderer:
         out = attrs.new_zeros(b * h * w, channels)
         if pix.numel() == 0:
             return out.reshape(b, h, w, channels)
-        batch = torch.div(pix, h * w, rounding_mode="floor")
-        corner = faces[flat_face[pix]]  # (P, 3)
-        values = attrs[batch.unsqueeze(1), corner]  # (P, 3, C)
-        weights = bary.reshape(-1, 3)[pix].to(values.dtype)
-        out = out.index_put((pix,), (weights.unsqueeze(-1) * values).sum(1))
+        corner = faces.index_select(0, flat_face.index_select(0, pix))  # (P, 3)
+        if attrs.shape[0] > 1:  # rows of the flattened (B * N, C) attributes
+            corner = corner + (torch.div(pix, h * w, rounding_mode="floor") * attrs.shape[1]).unsqueeze(1)
+        values = attrs.reshape(-1, channels).index_select(0, corner.reshape(-1)).view(-1, 3, channels)
+        weights = bary.reshape(-1, 3).index_select(0, pix).to(values.dtype)
+        out = out.index_put((pix,), torch.bmm(weights.unsqueeze(1), values).squeeze(1))
         return out.reshape(b, h, w, channels)
 
     def render_colors(
@@ -264,92 +264,109 @@ def _check_mesh(screen_vertices: torch.Tensor, faces: torch.Tensor) -> tuple[tor
     return verts, faces
 
 
-def _signed_area2(tri: torch.Tensor) -> torch.Tensor:
-    """Twice the signed screen area of triangles ``(..., 3, >=2)`` (negative = CCW as seen by the viewer)."""
-    x0, y0 = tri[..., 0, 0], tri[..., 0, 1]
-    return (tri[..., 1, 0] - x0) * (tri[..., 2, 1] - y0) - (tri[..., 2, 0] - x0) * (tri[..., 1, 1] - y0)
+def _corner_coords(verts: torch.Tensor, faces: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-corner x, y, depth of every triangle, each ``(B, F, 3)`` float32 (no autograd)."""
+    batch, n_verts, _ = verts.shape
+    flat = faces.reshape(-1)
+    coords = verts.detach().float().transpose(1, 2)  # (B, 3, N)
+    return tuple(coords[:, k].index_select(1, flat).view(batch, -1, 3) for k in range(3))
 
 
-def _valid_faces(tri: torch.Tensor, near: float, cull_backfaces: bool) -> torch.Tensor:
-    """(B, F) bool for triangles (B, F, 3, 3): non-degenerate, in front of the near plane, finite and (optionally)
-    front facing."""
-    area2 = _signed_area2(tri)
-    valid = (tri[..., 2] > near).all(-1) & torch.isfinite(tri).all(-1).all(-1)
+def _valid_faces(x: torch.Tensor, y: torch.Tensor, z: torch.Tensor, near: float, cull_backfaces: bool) -> torch.Tensor:
+    """(B, F) bool: non-degenerate, in front of the near plane, finite and (optionally) front facing."""
+    x0, x1, x2 = x.unbind(-1)
+    y0, y1, y2 = y.unbind(-1)
+    area2 = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)  # negative = CCW as seen by the viewer
+    valid = (z.amin(-1) > near) & torch.isfinite(area2) & torch.isfinite(z).all(-1)
     valid &= (area2 < 0) if cull_backfaces else (area2 != 0)
     return valid
 
 
 def _visibility_torch(
-    tri: torch.Tensor, valid: torch.Tensor, image_size: tuple[int, int], chunk_size: int
+    x: torch.Tensor, y: torch.Tensor, z: torch.Tensor, valid: torch.Tensor, image_size: tuple[int, int], chunk_size: int
 ) -> torch.Tensor:
     """Nearest face per pixel, ``(B, H, W)`` long with -1 for background. No autograd.
 
-    Scanline enumeration: each triangle is split into its pixel rows (inside its clipped bounding box); for each
-    (triangle, row) pair the span of covered pixel centres is solved from the three edge functions, and only covered
+    Scanline enumeration: each triangle is split into its pixel rows (inside its clipped bounding box); on each
+    (triangle, row) pair the span of covered pixel centres is solved from the edge functions, and only covered
     (triangle, pixel) pairs are generated, in chunks of about ``chunk_size``. Pixel centres within ``_EDGE_TOL`` px of
     an edge count as inside (so shared edges never crack; the z-buffer picks one triangle).
     """
     height, width = image_size
     batch, n_faces = valid.shape
-    device = tri.device
+    device = x.device
     empty = torch.full((batch, height, width), -1, dtype=torch.long, device=device)
     if n_faces == 0:
         return empty
 
-    # Pixel-centre bounding boxes: centres c = j + 0.5 with min_x <= c <= max_x, clipped to the image.
-    lo = torch.ceil(tri[..., :2].amin(2) - 0.5).clamp_min(0)  # (B, F, 2) x, y
-    hi = torch.floor(tri[..., :2].amax(2) - 0.5)
-    hi = torch.minimum(hi, torch.tensor([width - 1.0, height - 1.0], device=device))
-    valid = valid & (hi >= lo).all(-1)
+    # Pixel-centre bounding boxes: centres c = j + 0.5 with min <= c <= max, clipped to the image.
+    x_lo = torch.ceil(x.amin(-1) - 0.5).clamp_min_(0)
+    y_lo = torch.ceil(y.amin(-1) - 0.5).clamp_min_(0)
+    x_hi = torch.floor(x.amax(-1) - 0.5).clamp_max_(width - 1)
+    y_hi = torch.floor(y.amax(-1) - 0.5).clamp_max_(height - 1)
+    valid = valid & (x_hi >= x_lo) & (y_hi >= y_lo)
     sel = torch.nonzero(valid.reshape(-1)).squeeze(1)  # indices into B * F
     if sel.numel() == 0:
         return empty
-    tri = tri.reshape(-1, 3, 3)[sel]
-    lo = lo.reshape(-1, 2)[sel]
-    size = hi.reshape(-1, 2)[sel] - lo + 1  # (T, 2) float nx, ny >= 1
+    x_lo, y_lo = x_lo.reshape(-1).index_select(0, sel), y_lo.reshape(-1).index_select(0, sel)
+    n_x = x_hi.reshape(-1).index_select(0, sel) - x_lo + 1
+    n_y = (y_hi.reshape(-1).index_select(0, sel) - y_lo + 1).long()
+    # Corner coordinates relative to the bounding-box origin pixel centre (float32 precision for small triangles).
+    px = x.reshape(-1, 3).index_select(0, sel) - (x_lo + 0.5).unsqueeze(1)  # (T, 3)
+    py = y.reshape(-1, 3).index_select(0, sel) - (y_lo + 0.5).unsqueeze(1)
+    inv_z = z.reshape(-1, 3).index_select(0, sel).reciprocal()
     face_id = sel % n_faces
-    base = torch.div(sel, n_faces, rounding_mode="floor") * (height * width) + (lo[:, 1] * width + lo[:, 0]).long()
+    base = torch.div(sel, n_faces, rounding_mode="floor") * (height * width) + (y_lo * width + x_lo).long()
 
-    # Barycentrics and 1/depth are affine in the pixel offset (dx, dy) from the bounding-box origin centre:
-    # b_i = cx_i dx + cy_i dy + c0_i (computed relative to that origin to keep float32 precision).
-    xy = tri[..., :2] - (lo + 0.5).unsqueeze(1)  # (T, 3, 2)
-    inv_area2 = (1.0 / _signed_area2(xy)).unsqueeze(1)
-    a, b = xy.roll(-1, 1), xy.roll(-2, 1)  # b_i = edge(v_{i+1}, v_{i+2}, p) / area2
-    cx = -(b[..., 1] - a[..., 1]) * inv_area2  # (T, 3)
-    cy = (b[..., 0] - a[..., 0]) * inv_area2
-    c0 = ((b[..., 1] - a[..., 1]) * a[..., 0] - (b[..., 0] - a[..., 0]) * a[..., 1]) * inv_area2
-    inv_z = 1.0 / tri[..., 2]
+    # b_i(dx, dy) = edge(v_{i+1}, v_{i+2}, p) / area2 = cx_i dx + cy_i dy + c0_i, with
+    # edge(a, b, p) = (b.x - a.x) (p.y - a.y) - (b.y - a.y) (p.x - a.x).
+    ax, ay, bx, by = px.roll(-1, 1), py.roll(-1, 1), px.roll(-2, 1), py.roll(-2, 1)
+    area2 = (px[:, 1] - px[:, 0]) * (py[:, 2] - py[:, 0]) - (px[:, 2] - px[:, 0]) * (py[:, 1] - py[:, 0])
+    inv_area2 = area2.reciprocal().unsqueeze(1)
+    cx = (ay - by) * inv_area2  # (T, 3)
+    cy = (bx - ax) * inv_area2
+    c0 = ((by - ay) * ax - (bx - ax) * ay) * inv_area2
+    # 1/depth is affine in screen space too.
     zx, zy, z0 = (cx * inv_z).sum(1), (cy * inv_z).sum(1), (c0 * inv_z).sum(1)
+    # On a row dy, b_i >= 0 <=> dx >= (or <=, by the sign of cx_i) -(cy_i dy + c0_i) / cx_i: a lower (upper) bound
+    # line in dy per edge, widened by the tolerance (measured perpendicular to the edge). Horizontal edges (cx_i = 0)
+    # bound rows only, which the bounding box already does.
+    ratio = cx.reciprocal()
+    slope, icpt = -cy * ratio, -c0 * ratio
+    shift = _EDGE_TOL * torch.hypot(cx, cy) * ratio.abs()
+    is_lo, is_hi = cx > 0, cx < 0
+    inf = torch.full_like(icpt, float("inf"))
+    zero = torch.zeros_like(slope)
+    table = torch.cat(
+        (
+            torch.where(is_lo, slope, zero),
+            torch.where(is_lo, icpt - shift, -inf),
+            torch.where(is_hi, slope, zero),
+            torch.where(is_hi, icpt + shift, inf),
+            torch.stack((n_x - 1, zx, zy, z0), 1),
+        ),
+        1,
+    )  # (T, 16)
+    ids = torch.stack((base, face_id), 1)  # (T, 2) int64
 
     # (triangle, row) pairs.
-    rows = size[:, 1].long()
-    n_rows = int(rows.sum())
-    r_tri = torch.repeat_interleave(torch.arange(sel.numel(), device=device), rows, output_size=n_rows)
-    r_dy = (torch.arange(n_rows, device=device) - (torch.cumsum(rows, 0) - rows)[r_tri]).float()
-    # Covered span [left, right] of dx on each row: b_i = cx_i dx + k_i >= 0.
-    k = cy[r_tri] * r_dy.unsqueeze(1) + c0[r_tri]  # (R, 3)
-    cxr = cx[r_tri]
-    root = -k / cxr  # inf / nan where cx == 0, masked below
-    grad = torch.hypot(cxr, cy[r_tri])  # |grad b_i|: b_i / grad = signed distance (px) to edge i
-    shift = _EDGE_TOL * grad / cxr.abs()  # the tolerance along x
-    inf = torch.full_like(root, float("inf"))
-    lower = torch.where(cxr > 0, root - shift, -inf)
-    upper = torch.where(cxr < 0, root + shift, inf)
-    blocked = (cxr == 0) & (k < -_EDGE_TOL * grad)  # edge parallel to the row and the row is outside it
-    left = torch.ceil(lower.amax(1)).clamp_min(0)
-    right = torch.floor(upper.amin(1))
-    right = torch.minimum(right, size[r_tri, 0] - 1)
-    count = (right - left + 1).clamp_min(0)
-    count = torch.where(blocked.any(1), torch.zeros_like(count), count).long()
+    n_rows = int(n_y.sum())
+    r_tri = torch.repeat_interleave(torch.arange(sel.numel(), device=device), n_y, output_size=n_rows)
+    r_dy = torch.arange(n_rows, device=device) - (torch.cumsum(n_y, 0) - n_y).index_select(0, r_tri)
+    rt = table.index_select(0, r_tri)
+    dyf = r_dy.float().unsqueeze(1)
+    left = torch.ceil((rt[:, 0:3] * dyf + rt[:, 3:6]).amax(1)).clamp_min_(0)
+    right = torch.minimum(torch.floor((rt[:, 6:9] * dyf + rt[:, 9:12]).amin(1)), rt[:, 12])
+    count = (right - left + 1).clamp_min_(0).long()
     keep = torch.nonzero(count).squeeze(1)
     if keep.numel() == 0:
         return empty
-    count, r_tri, r_dy, left = count[keep], r_tri[keep], r_dy[keep], left[keep]
-    # Per-row tables: first pixel, 1/depth at the first pixel and its step along x, face id.
-    r_pix = base[r_tri] + (r_dy * width + left).long()
-    r_zinv = zx[r_tri] * left + zy[r_tri] * r_dy + z0[r_tri]
-    r_zx = zx[r_tri]
-    r_face = face_id[r_tri]
+    count, left, r_dy = count.index_select(0, keep), left.index_select(0, keep), r_dy.index_select(0, keep)
+    rt = rt.index_select(0, keep)
+    r_ids = ids.index_select(0, r_tri.index_select(0, keep))
+    # Per-row: first pixel (flat index), face id, 1/depth at the first pixel and its step along x.
+    r_int = torch.stack((r_ids[:, 0] + r_dy * width + left.long(), r_ids[:, 1]), 1)
+    r_flt = torch.stack((rt[:, 13] * left + rt[:, 14] * r_dy.float() + rt[:, 15], rt[:, 13]), 1)
 
     keybuf = torch.full((batch * height * width,), _BACKGROUND_KEY, dtype=torch.int64, device=device)
     ends = torch.cumsum(count, 0)
@@ -363,11 +380,12 @@ def _visibility_torch(
             continue
         n_pix = int(ends[e - 1] - starts[s])
         row = torch.repeat_interleave(torch.arange(s, e, device=device), count[s:e], output_size=n_pix)
-        dx = torch.arange(n_pix, device=device) + (starts[s] - starts[row])
-        inv_depth = r_zinv[row] + r_zx[row] * dx.float()
-        depth = inv_depth.clamp_min(1e-30).reciprocal()
-        key = (depth.view(torch.int32).to(torch.int64) << 32) | r_face[row]
-        keybuf.scatter_reduce_(0, r_pix[row] + dx, key, reduce="amin", include_self=True)
+        dx = torch.arange(n_pix, device=device) + (starts[s] - starts.index_select(0, row))
+        ri = r_int.index_select(0, row)
+        rf = r_flt.index_select(0, row)
+        depth = torch.addcmul(rf[:, 0], rf[:, 1], dx.float()).clamp_min_(1e-30).reciprocal_()
+        key = (depth.view(torch.int32).to(torch.int64) << 32) | ri[:, 1]
+        keybuf.scatter_reduce_(0, ri[:, 0] + dx, key, reduce="amin", include_self=True)
 
     face_index = torch.where(keybuf == _BACKGROUND_KEY, -1, keybuf & 0xFFFFFFFF)
     return face_index.reshape(batch, height, width)
@@ -399,7 +417,7 @@ def _visibility_pytorch3d(
         image_size=(height, width),
         blur_radius=0.0,
         faces_per_pixel=1,
-        perspective_correct=False,
+        perspective_correct=True,  # depth test on the true (perspective) depth, as the torch backend
         cull_backfaces=False,
     )
     pix_to_face = pix_to_face[..., 0].long()  # packed index b * F + f
@@ -420,10 +438,12 @@ def _fragments_from_face_index(
         rem = pix - b * (height * width)
         py = torch.div(rem, width, rounding_mode="floor")
         px = rem - py * width
-        tri = verts[b.unsqueeze(1), faces[flat_face[pix]]]  # (P, 3, 3) differentiable
+        n_verts = verts.shape[1]
+        corner = faces.index_select(0, flat_face.index_select(0, pix)) + (b * n_verts).unsqueeze(1)  # (P, 3)
+        tri = verts.reshape(-1, 3).index_select(0, corner.reshape(-1)).view(-1, 3, 3)  # differentiable
         # Relative to the pixel centre (precision): p = (0, 0).
-        xy = tri[..., :2] - torch.stack((px, py), -1).to(verts.dtype).unsqueeze(1) - 0.5
-        x, y = xy[..., 0], xy[..., 1]
+        x = tri[..., 0] - (px.to(verts.dtype) + 0.5).unsqueeze(1)
+        y = tri[..., 1] - (py.to(verts.dtype) + 0.5).unsqueeze(1)
         # w_i = edge(v_{i+1}, v_{i+2}, p) with p at the origin = x_{i+1} y_{i+2} - x_{i+2} y_{i+1}
         w = torch.stack(
             (

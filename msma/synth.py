@@ -488,6 +488,46 @@ def vertex_albedo_from_photo(
     return albedo.cpu().numpy().astype(np.float32)
 
 
+def build_texture_bank(
+    model: FaceModel, crops: np.ndarray, landmarks: np.ndarray, progress: bool = True
+) -> np.ndarray:
+    """Per-vertex skin albedos (K, N, 3) unwrapped from real aligned crops (K, 224, 224, 3) uint8 with their 68
+    landmarks: the analysis-by-synthesis fitter (`Reconstructor.estimate(method="fitting")`: landmarks + photometric)
+    gives pose, shape and lighting; `vertex_albedo_from_photo` divides the photo by the fitted shading. Hidden
+    vertices take their mirror twin's albedo, remaining holes and non-face vertices the mean visible skin colour."""
+    from msma.api import Reconstructor
+    from msma.render import Renderer
+
+    rec = Reconstructor(method="fitting", face_model=model)
+    renderer = Renderer(model.camera.image_size)
+    mean = model.mean.detach().cpu().numpy()
+    from scipy.spatial import cKDTree
+
+    mirror = cKDTree(mean).query(mean * np.array([-1.0, 1.0, 1.0]))[1]
+    face = np.zeros(len(mean), bool)
+    face[model.face_vertices.cpu().numpy()] = True
+    bank = []
+    for i in range(len(crops)):
+        try:
+            coeffs = rec.estimate(crops[i : i + 1], landmarks[i : i + 1], method="fitting")
+        except Exception as exc:  # a failed fit is skipped
+            print(f"texture bank: face {i} skipped ({exc})")
+            continue
+        albedo = vertex_albedo_from_photo(model, renderer, crops[i], coeffs.to(model.device))
+        visible = albedo.sum(-1) > 0
+        fill = ~visible & visible[mirror]
+        albedo[fill] = albedo[mirror[fill]]
+        visible = albedo.sum(-1) > 0
+        if (visible & face).sum() < 0.3 * face.sum():
+            continue
+        skin = np.median(albedo[visible & face], axis=0)
+        albedo[~visible | ~face] = skin
+        bank.append(albedo.astype(np.float16))
+        if progress:
+            print(f"texture bank: {len(bank)} albedos ({i + 1}/{len(crops)} faces)", flush=True)
+    return np.stack(bank) if bank else np.zeros((0, len(mean), 3), np.float16)
+
+
 # ---------------------------------------------------------------------- cache
 def prerender_cache(
     model: FaceModel,
@@ -622,10 +662,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--shards", default=None, help="e.g. 0-7 or 1,3,5 (split work over processes)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--preview", default=None, help="write a PNG contact sheet of 16 samples and exit")
+    parser.add_argument("--build-bank", default=None, metavar="REAL_NPZ",
+                        help="unwrap skin albedos from a real-photo cache (python -m msma.data) into --out (npz) "
+                             "and exit")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     model = FaceModel.ict()
-    bank = np.load(args.texture_bank)["albedo"] if args.texture_bank else None
+    if args.build_bank:
+        with np.load(args.build_bank) as z:
+            albedo = build_texture_bank(model, z["images"], z["landmarks"])
+        np.savez_compressed(args.out, albedo=albedo)
+        print(f"{len(albedo)} albedos -> {args.out}")
+        return
+    bank = np.load(args.texture_bank)["albedo"].astype(np.float32) if args.texture_bank else None
     if args.preview:
         gen = SyntheticFaceGenerator(model, seed=args.seed, image_size=args.image_size, backgrounds=args.backgrounds,
                                      texture_bank=bank)

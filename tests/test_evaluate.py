@@ -24,7 +24,7 @@ def model() -> FaceModel:
 
 
 def _rotation(deg=(10.0, -20.0, 5.0)) -> np.ndarray:
-    return euler_to_matrix(torch.tensor([np.radians(deg)], dtype=torch.float64))[0].numpy()
+    return euler_to_matrix(torch.tensor(np.radians(deg)[None], dtype=torch.float64))[0].numpy()
 
 
 def test_kabsch_error_of_rotated_copy_is_zero(model):

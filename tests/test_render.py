@@ -268,3 +268,31 @@ def test_pytorch3d_backend_agrees():
         assert agree > 0.995  # edge ties may be resolved differently
         same = ours.face_index == p3d.face_index
         assert torch.allclose(ours.bary[same], p3d.bary[same], atol=1e-5)
+
+
+def test_fragments_from_face_index_reuses_visibility():
+    verts, faces = _random_mesh(3, 20, 24, batch=2)
+    r = Renderer(24, backend="torch")
+    frag = r.rasterize(verts, faces)
+    again = r.fragments_from_face_index(verts, faces, frag.face_index)
+    assert torch.equal(again.face_index, frag.face_index)
+    assert torch.allclose(again.bary, frag.bary) and torch.allclose(again.depth, frag.depth)
+    moved = (verts + 0.01).requires_grad_(True)
+    out = r.render_colors(
+        moved, faces, torch.rand(60, 3), fragments=r.fragments_from_face_index(moved, faces, frag.face_index)
+    )
+    out.image.sum().backward()
+    assert torch.isfinite(moved.grad).all()
+
+
+def test_interpolate_broadcasts_attributes_over_batch():
+    verts, faces = _random_mesh(4, 20, 24, batch=3)
+    r = Renderer(24, backend="torch")
+    frag = r.rasterize(verts, faces)
+    attrs = torch.rand(60, 4)
+    a = r.interpolate(frag, attrs, faces)
+    b = r.interpolate(frag, attrs[None], faces)
+    c = r.interpolate(frag, attrs.expand(3, 60, 4), faces)
+    assert a.shape == (3, 24, 24, 4) and torch.allclose(a, b) and torch.allclose(a, c)
+    with pytest.raises(ValueError):
+        r.interpolate(frag, torch.rand(2, 60, 4), faces)

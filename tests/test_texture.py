@@ -136,7 +136,7 @@ def test_yawed_face_hidden_side_from_mirror(model, unwrapper, vertex_colors):
 def test_large_photo(model, unwrapper, vertex_colors):
     """A photo much larger than the crop (downscaled internally before sampling), face off-centre."""
     geometry = _pose(model, -25.0)
-    photo, screen = _photo(model, geometry, vertex_colors, scale=6.0, offset=(900.0, 400.0), size=(2200, 2600))
+    photo, screen = _photo(model, geometry, vertex_colors, scale=4.0, offset=(700.0, 300.0), size=(1400, 1800))
     result = unwrapper.unwrap(photo, screen, camera_vertices=geometry.camera_vertices)
     expected = unwrapper.per_texel(vertex_colors) * 255
     visible = _texels(unwrapper, result.visibility) > 0.9
@@ -150,7 +150,8 @@ def test_face_outside_photo_uses_fallback(model, unwrapper, vertex_colors):
     screen = geometry.screen[0].numpy().copy()
     screen[:, 0] += 1000.0  # entirely right of the photo
     photo = np.zeros((224, 224, 3), np.uint8)
-    result = unwrapper.unwrap(photo, screen, camera_vertices=geometry.camera_vertices, fallback_vertex_colors=vertex_colors)
+    result = unwrapper.unwrap(photo, screen, camera_vertices=geometry.camera_vertices,
+                              fallback_vertex_colors=vertex_colors)
     assert result.visibility.max() == 0
     assert result.texture.sum(-1).min() > 0
 

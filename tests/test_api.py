@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import trimesh
+from PIL import Image
+
+from msma import NoFaceError, Reconstructor
+from msma.fit import PhotometricSettings
+from msma.image_io import ImageLoadError
+
+
+@pytest.fixture(scope="module")
+def reconstructor() -> Reconstructor:
+    return Reconstructor(method="fitting", photometric_settings=PhotometricSettings(iterations=5), texture_size=256)
+
+
+@pytest.fixture(scope="module")
+def portrait(shared_data: Path) -> Path:
+    return shared_data / "faces_in_the_wild" / "img12.jpg"
+
+
+@pytest.fixture(scope="module")
+def result(reconstructor: Reconstructor, portrait: Path):
+    return reconstructor(portrait)
+
+
+def test_reconstructs_a_real_portrait(result, reconstructor: Reconstructor) -> None:
+    assert len(result) >= 1
+    face = result[0]
+    n = reconstructor.model.n_vertices
+    assert face.vertices.shape == (n, 3) and face.projected.shape == (n, 3)
+    assert face.landmark_error_px < 0.05 * float(np.linalg.norm(face.box[2:] - face.box[:2]))
+    assert set(face.blendshapes) == set(reconstructor.model.expression_names)
+    assert all(0.0 <= w <= 1.0 for w in face.blendshapes.values())
+    assert abs(face.pose.yaw) < 45
+    assert face.texture is not None and face.texture.shape == (256, 256, 3)
+    h, w = result.image.shape[:2]
+    inside = (face.projected[:, 0] > 0) & (face.projected[:, 0] < w) & (face.projected[:, 1] > 0)
+    assert inside.mean() > 0.8
+
+
+def test_overlay_and_exports(result, tmp_path: Path) -> None:
+    overlay = result.overlay()
+    assert overlay.shape == result.image.shape and overlay.dtype == np.uint8
+    assert np.abs(overlay.astype(int) - result.image.astype(int)).mean() > 1.0
+    files = result[0].export(tmp_path, stem="portrait", formats=("glb", "obj", "ply", "json"))
+    assert trimesh.load(files["glb"], force="mesh").vertices.shape[0] > 1000
+    assert files["obj"].is_file() and files["json"].is_file() and files["ply"].is_file()
+
+
+def test_repose_changes_only_requested_expression(result, reconstructor: Reconstructor) -> None:
+    face = result[0]
+    same = reconstructor.repose(face)
+    np.testing.assert_allclose(same, face.vertices, atol=1e-5)
+    opened = reconstructor.repose(face, expression={"jawOpen": 1.0})
+    chin = int(reconstructor.model.landmarks68[8])
+    assert opened[chin, 1] < face.vertices[chin, 1] - 0.03
+
+
+def test_no_face_raises_clear_error(reconstructor: Reconstructor) -> None:
+    blank = np.full((256, 256, 3), 127, np.uint8)
+    with pytest.raises(NoFaceError, match="no face"):
+        reconstructor(blank)
+
+
+def test_bad_files_raise_image_load_error(reconstructor: Reconstructor, tmp_path: Path) -> None:
+    text = tmp_path / "notes.jpg"
+    text.write_text("not an image")
+    with pytest.raises(ImageLoadError):
+        reconstructor(text)
+    tiny = io.BytesIO()
+    Image.new("RGB", (1, 1)).save(tiny, format="PNG")
+    with pytest.raises(ImageLoadError):
+        reconstructor(tiny.getvalue())
+
+
+def test_several_faces_largest_first(reconstructor: Reconstructor, shared_data: Path) -> None:
+    result = reconstructor(shared_data / "faces_in_the_wild" / "couple.jpg", texture=False)
+    assert len(result) >= 2
+    areas = [(f.box[2] - f.box[0]) * (f.box[3] - f.box[1]) for f in result]
+    assert areas == sorted(areas, reverse=True)
+    only = reconstructor(shared_data / "faces_in_the_wild" / "couple.jpg", largest_only=True, texture=False)
+    assert len(only) == 1
+
+
+def test_network_method_needs_weights(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="missing.safetensors"):
+        Reconstructor(method="network", weights=tmp_path / "missing.safetensors")

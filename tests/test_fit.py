@@ -1,0 +1,125 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from msma.face_model import Coefficients, FaceModel
+from msma.fit import (
+    ContourTracker,
+    PhotometricSettings,
+    bounded_least_squares,
+    fit_landmarks,
+    refine_photometric,
+    solve_pose,
+)
+from msma.render import Renderer
+
+
+@pytest.fixture(scope="module")
+def ict() -> FaceModel:
+    return FaceModel.ict()
+
+
+@pytest.fixture(scope="module")
+def contour(ict: FaceModel) -> ContourTracker:
+    return ContourTracker(ict)
+
+
+def random_faces(model: FaceModel, batch: int, seed: int = 0) -> Coefficients:
+    g = torch.Generator().manual_seed(seed)
+    coeffs = Coefficients.zeros(model, batch)
+    coeffs.identity = torch.randn(batch, model.n_identity, generator=g)
+    coeffs.expression = torch.rand(batch, model.n_expression, generator=g) * 0.4
+    coeffs.expression *= torch.rand(batch, model.n_expression, generator=g) < 0.15
+    coeffs.angles = (torch.rand(batch, 3, generator=g) - 0.5) * torch.tensor([0.5, 1.4, 0.4])
+    coeffs.translation = torch.randn(batch, 3, generator=g) * 0.05
+    return coeffs
+
+
+def test_bounded_least_squares_matches_known_solution() -> None:
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(40, 6))
+    x_true = np.array([0.5, -2.0, 0.2, 1.5, 0.0, 0.7])
+    b = a @ x_true
+    lower, upper = np.full(6, -np.inf), np.full(6, np.inf)
+    lower[3:], upper[3:] = 0.0, 1.0
+    x = bounded_least_squares(a, b, lower, upper)
+    assert np.all(x[3:] >= 0) and np.all(x[3:] <= 1)
+    # x_true violates the bound on x[3]: compare with scipy's reference solver
+    from scipy.optimize import lsq_linear
+
+    reference = lsq_linear(a, b, bounds=(lower, upper)).x
+    np.testing.assert_allclose(x, reference, atol=1e-6)
+
+
+def test_solve_pose_recovers_rigid_transform(ict: FaceModel) -> None:
+    coeffs = random_faces(ict, 1, seed=3)
+    coeffs.identity.zero_()
+    coeffs.expression.zero_()
+    lm2d = ict.project_landmarks(coeffs)[0].numpy()
+    points = ict.mean[ict.landmarks68].numpy()
+    angles, translation = solve_pose(ict, points, lm2d)
+    np.testing.assert_allclose(angles, coeffs.angles[0].numpy(), atol=1e-4)
+    np.testing.assert_allclose(translation, coeffs.translation[0].numpy(), atol=1e-3)
+
+
+def test_landmark_fit_reprojects_noisy_landmarks(ict: FaceModel, contour: ContourTracker) -> None:
+    truth = random_faces(ict, 4, seed=1)
+    target = ict.project_landmarks(truth)
+    noisy = target + torch.randn(target.shape, generator=torch.Generator().manual_seed(0)) * 1.0
+    fitted = fit_landmarks(ict, noisy, contour=contour)
+    error = (ict.project_landmarks(fitted) - target).norm(dim=-1).mean().item()
+    assert error < 2.0  # pixels in the 224 crop; mean face alone is far worse
+    baseline = Coefficients.zeros(ict, 4)
+    baseline.angles, baseline.translation = fitted.angles, fitted.translation
+    assert (ict.project_landmarks(baseline) - target).norm(dim=-1).mean().item() > error
+    yaw_error = (fitted.angles[:, 1] - truth.angles[:, 1]).abs().max().item()
+    assert np.rad2deg(yaw_error) < 8
+    assert fitted.expression.min() >= 0 and fitted.expression.max() <= 1
+
+
+def test_shared_identity_fit_uses_one_identity(ict: FaceModel, contour: ContourTracker) -> None:
+    truth = random_faces(ict, 3, seed=2)
+    truth.identity[:] = truth.identity[:1]
+    fitted = fit_landmarks(ict, ict.project_landmarks(truth), contour=contour, shared_identity=True)
+    torch.testing.assert_close(fitted.identity[0], fitted.identity[1])
+    torch.testing.assert_close(fitted.identity[0], fitted.identity[2])
+
+
+def test_prior_mean_pulls_towards_the_network_estimate(ict: FaceModel, contour: ContourTracker) -> None:
+    truth = random_faces(ict, 1, seed=4)
+    target = ict.project_landmarks(truth)
+    free = fit_landmarks(ict, target, contour=contour)
+    anchored = fit_landmarks(ict, target, contour=contour, prior_mean=truth)
+    error_free = (free.identity - truth.identity).norm()
+    error_anchored = (anchored.identity - truth.identity).norm()
+    assert error_anchored < error_free
+
+
+def test_photometric_refinement_lowers_image_error(ict: FaceModel, contour: ContourTracker) -> None:
+    renderer = Renderer(112)
+    truth = random_faces(ict, 1, seed=5)
+    truth.texture = torch.randn(1, ict.n_texture, generator=torch.Generator().manual_seed(1)) * 0.5
+    truth.lighting[0, [1, 10, 19]] = 0.2
+    geometry = ict.geometry(truth)
+    target = renderer.render_colors(geometry.screen * torch.tensor([0.5, 0.5, 1.0]), ict.triangles,
+                                    geometry.colors, background=0.3).image.detach()
+    target = torch.nn.functional.interpolate(target.permute(0, 3, 1, 2), size=224).permute(0, 2, 3, 1)
+    landmarks = ict.project_landmarks(truth).detach()
+    start = fit_landmarks(ict, landmarks, contour=contour)
+
+    def image_error(coeffs: Coefficients) -> float:
+        g = ict.geometry(coeffs)
+        out = renderer.render_colors(g.screen * torch.tensor([0.5, 0.5, 1.0]), ict.triangles, g.colors,
+                                     background=0.3)
+        return (out.image - target[:, ::2, ::2]).abs().mean().item()
+
+    refined = refine_photometric(ict, renderer, target, landmarks, start, PhotometricSettings(iterations=15))
+    assert image_error(refined) < image_error(start)
+
+
+def test_photometric_rejects_mismatched_renderer(ict: FaceModel) -> None:
+    with pytest.raises(ValueError, match="resolution"):
+        refine_photometric(ict, Renderer(64), torch.zeros(1, 224, 224, 3), np.zeros((1, 68, 2)),
+                           Coefficients.zeros(ict, 1))
