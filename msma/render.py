@@ -13,32 +13,43 @@ Conventions
 
 How it works
 ------------
-1. Visibility (not differentiable): every triangle is tested against the pixel centres in its bounding box. The
-   (triangle, pixel) candidate pairs are enumerated exactly (no padding) in chunks with ``repeat_interleave``; an
-   edge-function test keeps the covered ones and a z-buffer is built with one ``scatter_reduce(amin)`` on an int64
-   key ``(float32 depth bits << 32) | face``, which selects the nearest triangle (ties: lowest face index) in one pass.
-   With the ``pytorch3d`` backend this step is done by ``pytorch3d.renderer.mesh.rasterize_meshes`` instead.
+1. Visibility (not differentiable): triangles that are degenerate, off-screen, behind the near plane (or back facing
+   when culling) are dropped; each remaining triangle is split into the pixel rows of its bounding box, the span of
+   covered pixel centres on each row is solved from the edge functions, and the covered (triangle, pixel) pairs are
+   enumerated exactly (``repeat_interleave``, in chunks, all batch items at once). A z-buffer is built with one
+   ``scatter_reduce(amin)`` on an int64 key ``(float32 depth bits << 32) | face``, which selects the nearest triangle
+   (ties: lowest face index) in a single pass. No Python loop over triangles or pixels. With the ``pytorch3d``
+   backend this step is done by ``pytorch3d.renderer.mesh.rasterize_meshes`` instead.
 2. Barycentrics (differentiable): for each covered pixel the barycentrics of its centre w.r.t. the winning triangle's
    screen vertices are recomputed with autograd-tracked torch ops, so gradients flow to vertex positions, to vertex
    attributes / textures, and to anything shading them (albedo, lighting). ``perspective_correct=True`` (default)
    corrects them with the per-vertex depth, like nvdiffrast / pytorch3d with a perspective camera.
 
-Gradients exist only inside covered pixels (no silhouette / visibility gradients; no anti-aliasing).
+   ``Fragments.depth`` is the perspective-correct depth ``1 / sum(b_i / depth_i)`` (with screen-space ``b``), the same
+   depth the z-buffer compares, whatever ``perspective_correct`` says.
+
+Backends: ``"auto"`` uses pytorch3d for CUDA tensors when it is importable (its CPU rasteriser is brute force) and the
+pure-torch rasteriser otherwise; both share step 2, so only the choice of the covering triangle can differ (edge ties).
+
+Limitations: gradients exist only inside covered pixels (no silhouette / visibility gradients, no anti-aliasing); one
+triangle per pixel (no transparency); no near-plane clipping.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-__all__ = ["Fragments", "RenderOutput", "Renderer", "pytorch3d_available"]
+__all__ = ["Fragments", "RenderOutput", "Renderer", "composite", "pytorch3d_available"]
 
 _BACKGROUND_KEY = torch.iinfo(torch.int64).max
 _EDGE_TOL = 1e-4  # px: pixel centres this close to an edge count as covered
 
 
+@functools.cache
 def pytorch3d_available() -> bool:
     """True when ``pytorch3d.renderer.mesh.rasterize_meshes`` can be imported."""
     try:
@@ -453,7 +464,9 @@ def _fragments_from_face_index(
             ),
             -1,
         )
-        screen_bary = w / w.sum(-1, keepdim=True)  # sum(w) = signed area * 2
+        area2 = w.sum(-1, keepdim=True)  # twice the signed area; guard triangles degenerate since visibility
+        area2 = torch.where(area2.abs() > 1e-20, area2, torch.full_like(area2, 1e-20))
+        screen_bary = w / area2
         weighted = screen_bary / tri[..., 2]
         inv_depth = weighted.sum(-1, keepdim=True)
         pix_bary = weighted / inv_depth if perspective_correct else screen_bary

@@ -26,7 +26,7 @@ What is cached per model (``__init__``)
 
 `TextureUnwrapper.unwrap` per photo: texel photo positions (barycentric interpolation of the screen vertices),
 z-buffer visibility against a rasterisation of the mesh in photo space (face bounding box at <= ``zbuffer_size``
-px, back faces culled, 3 x 3 min filter so occlusion edges are conservative), a smooth facing weight
+px, back faces culled, read bilinearly with a slope-scaled depth bias), a smooth facing weight
 (``n . view``: 0 at ``facing_range[0]``, 1 at ``facing_range[1]``), bilinear photo sampling (``cv2.remap``),
 then ``texture = w * photo + (1 - w) * (w_m * photo[mirror] + (1 - w_m) * fallback)`` and a nearest-texel fill of
 uncovered texels so bilinear sampling at UV seams never reads black.
@@ -238,8 +238,11 @@ class TextureUnwrapper:
         texture_size: side ``S`` of the square texture.
         renderer_backend: `msma.render.Renderer` backend for the UV and photo-space rasterisations.
         zbuffer_size: longest side of the photo-space z-buffer (the face bounding box is rasterised at this size).
-        depth_tolerance: z-test slack as a fraction of the mesh's depth range.
+        depth_tolerance: constant z-test slack as a fraction of the mean shape's depth range (a slope-scaled term
+            is added per triangle).
         facing_range: ``n . view`` at which the photo weight starts rising from 0 and reaches 1.
+        silhouette_margin: photo weight fades to 0 over this fraction of ``zbuffer_size`` inside the mesh's outer
+            silhouette (background / hair next to a slightly misfitted outline is not sampled).
     """
 
     def __init__(
@@ -249,8 +252,9 @@ class TextureUnwrapper:
         renderer_backend: str = "auto",
         *,
         zbuffer_size: int = 256,
-        depth_tolerance: float = 0.02,
-        facing_range: tuple[float, float] = (0.1, 0.45),
+        depth_tolerance: float = 0.005,
+        facing_range: tuple[float, float] = (0.05, 0.35),
+        silhouette_margin: float = 0.015,
     ) -> None:
         if texture_size < 16:
             raise ValueError(f"texture_size must be >= 16, got {texture_size}")
@@ -260,6 +264,7 @@ class TextureUnwrapper:
         self.zbuffer_size = int(zbuffer_size)
         self.depth_tolerance = float(depth_tolerance)
         self.facing_range = (float(facing_range[0]), float(facing_range[1]))
+        self.silhouette_margin = float(silhouette_margin)
         self.triangles = model.triangles.detach().cpu().numpy().astype(np.int64)
         mean = model.mean.detach().cpu().numpy().astype(np.float64)
         n = len(mean)
@@ -328,8 +333,16 @@ class TextureUnwrapper:
         return out.reshape(self._map_shape + texel_values.shape[1:])
 
     def _zbuffer_visible(self, screen: np.ndarray, pos: np.ndarray, region: tuple[int, int, int, int],
-                         eps: float) -> np.ndarray:
-        """Z-test of texels (K, 3) [x, y, depth] against the mesh rasterised over the photo ``region``."""
+                         eps: float) -> tuple[np.ndarray, np.ndarray]:
+        """Z-test of texels (K, 3) [x, y, depth] against the mesh rasterised over the photo ``region``.
+
+        Returns (visible (K,) bool, silhouette weight (K,) in [0, 1]: 0 on the mesh's outer silhouette, 1 from
+        ``silhouette_margin`` x z-buffer size inside it, so a slightly misfitted outline does not sample background).
+
+        The z-buffer is read bilinearly over covered pixels only (background neighbours are ignored, so a texel
+        next to an occluder's silhouette is tested against the occluder), with a slope-scaled bias as in shadow
+        mapping: ``eps + |grad depth| * 1 px`` of the texel's triangle, so sloped surfaces do not self-occlude.
+        """
         x0, y0, x1, y1 = region
         zs = self.zbuffer_size / max(x1 - x0, y1 - y0)
         hz, wz = max(1, math.ceil((y1 - y0) * zs)), max(1, math.ceil((x1 - x0) * zs))
@@ -340,12 +353,31 @@ class TextureUnwrapper:
         with torch.no_grad():
             frag = renderer.rasterize(torch.as_tensor(verts, dtype=torch.float32)[None],
                                       torch.as_tensor(self.triangles))
-        depth = frag.depth[0].cpu().numpy().astype(np.float32)
-        depth[~frag.mask[0].cpu().numpy()] = np.float32(1e30)
-        depth = cv2.erode(depth, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_REPLICATE)  # nearest of 3 x 3
-        col = np.clip(np.floor((pos[:, 0] - x0) * zs).astype(np.int64), 0, wz - 1)
-        row = np.clip(np.floor((pos[:, 1] - y0) * zs).astype(np.int64), 0, hz - 1)
-        return pos[:, 2] <= depth[row, col] + eps
+        mask = frag.mask[0].cpu().numpy().astype(np.float32)
+        depth = frag.depth[0].cpu().numpy().astype(np.float32) * mask
+        map_x = self.to_image(((pos[:, 0] - x0) * zs - 0.5).astype(np.float32), fill=-1.0)
+        map_y = self.to_image(((pos[:, 1] - y0) * zs - 0.5).astype(np.float32), fill=-1.0)
+        weight = cv2.remap(mask, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+        summed = cv2.remap(depth, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+        weight = weight.reshape(-1)[self.texel_index]
+        zbuffer = summed.reshape(-1)[self.texel_index] / np.maximum(weight, 1e-6)
+        # depth slope of each triangle in z-buffer pixels (plane through its three screen vertices)
+        tri = verts[self.triangles]  # (F, 3, 3)
+        e1, e2 = tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]
+        det = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            gx = (e1[:, 2] * e2[:, 1] - e2[:, 2] * e1[:, 1]) / det
+            gy = (e2[:, 2] * e1[:, 0] - e1[:, 2] * e2[:, 0]) / det
+            slope = np.nan_to_num(np.hypot(gx, gy), nan=np.inf, posinf=np.inf)
+        bias = eps + np.minimum(slope, 10.0 * eps)[self.texel_face]
+        visible = (weight < 1e-3) | (pos[:, 2] <= zbuffer + bias)
+        # distance (z-buffer px) to the outer silhouette
+        inside = np.pad(mask.astype(np.uint8), 1)  # the region border counts as silhouette only off the photo
+        dist = cv2.distanceTransform(inside, cv2.DIST_L2, 3)[1:-1, 1:-1]
+        dist = cv2.remap(dist, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+        margin = max(self.silhouette_margin * self.zbuffer_size, 1e-6)
+        silhouette = _smoothstep(dist.reshape(-1)[self.texel_index] / margin)
+        return visible, silhouette
 
     # --------------------------------------------------------------------------------------------- unwrap
     def unwrap(
@@ -402,7 +434,8 @@ class TextureUnwrapper:
         w = np.zeros(k)
         colors = np.zeros((k, 3))
         if x1 > x0 and y1 > y0 and inside.any():
-            visible = inside & self._zbuffer_visible(screen, pos, (x0, y0, x1, y1), eps)
+            visible, silhouette = self._zbuffer_visible(screen, pos, (x0, y0, x1, y1), eps)
+            visible &= inside
             # facing
             texel_normal = _normalize(self.per_texel(normals))
             if cam is not None:
@@ -418,7 +451,7 @@ class TextureUnwrapper:
             blurred = cv2.GaussianBlur(vis_img, (0, 0), sigma)
             norm = cv2.GaussianBlur(self.texel_mask.astype(np.float32), (0, 0), sigma)
             soft = (blurred / np.maximum(norm, 1e-6)).reshape(-1)[self.texel_index]
-            w = visible * facing * np.clip(soft, 0.0, 1.0)
+            w = visible * facing * silhouette * np.clip(soft, 0.0, 1.0)
             # photo crop (downscaled when much larger than the texture), bilinear sampling at texel positions
             crop = photo[y0:y1, x0:x1]
             factor = min(1.0, 2.0 * s / max(crop.shape[:2]))

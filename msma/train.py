@@ -425,7 +425,8 @@ def train(cfg: TrainConfig, resume: bool = False, export: str | None = None, pro
         step += 1
         window_n += images.shape[0]
         for k, v in terms.items():
-            running[k] = running.get(k, 0.0) * 0.9 + float(v) * 0.1 if k in running else float(v)
+            v = float(v.detach()) if torch.is_tensor(v) else float(v)
+            running[k] = running[k] * 0.9 + v * 0.1 if k in running else v
         running["loss"] = running.get("loss", float(loss)) * 0.9 + float(loss) * 0.1
         if real_loss is not None:
             running["real_loss"] = float(real_loss)

@@ -296,3 +296,80 @@ def test_interpolate_broadcasts_attributes_over_batch():
     assert a.shape == (3, 24, 24, 4) and torch.allclose(a, b) and torch.allclose(a, c)
     with pytest.raises(ValueError):
         r.interpolate(frag, torch.rand(2, 60, 4), faces)
+
+
+def test_backend_selection():
+    assert Renderer(8).backend_for(torch.device("cpu")) == "torch"
+    if pytorch3d_available():
+        assert Renderer(8).backend_for(torch.device("cuda")) == "pytorch3d"
+    else:
+        assert Renderer(8).backend_for(torch.device("cuda")) == "torch"
+        with pytest.raises(ImportError):
+            Renderer(8, backend="pytorch3d")
+
+
+def _fake_pytorch3d(monkeypatch):
+    """Minimal stand-in for pytorch3d's Meshes / rasterize_meshes following its documented conventions (NDC +x left,
+    +y up, shorter side in [-1, 1], pixel centres at pix_to_non_square_ndc, packed face indices), brute force."""
+    import sys
+    import types
+
+    class Meshes:
+        def __init__(self, verts, faces):
+            self.verts, self.faces = verts, faces
+
+    def pix_to_ndc(i, s1, s2):
+        rng = 2.0 * max(s1 / s2, 1.0)
+        return -rng / 2 + (rng * i + rng / 2) / s1
+
+    def rasterize_meshes(meshes, image_size, blur_radius, faces_per_pixel, perspective_correct, cull_backfaces):
+        h, w = image_size
+        assert blur_radius == 0 and faces_per_pixel == 1 and perspective_correct and not cull_backfaces
+        n_faces = meshes.faces.shape[1]
+        xs = pix_to_ndc(w - 1 - torch.arange(w, dtype=torch.float64), w, h)
+        ys = pix_to_ndc(h - 1 - torch.arange(h, dtype=torch.float64), h, w)
+        p = torch.stack(torch.meshgrid(ys, xs, indexing="ij")[::-1], -1).reshape(-1, 1, 2)
+        out = []
+        for vb, fb in zip(meshes.verts.double(), meshes.faces):
+            t = vb[fb]  # (F, 3, 3)
+
+            def edge(a, b):
+                return (p[..., 0] - a[:, 0]) * (b[:, 1] - a[:, 1]) - (p[..., 1] - a[:, 1]) * (b[:, 0] - a[:, 0])
+
+            v0, v1, v2 = t[:, 0, :2], t[:, 1, :2], t[:, 2, :2]
+            area = (v2[:, 0] - v0[:, 0]) * (v1[:, 1] - v0[:, 1]) - (v2[:, 1] - v0[:, 1]) * (v1[:, 0] - v0[:, 0])
+            bary = torch.stack((edge(v1, v2), edge(v2, v0), edge(v0, v1)), -1) / area[:, None]
+            inside = (bary > 0).all(-1) & (area != 0)
+            wz = bary / t[None, :, :, 2]
+            z = 1 / wz.sum(-1)
+            z = torch.where(inside, z, torch.full_like(z, float("inf")))
+            best = z.argmin(1)
+            out.append(torch.where(torch.isfinite(z.min(1).values), best + len(out) * n_faces, -1).reshape(h, w))
+        pix_to_face = torch.stack(out)[..., None]
+        return pix_to_face, None, None, None
+
+    mods = {
+        name: types.ModuleType(name)
+        for name in ("pytorch3d", "pytorch3d.renderer", "pytorch3d.renderer.mesh", "pytorch3d.structures")
+    }
+    mods["pytorch3d.renderer.mesh"].rasterize_meshes = rasterize_meshes
+    mods["pytorch3d.structures"].Meshes = Meshes
+    for name, mod in mods.items():
+        monkeypatch.setitem(sys.modules, name, mod)
+
+
+@pytest.mark.parametrize("size", [(32, 32), (24, 36), (36, 24)])
+def test_pytorch3d_screen_to_ndc_conversion_with_stand_in(monkeypatch, size):
+    """Checks the pytorch3d plumbing (NDC conversion, packed indices, culled faces) against a stand-in."""
+    from msma import render
+
+    _fake_pytorch3d(monkeypatch)
+    verts, faces = _random_mesh(5, 30, 32, batch=2)
+    x, y, z = render._corner_coords(verts, faces)
+    valid = render._valid_faces(x, y, z, 1e-3, True)
+    ours = render._visibility_torch(x, y, z, valid, size, 1 << 18)
+    p3d = render._visibility_pytorch3d(verts, faces, valid, size)
+    assert (ours == p3d).float().mean() > 0.995
+    assert ours.ge(0).any() and not valid.all()  # some faces are culled (back facing) ...
+    for b in range(2):  # ... and never drawn
+        assert valid[b, p3d[b][p3d[b] >= 0]].all()
