@@ -7,6 +7,10 @@ The mesh (26719 vertices, 52220 triangles) is projected with the MSMA camera (AR
 point 112, camera at z = 10) and then scaled in the image plane so that the head spans ``--fill`` of the image width
 (150/224 by default, i.e. ~150 px at 224 and ~690 px at 1024). Without the model file a UV-sphere of similar size is
 used.
+
+Columns: rasterisation only; rasterisation + colour interpolation (total and per image); a photometric-style forward
+(``render_colors``, loss) + backward to vertices and colours; and the backward part alone (difference of the two).
+On a machine shared with other jobs, ``--cpu-time --threads 1`` gives stable numbers (process CPU time).
 """
 
 from __future__ import annotations
@@ -86,6 +90,11 @@ def _raster_interp(renderer: Renderer, sv: torch.Tensor, faces: torch.Tensor, co
     return renderer.interpolate(renderer.rasterize(sv, faces), colors, faces)
 
 
+def _fwd(renderer: Renderer, sv: torch.Tensor, faces: torch.Tensor, colors: torch.Tensor) -> None:
+    out = renderer.render_colors(sv, faces, colors)
+    out.image.square().mean()
+
+
 def _fwd_bwd(renderer: Renderer, sv: torch.Tensor, faces: torch.Tensor, colors: torch.Tensor) -> None:
     out = renderer.render_colors(sv, faces, colors)
     out.image.square().mean().backward()
@@ -115,7 +124,7 @@ def main() -> None:
         f"{'CPU time (min)' if args.cpu_time else 'wall time (median)'}"
     )
     header = f"{'size':>6} {'batch':>5} {'covered px':>10} {'raster ms':>10} {'+interp ms':>10} {'per img ms':>10}"
-    header += f" {'fwd+bwd ms':>10}"
+    header += f" {'fwd+bwd ms':>10} {'bwd ms':>8}"
     print(header)
     print("-" * len(header))
     for size in args.size:
@@ -132,14 +141,16 @@ def main() -> None:
             raster = partial(renderer.rasterize, sv, faces)
             raster_interp = partial(_raster_interp, renderer, sv, faces, colors)
             fwd_bwd = partial(_fwd_bwd, renderer, sv_g, faces, col_g)
+            fwd = partial(_fwd, renderer, sv_g, faces, col_g)
 
             covered = int(raster().mask.sum()) // batch
             t_r = timeit(raster, args.repeats, device, args.cpu_time)
             t_ri = timeit(raster_interp, args.repeats, device, args.cpu_time)
             t_fb = timeit(fwd_bwd, args.repeats, device, args.cpu_time)
+            t_bwd = t_fb - timeit(fwd, args.repeats, device, args.cpu_time)
             print(
                 f"{size:>6} {batch:>5} {covered:>10} {t_r * 1e3:>10.1f} {t_ri * 1e3:>10.1f} "
-                f"{t_ri * 1e3 / batch:>10.1f} {t_fb * 1e3:>10.1f}"
+                f"{t_ri * 1e3 / batch:>10.1f} {t_fb * 1e3:>10.1f} {t_bwd * 1e3:>8.1f}"
             )
 
 

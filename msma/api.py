@@ -152,30 +152,43 @@ class ReconstructionResult:
         return out
 
 
-def _shaded_render(face: FaceReconstruction, shape: tuple[int, int], max_side: int = 1024):
-    """Grey shaded render of a face over the photo frame, at most max_side px for speed -> (rgb, mask)."""
+def _shaded_render(face: FaceReconstruction, shape: tuple[int, int], max_side: int = 512):
+    """Grey Lambert-shaded render of a face in the photo frame -> (rgb (H, W, 3) uint8, mask (H, W) float).
+
+    Only the face's bounding box is rasterised, at most ``max_side`` pixels on a side, then pasted back.
+    """
     import cv2
 
     from msma.render import Renderer
 
     height, width = shape
-    scale = min(1.0, max_side / max(height, width))
-    h, w = max(1, round(height * scale)), max(1, round(width * scale))
+    rgb_full = np.zeros((height, width, 3), np.uint8)
+    mask_full = np.zeros((height, width), np.float32)
+    xy = face.projected[:, :2]
+    x0, y0 = np.floor(np.maximum(xy.min(0), 0)).astype(int)
+    x1, y1 = np.ceil(np.minimum(xy.max(0) + 1, [width, height])).astype(int)
+    if x1 <= x0 or y1 <= y0:
+        return rgb_full, mask_full
+    box_w, box_h = x1 - x0, y1 - y0
+    scale = min(1.0, max_side / max(box_w, box_h))
+    w, h = max(1, round(box_w * scale)), max(1, round(box_h * scale))
     screen = torch.as_tensor(face.projected, dtype=torch.float32).clone()
-    screen[:, :2] = (screen[:, :2] + 0.5) * scale - 0.5
+    screen[:, 0] = (screen[:, 0] - x0 + 0.5) * scale - 0.5
+    screen[:, 1] = (screen[:, 1] - y0 + 0.5) * scale - 0.5
     verts = torch.as_tensor(face.vertices, dtype=torch.float32)[None]
     faces = torch.as_tensor(face.faces, dtype=torch.long)
-    normals = vertex_normals(verts, faces)[0]
-    rotation = _rotation(face)
-    camera_normals = normals @ rotation.T
+    camera_normals = vertex_normals(verts, faces)[0] @ _rotation(face).T
     shade = (0.25 + 0.75 * camera_normals[:, 2:3].clamp(0, 1)).expand(-1, 3) * torch.tensor([0.85, 0.85, 0.9])
-    out = Renderer((h, w)).render_colors(screen[None], faces, shade[None])
+    with torch.no_grad():
+        out = Renderer((h, w)).render_colors(screen[None], faces, shade[None])
     rgb = (out.image[0].clamp(0, 1).numpy() * 255).astype(np.uint8)
     mask = out.mask[0].numpy().astype(np.float32)
     if scale < 1.0:
-        rgb = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_LINEAR)
-        mask = cv2.resize(mask, (width, height), interpolation=cv2.INTER_LINEAR)
-    return rgb, mask
+        rgb = cv2.resize(rgb, (box_w, box_h), interpolation=cv2.INTER_LINEAR)
+        mask = cv2.resize(mask, (box_w, box_h), interpolation=cv2.INTER_LINEAR)
+    rgb_full[y0:y1, x0:x1] = rgb
+    mask_full[y0:y1, x0:x1] = mask
+    return rgb_full, mask_full
 
 
 def _rotation(face: FaceReconstruction) -> torch.Tensor:
@@ -406,9 +419,10 @@ class Reconstructor:
         fitted = transform_points(geometry.landmarks2d[0].cpu().numpy(), aligned.inverse)
         colors = geometry.colors[0].clamp(0, 1).cpu().numpy()
         texture_image = None
-        if texture and model.uv is not None:
+        if texture:
             normals = vertex_normals(geometry.camera_vertices, model.triangles)[0].cpu().numpy()
-            texture_image = self.unwrapper.unwrap(photo, projected, normals, colors).texture
+            texture_image = self.unwrapper.unwrap(photo, projected, normals, colors,
+                                                  camera_vertices=geometry.camera_vertices[0].cpu().numpy()).texture
         names = model.expression_names
         weights = coeffs.expression[0].cpu().numpy().tolist()
         return FaceReconstruction(
@@ -423,8 +437,8 @@ class Reconstructor:
             projected=projected,
             vertex_colors=colors,
             faces=model.triangles.cpu().numpy(),
-            uv=model.uv,
-            face_uv_index=model.triangle_uv_index,
+            uv=self.unwrapper.uv if texture_image is not None else None,
+            face_uv_index=self.unwrapper.triangle_uv_index if texture_image is not None else None,
             texture=texture_image,
             blendshapes=dict(zip(names, weights)),
             pose=HeadPose.from_coefficients(coeffs.to("cpu")),

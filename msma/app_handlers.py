@@ -22,6 +22,7 @@ import tempfile
 import threading
 import time
 import uuid
+import warnings as warnings_module
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -268,6 +269,7 @@ class Photo:
     image: np.ndarray
     name: str
     warnings: list[str]
+    original_size: tuple[int, int] | None = None  # (width, height) before downscaling
 
 
 def _source_path(value: Any) -> tuple[str | None, str | None]:
@@ -296,16 +298,18 @@ def load_photo(value: Any, max_side: int = APP_MAX_SIDE, what: str = "photo") ->
             loaded = load_image_with_scale(value, max_side=max_side)
         except ImageLoadError as exc:
             raise AppError(f"The {what} cannot be used: {_reason(exc)}") from None
-        return Photo(loaded.image, "the photo", _size_warnings(loaded, "the photo", max_side))
+        return Photo(loaded.image, "the photo", _size_warnings(loaded, "the photo", max_side), loaded.original_size)
     path, name = _source_path(value)
     if path is None:
         raise AppError(f"Please upload a {what} first (or click one of the examples).")
     name = name or "the upload"
     warnings: list[str] = []
     try:
-        with Image.open(path) as im:
-            fmt = (im.format or "").upper()
-            frames = int(getattr(im, "n_frames", 1) or 1)
+        with warnings_module.catch_warnings():
+            warnings_module.simplefilter("ignore", Image.DecompressionBombWarning)  # big photos are downscaled
+            with Image.open(path) as im:
+                fmt = (im.format or "").upper()
+                frames = int(getattr(im, "n_frames", 1) or 1)
         if frames > 1:
             warnings.append(f"{name} is an animated {fmt or 'image'} with {frames} frames: only the first frame is "
                             "used.")
@@ -317,7 +321,7 @@ def load_photo(value: Any, max_side: int = APP_MAX_SIDE, what: str = "photo") ->
         loaded = load_image_with_scale(path, max_side=max_side)
     except ImageLoadError as exc:
         raise AppError(f"{name} cannot be used: {_reason(exc)}. Please upload a JPEG, PNG or WebP photo.") from None
-    return Photo(loaded.image, name, warnings + _size_warnings(loaded, name, max_side))
+    return Photo(loaded.image, name, warnings + _size_warnings(loaded, name, max_side), loaded.original_size)
 
 
 def _reason(exc: Exception) -> str:
@@ -340,7 +344,10 @@ def _detect(models: AppModels, photo: Photo) -> list:
     detections = detect_faces(photo.image, detector=models.base.detector)
     if not detections:
         h, w = photo.image.shape[:2]
-        raise AppError(f"No face found in {photo.name} ({w}×{h} px). Try a photo where the face is larger, "
+        size = f"{w}×{h} px"
+        if photo.original_size and tuple(photo.original_size) != (w, h):
+            size = f"{photo.original_size[0]}×{photo.original_size[1]} px, analysed at {w}×{h}"
+        raise AppError(f"No face found in {photo.name} ({size}). Try a photo where the face is larger, "
                        "well lit and not too far from frontal.")
     return detections[:MAX_FACES]
 
@@ -441,9 +448,18 @@ def details(models: AppModels, session: Session | None, wireframe: bool = False)
         pose_markdown=pose_markdown(face),
         downloads=downloads,
         gallery=face_gallery(session),
-        expression_values=expression_slider_values(face.blendshapes),
-        identity_values=[round(float(v), 3) for v in face.coefficients.identity[0, :N_IDENTITY_SLIDERS].tolist()],
+        expression_values=slider_values(session)[: len(KEY_EXPRESSIONS)],
+        identity_values=slider_values(session)[len(KEY_EXPRESSIONS):],
     )
+
+
+def slider_values(session: Session | None) -> list[float]:
+    """Expression then identity slider values of the current face (the reconstruction, before any editing)."""
+    if session is None or session.selected not in session.faces:
+        raise AppError("Reconstruct a photo first; the sliders edit the reconstructed face.")
+    face = session.face
+    identity = face.coefficients.identity[0, :N_IDENTITY_SLIDERS].tolist()
+    return expression_slider_values(face.blendshapes) + [round(float(v), 3) for v in identity]
 
 
 def expression_slider_values(blendshapes: Mapping[str, float]) -> list[float]:
@@ -643,10 +659,12 @@ def compare_identities(models: AppModels, value_a: Any, value_b: Any, method: st
     verdict = ""
     if threshold is not None:
         same = dist.mean_mm <= threshold
-        verdict = (f"\n\nVerdict at the benchmark threshold {threshold:.2f} mm: **{'likely the same person' if same else 'likely different people'}**"  # noqa: E501
+        guess = "likely the same person" if same else "likely different people"
+        verdict = (f"\n\nAt the benchmark threshold {threshold:.2f} mm: **{guess}**"
                    " (3D shape alone is a weak identity cue; see benchmarks/identity_roc.py).")
-    summary = (f"**Mean identity distance: {dist.mean_mm:.2f} mm** (median {dist.median_mm:.2f}, RMS {dist.rms_mm:.2f}, "
-               f"max {dist.max_mm:.2f} mm over {len(region)} face vertices, after rigid alignment).{verdict}")
+    summary = (f"**Mean identity distance: {dist.mean_mm:.2f} mm** (median {dist.median_mm:.2f}, "
+               f"RMS {dist.rms_mm:.2f}, max {dist.max_mm:.2f} mm over {len(region)} face vertices, "
+               f"after rigid alignment).{verdict}")
     return IdentityComparison(glbs[0], glbs[1], fig, dist.summary(), summary, photos[0].warnings + photos[1].warnings)
 
 

@@ -92,7 +92,7 @@ class Renderer:
         perspective_correct: perspective-correct barycentrics (uses the depth of the screen vertices).
         cull_backfaces: drop triangles facing away from the viewer (see module docstring for the winding).
         near: triangles with a vertex at ``depth <= near`` are dropped.
-        chunk_size: (triangle, pixel) candidate pairs processed at once by the pure-torch backend (memory bound).
+        chunk_size: covered (triangle, pixel) pairs processed at once by the pure-torch backend (bounds memory).
     """
 
     def __init__(
@@ -235,6 +235,7 @@ class Renderer:
         sampled = F.grid_sample(
             texture.permute(0, 3, 1, 2), grid, mode="bilinear", padding_mode="border", align_corners=False
         )
+        background = 0.0 if background is None else background  # uncovered pixels sampled uv (0, 0): mask them
         image = composite(sampled.permute(0, 2, 3, 1), fragments.mask, background)
         return RenderOutput(image=image, mask=fragments.mask, depth=fragments.depth, fragments=fragments)
 
@@ -354,10 +355,11 @@ def _visibility_torch(
             torch.where(is_lo, icpt - shift, -inf),
             torch.where(is_hi, slope, zero),
             torch.where(is_hi, icpt + shift, inf),
-            torch.stack((n_x - 1, zx, zy, z0), 1),
+            (n_x - 1).unsqueeze(1),
         ),
         1,
-    )  # (T, 16)
+    )  # (T, 13)
+    ztab = torch.stack((zx, zy, z0), 1)  # (T, 3)
     ids = torch.stack((base, face_id), 1)  # (T, 2) int64
 
     # (triangle, row) pairs.
@@ -373,11 +375,12 @@ def _visibility_torch(
     if keep.numel() == 0:
         return empty
     count, left, r_dy = count.index_select(0, keep), left.index_select(0, keep), r_dy.index_select(0, keep)
-    rt = rt.index_select(0, keep)
-    r_ids = ids.index_select(0, r_tri.index_select(0, keep))
+    r_tri = r_tri.index_select(0, keep)
+    r_ids = ids.index_select(0, r_tri)
+    rz = ztab.index_select(0, r_tri)
     # Per-row: first pixel (flat index), face id, 1/depth at the first pixel and its step along x.
     r_int = torch.stack((r_ids[:, 0] + r_dy * width + left.long(), r_ids[:, 1]), 1)
-    r_flt = torch.stack((rt[:, 13] * left + rt[:, 14] * r_dy.float() + rt[:, 15], rt[:, 13]), 1)
+    r_flt = torch.stack((rz[:, 0] * left + rz[:, 1] * r_dy.float() + rz[:, 2], rz[:, 0]), 1)
 
     keybuf = torch.full((batch * height * width,), _BACKGROUND_KEY, dtype=torch.int64, device=device)
     ends = torch.cumsum(count, 0)

@@ -541,6 +541,7 @@ def prerender_cache(
     shards: Sequence[int] | None = None,
     batch: int = 8,
     progress: bool = True,
+    bank_probability: float = 0.5,
 ) -> list[Path]:
     """Render samples ``0..n-1`` of ``seed`` to ``out_dir/shard_XXXXX.npz``; existing shards are kept (resumable).
 
@@ -551,12 +552,14 @@ def prerender_cache(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     gen = SyntheticFaceGenerator(model, seed=seed, image_size=image_size, backgrounds=backgrounds,
-                                 texture_bank=texture_bank)
-    meta = {"seed": seed, "n": n, "image_size": image_size, "shard_size": shard_size, "model": model.info.name}
-    (out / "meta.json").write_text(json.dumps(meta, indent=1))
+                                 texture_bank=texture_bank, bank_probability=bank_probability)
     n_shards = math.ceil(n / shard_size)
     written = []
-    todo = range(n_shards) if shards is None else shards
+    todo = list(range(n_shards) if shards is None else shards)
+    meta = {"seed": seed, "n": n, "image_size": image_size, "shard_size": shard_size, "model": model.info.name,
+            "shards": todo, "backgrounds": str(backgrounds) if backgrounds is not None else None,
+            "texture_bank": None if texture_bank is None else len(texture_bank), "bank_probability": bank_probability}
+    (out / f"meta_{todo[0] if todo else 0:05d}.json").write_text(json.dumps(meta, indent=1))
     try:
         from tqdm import tqdm
     except ImportError:  # pragma: no cover
@@ -659,6 +662,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--shard-size", type=int, default=500)
     parser.add_argument("--backgrounds", default=None, help="folder of photos used for background crops")
     parser.add_argument("--texture-bank", default=None, help="npz with 'albedo' (K, N, 3) per-vertex albedos")
+    parser.add_argument("--bank-probability", type=float, default=0.5)
     parser.add_argument("--shards", default=None, help="e.g. 0-7 or 1,3,5 (split work over processes)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--preview", default=None, help="write a PNG contact sheet of 16 samples and exit")
@@ -689,7 +693,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             shards = [int(s) for s in args.shards.split(",")]
     t0 = time.time()
     paths = prerender_cache(model, args.out, args.n, args.seed, args.image_size, args.shard_size, args.backgrounds,
-                            bank, shards)
+                            bank, shards, bank_probability=args.bank_probability)
     print(f"{len(paths)} shards in {args.out} ({time.time() - t0:.0f} s)")
 
 

@@ -35,6 +35,8 @@ uncovered texels so bilinear sampling at UV seams never reads black.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import cv2
@@ -61,6 +63,8 @@ class UnwrapResult:
     visibility: np.ndarray  # (S, S) float32 in [0, 1]: weight of the texel's own photo sample (0 off the mesh)
     mirror_weight: np.ndarray  # (S, S) float32: weight of the mirrored texel's photo sample
     # the rest, 1 - visibility - mirror_weight on covered texels, came from the fallback colours
+    uv: np.ndarray  # (T', 2) the atlas UVs the texture is laid out in (= TextureUnwrapper.uv); export / render with
+    face_uv_index: np.ndarray  # (F, 3) these two (= TextureUnwrapper.triangle_uv_index), not model.uv
 
 
 # ---------------------------------------------------------------------------------------------- atlas layout
@@ -221,6 +225,19 @@ def _normalize(v: np.ndarray) -> np.ndarray:
     return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
 
 
+@contextmanager
+def _single_torch_thread() -> Iterator[None]:
+    """Small CPU rasterisations: one intra-op thread is as fast and immune to oversubscription on busy machines."""
+    previous = torch.get_num_threads()
+    if previous > 1:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != previous:
+            torch.set_num_threads(previous)
+
+
 def _squeeze_vertices(x, name: str, n: int) -> np.ndarray:
     a = _as_numpy(x, np.float64)
     if a.ndim == 3 and a.shape[0] == 1:
@@ -315,7 +332,6 @@ class TextureUnwrapper:
         _, (rows, cols) = ndimage.distance_transform_edt(~self.texel_mask, return_indices=True)
         self._fill_source = (rows * s + cols).reshape(-1)
         self._uncovered = np.flatnonzero(~covered)
-        # texel centres for the remap maps
         self._map_shape = (s, s)
         depth_range = float(np.ptp(mean[:, 2]))
         self._default_eps = self.depth_tolerance * max(depth_range, 1e-6)
@@ -333,11 +349,13 @@ class TextureUnwrapper:
         return out.reshape(self._map_shape + texel_values.shape[1:])
 
     def _zbuffer_visible(self, screen: np.ndarray, pos: np.ndarray, region: tuple[int, int, int, int],
-                         eps: float) -> tuple[np.ndarray, np.ndarray]:
+                         eps: float, clipped: tuple[bool, bool, bool, bool] = (False,) * 4,
+                         ) -> tuple[np.ndarray, np.ndarray]:
         """Z-test of texels (K, 3) [x, y, depth] against the mesh rasterised over the photo ``region``.
 
         Returns (visible (K,) bool, silhouette weight (K,) in [0, 1]: 0 on the mesh's outer silhouette, 1 from
         ``silhouette_margin`` x z-buffer size inside it, so a slightly misfitted outline does not sample background).
+        ``clipped`` (left, top, right, bottom): region sides cut by the photo border, where the mesh goes on.
 
         The z-buffer is read bilinearly over covered pixels only (background neighbours are ignored, so a texel
         next to an occluder's silhouette is tested against the occluder), with a slope-scaled bias as in shadow
@@ -350,7 +368,7 @@ class TextureUnwrapper:
         verts[:, 0] = (verts[:, 0] - x0) * zs
         verts[:, 1] = (verts[:, 1] - y0) * zs
         renderer = Renderer((hz, wz), backend=self.renderer_backend, cull_backfaces=True)
-        with torch.no_grad():
+        with torch.no_grad(), _single_torch_thread():
             frag = renderer.rasterize(torch.as_tensor(verts, dtype=torch.float32)[None],
                                       torch.as_tensor(self.triangles))
         mask = frag.mask[0].cpu().numpy().astype(np.float32)
@@ -372,7 +390,12 @@ class TextureUnwrapper:
         bias = eps + np.minimum(slope, 10.0 * eps)[self.texel_face]
         visible = (weight < 1e-3) | (pos[:, 2] <= zbuffer + bias)
         # distance (z-buffer px) to the outer silhouette
-        inside = np.pad(mask.astype(np.uint8), 1)  # the region border counts as silhouette only off the photo
+        inside = np.pad(mask.astype(np.uint8), 1)  # region border = background, except where the photo cut it
+        for side, cut in zip(("left", "top", "right", "bottom"), clipped):
+            if cut:
+                edge = {"left": (slice(None), 0), "top": (0, slice(None)),
+                        "right": (slice(None), -1), "bottom": (-1, slice(None))}[side]
+                inside[edge] = 1
         dist = cv2.distanceTransform(inside, cv2.DIST_L2, 3)[1:-1, 1:-1]
         dist = cv2.remap(dist, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
         margin = max(self.silhouette_margin * self.zbuffer_size, 1e-6)
@@ -434,7 +457,8 @@ class TextureUnwrapper:
         w = np.zeros(k)
         colors = np.zeros((k, 3))
         if x1 > x0 and y1 > y0 and inside.any():
-            visible, silhouette = self._zbuffer_visible(screen, pos, (x0, y0, x1, y1), eps)
+            clipped = (lo[0] - 2 < 0, lo[1] - 2 < 0, hi[0] + 2 > width, hi[1] + 2 > height)
+            visible, silhouette = self._zbuffer_visible(screen, pos, (x0, y0, x1, y1), eps, clipped)
             visible &= inside
             # facing
             texel_normal = _normalize(self.per_texel(normals))
@@ -501,4 +525,6 @@ class TextureUnwrapper:
             texture=texture,
             visibility=self.to_image(w.astype(np.float32)),
             mirror_weight=self.to_image(((1.0 - w) * w_m).astype(np.float32)),
+            uv=self.uv,
+            face_uv_index=self.triangle_uv_index,
         )

@@ -217,6 +217,12 @@ def test_render_texture_samples_right_texel():
     uv2 = torch.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 1.0], [1.0, 0.0]])
     out2 = r.render_texture(verts, faces, uv2, torch.tensor([[1, 0, 3], [1, 3, 2]]), texture[0].detach())
     assert torch.allclose(out2.image, texture.detach(), atol=1e-5)
+    # Uncovered pixels get the background (zeros by default), not the texel at uv (0, 0).
+    small = r.render_texture(verts * torch.tensor([0.5, 0.5, 1.0]), faces, uv, faces, texture.detach() + 1)
+    assert small.mask[0, :2, :2].all() and small.mask.sum() == 4
+    assert torch.all(small.image[0, 2:] == 0) and torch.all(small.image[0, :2, :2] >= 1)
+    small = r.render_texture(verts * 0.5, faces, uv, faces, texture.detach(), background=(0.0, 1.0, 0.0))
+    assert torch.all(small.image[0, 3] == torch.tensor([0.0, 1.0, 0.0]))
 
 
 def test_texture_gradient_reaches_vertices():

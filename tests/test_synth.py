@@ -74,3 +74,21 @@ def test_cache_round_trip(model, tmp_path):
     assert (item["image"] - direct.images[0]).abs().max() <= 1 / 255 + 1e-6
     # resumable: existing shards are kept
     assert prerender_cache(model, tmp_path, n=5, seed=2, image_size=SIZE, shard_size=3, progress=False) == paths
+
+
+def test_vertex_albedo_from_photo_recovers_albedo(model):
+    from msma.render import Renderer
+    from msma.synth import vertex_albedo_from_photo
+
+    gen = SyntheticFaceGenerator(model, seed=7, image_size=224, augment=False)
+    batch = gen.sample(1)
+    crop = (batch.images[0].permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+    albedo = vertex_albedo_from_photo(model, Renderer(224), crop, batch.coefficients)
+    truth = model.albedo(batch.coefficients.texture)[0].numpy()
+    lower_face = np.zeros(model.n_vertices, bool)
+    lower_face[model.face_vertices.numpy()] = True
+    lower_face &= model.mean[:, 1].numpy() < gen.eye_level - 0.1
+    lower_face &= ~gen.eye
+    ok = lower_face & (albedo.sum(-1) > 0)
+    assert ok.sum() > 500
+    assert np.median(np.abs(albedo[ok] - truth[ok])) < 0.03

@@ -72,6 +72,7 @@ def test_layout_and_shapes(model, unwrapper, frontal):
     assert result.visibility.shape == (SIZE, SIZE) and result.visibility.dtype == np.float32
     assert result.mirror_weight.shape == (SIZE, SIZE)
     assert 0 <= result.visibility.min() and result.visibility.max() <= 1
+    assert result.uv is unwrapper.uv and result.face_uv_index is unwrapper.triangle_uv_index
     assert (result.visibility[~unwrapper.texel_mask] == 0).all()
 
 
@@ -143,6 +144,22 @@ def test_large_photo(model, unwrapper, vertex_colors):
     assert visible.mean() > 0.2
     err = np.abs(_texels(unwrapper, result.texture)[visible].astype(np.float64) - expected[visible]).max(1)
     assert err.mean() < 3.0
+
+
+def test_face_cut_by_photo_border(model, unwrapper, frontal, vertex_colors):
+    geometry, photo, screen = frontal
+    cut = photo[:130]  # lower face and neck off the photo
+    result = unwrapper.unwrap(cut, screen, camera_vertices=geometry.camera_vertices)
+    y = unwrapper.per_texel(screen)[:, 1]
+    vis = _texels(unwrapper, result.visibility)
+    assert vis[y > 131].max() == 0
+    full = _texels(unwrapper, unwrapper.unwrap(photo, screen, camera_vertices=geometry.camera_vertices).visibility)
+    above = (y > 60) & (y < 122)
+    assert np.abs(vis[above] - full[above]).mean() < 0.02  # the weight changes only right at the border
+    visible = vis > 0.9
+    expected = unwrapper.per_texel(vertex_colors) * 255
+    err = np.abs(_texels(unwrapper, result.texture)[visible].astype(np.float64) - expected[visible]).max(1)
+    assert err.mean() < 2.5
 
 
 def test_face_outside_photo_uses_fallback(model, unwrapper, vertex_colors):

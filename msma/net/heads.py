@@ -7,7 +7,7 @@ Which stage each attribute reads (MSMA author's code, `ReconNetWrapper.forward`)
 With `multi_depth=False` every head reads stage 4 (Deep3DFaceRecon).
 
 Initialisation and output parametrisation (all last layers start at zero, as Deep3DFaceRecon, so an untrained
-network predicts the mean face, frontal pose, centred translation and ambient lighting for every image):
+network predicts the mean face, frontal pose, centred translation and plain ambient lighting for every image):
   identity, texture:  raw coefficients (0 = mean shape / mean albedo)
   expression:         "sigmoid": sigmoid(raw + EXPRESSION_LOGIT_OFFSET); the offset -4 makes the initial ARKit
                       weights sigmoid(-4) ~= 0.018 (near neutral, but with a usable gradient). "none": raw.

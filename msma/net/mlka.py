@@ -18,6 +18,7 @@ simply take C//3, C//3 and the remainder, which needs no extra layers.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -31,10 +32,10 @@ class LayerNorm2d(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mean = x.mean(1, keepdim=True)  # (B, 1, H, W)
-        var = (x - mean).pow(2).mean(1, keepdim=True)
-        x = (x - mean) / torch.sqrt(var + self.eps)
-        return x * self.weight[:, None, None] + self.bias[:, None, None]
+        # F.layer_norm over a channels-last view: fused, and autocast runs it in float32 (a hand-written
+        # mean/var in float16 overflows once activations pass ~256).
+        y = F.layer_norm(x.permute(0, 2, 3, 1), (x.shape[1],), self.weight, self.bias, self.eps)  # (B, H, W, C)
+        return y.permute(0, 3, 1, 2)
 
 
 def _dw(channels: int, kernel: int, dilation: int = 1) -> nn.Conv2d:

@@ -7,7 +7,8 @@ import torch
 
 from msma.net import MLKA, CrossStageFusion, MSMANet, NetworkConfig
 from msma.net.backbone import ResNetBackbone
-from msma.net.heads import DEFAULT_AMBIENT, EXPRESSION_LOGIT_OFFSET
+from msma.net.heads import DEFAULT_AMBIENT, EXPRESSION_LOGIT_OFFSET, MultiAttributeHeads
+from msma.net.mlka import LayerNorm2d
 
 CONFIGS = {
     "light": NetworkConfig.light(),
@@ -70,9 +71,8 @@ def test_zero_init_predicts_mean_face(models, name):
     assert torch.count_nonzero(out_a["translation"]) == 0
     expected_exp = torch.sigmoid(torch.tensor(EXPRESSION_LOGIT_OFFSET))
     torch.testing.assert_close(out_a["expression"], expected_exp.expand(1, 53))
-    light = out_a["lighting"].view(1, 3, 9)  # colour-major, DC band first
-    torch.testing.assert_close(light[:, :, 0], torch.full((1, 3), DEFAULT_AMBIENT))
-    assert torch.count_nonzero(light[:, :, 1:]) == 0
+    # raw SH coefficients; msma.face_model adds the 0.8 ambient term to the DC band itself
+    assert DEFAULT_AMBIENT == 0.0 and torch.count_nonzero(out_a["lighting"]) == 0
 
 
 def test_paper_expression_is_unbounded(models):
@@ -142,6 +142,22 @@ def test_config_round_trip_and_validation():
         NetworkConfig.from_dict({"nope": 1})
     assert NetworkConfig.plain_resnet().uses_multi_depth_heads is False
     assert NetworkConfig(fusion=False).uses_multi_depth_heads is True
+
+
+def test_ambient_option_adds_to_dc_band_only():
+    heads = MultiAttributeHeads((8, 8, 8), 2, 2, 2, ambient=0.8)
+    feats = [torch.randn(1, 8, 2, 2) for _ in range(3)]
+    light = heads(feats)["lighting"].view(1, 3, 9)  # colour-major, DC band first
+    torch.testing.assert_close(light[:, :, 0], torch.full((1, 3), 0.8))
+    assert torch.count_nonzero(light[:, :, 1:]) == 0
+
+
+def test_layernorm2d_matches_channel_statistics():
+    norm = LayerNorm2d(6)
+    x = torch.randn(2, 6, 5, 4) * 3 + 1
+    mean = x.mean(1, keepdim=True)
+    ref = (x - mean) / torch.sqrt(x.var(1, unbiased=False, keepdim=True) + norm.eps)
+    torch.testing.assert_close(norm(x), ref, rtol=1e-4, atol=1e-5)
 
 
 def test_mlka_starts_as_identity_and_handles_uneven_groups():

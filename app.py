@@ -1,0 +1,336 @@
+"""MSMA web app: one photo of a face in, an animatable 3D face out, plus the landmark annotation tabs.
+
+    python app.py                      # http://127.0.0.1:7860
+    python app.py --host 0.0.0.0 --port 8080 --auth alice:secret
+    python app.py --help
+
+UI wiring only: the logic lives in ``msma/app_handlers.py`` (tested without a browser in tests/test_app.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import logging
+import os
+import sys
+from pathlib import Path
+
+from msma import app_handlers as H
+
+GPU, GPU_INFO = H.gpu_decorator(duration=60)  # spaces.GPU on ZeroGPU Spaces only (imports `spaces` before torch)
+
+import gradio as gr  # noqa: E402 - after `spaces`; module level so handler annotations (gr.SelectData) resolve
+
+log = logging.getLogger("msma.app")
+
+
+# ------------------------------------------------------------------------------------------------------ CLI
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    env = os.environ.get
+    p = argparse.ArgumentParser(
+        prog="python app.py",
+        description="MSMA Gradio app: 3D face reconstruction from one photo (Reconstruct, Compare) and the "
+                    "landmark annotation tabs (Annotate, Review).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    net = p.add_argument_group("server")
+    net.add_argument("--host", default=env("GRADIO_SERVER_NAME", "127.0.0.1"),
+                     help="interface to listen on; 0.0.0.0 exposes the app to your network (env GRADIO_SERVER_NAME)")
+    net.add_argument("--port", type=int, default=int(env("GRADIO_SERVER_PORT", "7860")),
+                     help="TCP port (env GRADIO_SERVER_PORT)")
+    net.add_argument("--share", action="store_true", help="also open a temporary public *.gradio.live link")
+    net.add_argument("--auth", action="append", default=[], metavar="USER:PASSWORD",
+                     help="require a login; repeat for several users (env MSMA_APP_AUTH='u1:p1,u2:p2')")
+    net.add_argument("--auth-file", default=None, metavar="FILE", help="file with one USER:PASSWORD per line")
+    net.add_argument("--concurrency", type=int, default=int(env("MSMA_APP_CONCURRENCY", "2")),
+                     help="reconstructions run at once (the rest wait in the queue)")
+    net.add_argument("--max-queue", type=int, default=64, help="requests allowed to wait in the queue")
+    net.add_argument("--max-file-size", default="20mb", help="largest upload accepted")
+    models = p.add_argument_group("models")
+    models.add_argument("--weights", default=None,
+                        help="MSMA network weights (default: $MSMA_WEIGHTS, weights/msma_light.safetensors, "
+                             "$MSMA_WEIGHTS_REPO on the Hub; without weights only 'fitting' is offered)")
+    models.add_argument("--ablation-weights", default=None,
+                        help="plain-ResNet weights for the Compare tab (default: $MSMA_ABLATION_WEIGHTS or "
+                             "weights/resnet_plain.safetensors when present)")
+    models.add_argument("--detector", default="auto", help="face detector: auto | mediapipe | dlib | face_alignment")
+    models.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    models.add_argument("--max-side", type=int, default=H.APP_MAX_SIDE, help="photos are downscaled to this size")
+    models.add_argument("--no-warmup", action="store_true", help="skip the warm-up reconstruction at start-up")
+    ann = p.add_argument_group("annotation tabs")
+    ann.add_argument("--annotate-dir", default=env("ANNOTATE_DIR", "annotation_project"),
+                     help="annotation project folder (python -m annotate init DIR); tabs show set-up help when absent")
+    ann.add_argument("--annotate-project", default=None, help="project name inside the store (default: the only one)")
+    p.add_argument("--log-level", default="INFO")
+    return p.parse_args(argv)
+
+
+def auth_pairs(args: argparse.Namespace) -> list[tuple[str, str]]:
+    entries = list(args.auth)
+    entries += [e for e in os.environ.get("MSMA_APP_AUTH", "").split(",") if e.strip()]
+    if args.auth_file:
+        entries += [line.strip() for line in Path(args.auth_file).read_text().splitlines() if line.strip()]
+    pairs = []
+    for entry in entries:
+        user, sep, password = entry.strip().partition(":")
+        if not sep or not user or not password:
+            raise SystemExit(f"--auth expects USER:PASSWORD, got {entry!r}")
+        pairs.append((user, password))
+    return pairs
+
+
+# ------------------------------------------------------------------------------------------------------ UI
+def ui(fn):
+    """Handler errors -> readable gr.Error (never a stack trace in the page)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except (H.AppError, FileNotFoundError) as exc:
+            raise gr.Error(str(exc), print_exception=False) from None
+        except Exception as exc:  # noqa: BLE001
+            log.exception("handler %s failed", fn.__name__)
+            raise gr.Error(f"Something went wrong ({type(exc).__name__}). Try another photo or method.",
+                           print_exception=False) from None
+
+    return wrapper
+
+
+def warn(messages: list[str]) -> None:
+    for message in messages:
+        gr.Warning(message)
+
+
+def build_demo(models: H.AppModels, args: argparse.Namespace | None = None) -> gr.Blocks:
+    args = args or parse_args([])
+    choices = models.choices()
+    examples = H.example_photos()
+    n_expr, n_id = len(H.KEY_EXPRESSIONS), H.N_IDENTITY_SLIDERS
+    info = models.describe()
+
+    with gr.Blocks(title="MSMA: 3D face from one photo", delete_cache=(1800, 7200)) as demo:
+        gr.Markdown("# MSMA: an animatable 3D face from one photo\n"
+                    f"Face model **{info['face_model']}** · methods: {info['methods']} · device `{info['device']}`")
+        with gr.Tabs():
+            # ------------------------------------------------------------------------------ Reconstruct
+            with gr.Tab("Reconstruct", id="reconstruct"):
+                state = gr.State(None, time_to_live=H.OUTPUT_MAX_AGE_S)
+                with gr.Row():
+                    with gr.Column(scale=1):
+                        photo = gr.Image(type="filepath", label="photo", sources=["upload", "webcam", "clipboard"],
+                                         elem_id="photo", height=320)
+                        method = gr.Radio(choices, value=models.default, label="method", elem_id="method")
+                        with gr.Accordion("details", open=False):
+                            texture = gr.Checkbox(True, label="texture from the photo (UV unwrap)")
+                            photometric = gr.Checkbox(True, label="photometric refinement (slower, finer)")
+                            wireframe = gr.Checkbox(False, label="wireframe overlay")
+                        run = gr.Button("Reconstruct", variant="primary", elem_id="run")
+                        if examples:
+                            gr.Examples(examples, inputs=[photo], label="examples (click one)")
+                        status = gr.Markdown("", elem_id="status")
+                        gallery = gr.Gallery(label="faces in the photo (click to pick)", columns=4, height=160,
+                                             allow_preview=False, elem_id="faces")
+                        face_no = gr.Number(1, precision=0, minimum=1, label="face # (1 = largest)")
+                    with gr.Column(scale=2):
+                        viewer = gr.Model3D(label="3D face (drag to rotate)", height=420, elem_id="viewer",
+                                            clear_color=(0.93, 0.93, 0.93, 1.0))
+                        with gr.Row():
+                            overlay = gr.Image(label="mesh + landmarks on the photo", interactive=False,
+                                               elem_id="overlay", format="jpeg")
+                            shape = gr.Image(label="shape only", interactive=False, elem_id="shape", format="jpeg")
+                        plot = gr.Plot(label="expression weights", elem_id="blendshapes")
+                        with gr.Row():
+                            pose = gr.Markdown(elem_id="pose")
+                            downloads = gr.File(label="downloads: OBJ+MTL+PNG zip, GLB, PLY, blendshape JSON",
+                                                file_count="multiple", interactive=False, elem_id="downloads")
+                        with gr.Accordion("edit: expression and identity (re-poses the face, no re-fit)", open=False):
+                            with gr.Row():
+                                expr = [gr.Slider(0, 1, 0, step=0.01, label=name, min_width=120)
+                                        for name in H.KEY_EXPRESSIONS]
+                            with gr.Row():
+                                ident = [gr.Slider(-H.IDENTITY_RANGE, H.IDENTITY_RANGE, 0, step=0.05,
+                                                   label=f"identity mode {i + 1}", min_width=120)
+                                         for i in range(n_id)]
+                            reset = gr.Button("reset to the reconstruction", size="sm")
+
+                first_out = [viewer, status, state, face_no]
+                detail_out = [overlay, shape, plot, pose, downloads, gallery, *expr, *ident]
+
+                @GPU
+                @ui
+                def on_reconstruct(value, method_key, tex, photo_refine, session):
+                    if value is None:
+                        return None, "", None, 1
+                    res = H.reconstruct(models, value, method_key, tex, photo_refine, session=session)
+                    warn(res.warnings)
+                    return res.glb, res.status, res.session, res.session.selected + 1
+
+                @GPU
+                @ui
+                def on_select_number(number, session):
+                    res = H.select_face(models, session, int(number or 1) - 1)
+                    return res.glb, res.status, res.session, res.session.selected + 1
+
+                def on_select_gallery(session, evt: gr.SelectData):
+                    return on_select_number(evt.index + 1, session)
+
+                @ui
+                def on_details(session, wire):
+                    d = H.details(models, session, wire)
+                    if d is None:
+                        return [None, None, None, "", None, None] + [0] * (n_expr + n_id)
+                    return [d.overlay, d.shape, d.blendshape_plot, d.pose_markdown, d.downloads, d.gallery,
+                            *d.expression_values, *d.identity_values]
+
+                @ui
+                def on_repose(session, *values):
+                    return H.repose(models, session, values[:n_expr], values[n_expr:])
+
+                @ui
+                def on_reset(session):
+                    values = H.slider_values(session)
+                    return [H.repose(models, session, values[:n_expr], values[n_expr:]), *values]
+
+                inputs = [photo, method, texture, photometric, state]
+                for trigger, api_name in ((photo.change, False), (run.click, "reconstruct")):
+                    trigger(on_reconstruct, inputs, first_out, preprocess=False, api_name=api_name).success(
+                        on_details, [state, wireframe], detail_out, api_name=False)
+                face_no.submit(on_select_number, [face_no, state], first_out, api_name=False).success(
+                    on_details, [state, wireframe], detail_out, api_name=False)
+                gallery.select(on_select_gallery, [state], first_out, api_name=False).success(
+                    on_details, [state, wireframe], detail_out, api_name=False)
+                wireframe.change(on_details, [state, wireframe], detail_out, api_name=False)
+                for slider in expr + ident:
+                    slider.release(on_repose, [state, *expr, *ident], [viewer], api_name=False,
+                                   show_progress="minimal")
+                reset.click(on_reset, [state], [viewer, *expr, *ident], api_name=False)
+
+            # ------------------------------------------------------------------------------ Compare
+            with gr.Tab("Compare", id="compare"):
+                gr.Markdown("### Same photo, two methods")
+                with gr.Row():
+                    with gr.Column(scale=1):
+                        cmp_photo = gr.Image(type="filepath", label="photo", sources=["upload", "webcam", "clipboard"],
+                                             height=260)
+                        second = choices[1][1] if len(choices) > 1 else choices[0][1]
+                        method_a = gr.Dropdown(choices, value=choices[0][1], label="method A")
+                        method_b = gr.Dropdown(choices, value=second, label="method B")
+                        cmp_photometric = gr.Checkbox(True, label="photometric refinement")
+                        cmp_run = gr.Button("Compare methods", variant="primary")
+                        if examples:
+                            gr.Examples(examples, inputs=[cmp_photo])
+                    with gr.Column(scale=2):
+                        with gr.Row():
+                            view_a = gr.Model3D(label="A", height=300, clear_color=(0.93, 0.93, 0.93, 1.0))
+                            view_b = gr.Model3D(label="B", height=300, clear_color=(0.93, 0.93, 0.93, 1.0))
+                        with gr.Row():
+                            over_a = gr.Image(label="A overlay", interactive=False, format="jpeg")
+                            over_b = gr.Image(label="B overlay", interactive=False, format="jpeg")
+                        slider_view = gr.ImageSlider(label="A ⟷ B (drag the divider)", format="jpeg")
+                        cmp_summary = gr.Markdown()
+
+                @GPU
+                @ui
+                def on_compare(value, a, b, refine):
+                    res = H.compare_methods(models, value, a, b, photometric=refine)
+                    warn(res.warnings)
+                    return res.glb_a, res.glb_b, res.overlay_a, res.overlay_b, (res.overlay_a, res.overlay_b), \
+                        res.summary
+
+                cmp_run.click(on_compare, [cmp_photo, method_a, method_b, cmp_photometric],
+                              [view_a, view_b, over_a, over_b, slider_view, cmp_summary], preprocess=False,
+                              api_name="compare_methods")
+
+                gr.Markdown("### Two photos: same person?")
+                with gr.Row():
+                    id_a = gr.Image(type="filepath", label="photo A", height=220)
+                    id_b = gr.Image(type="filepath", label="photo B", height=220)
+                    with gr.Column():
+                        id_method = gr.Dropdown(choices, value=models.default, label="method")
+                        id_run = gr.Button("Compare identities", variant="primary")
+                        id_summary = gr.Markdown()
+                with gr.Row():
+                    shape_a = gr.Model3D(label="identity shape A", height=280)
+                    shape_b = gr.Model3D(label="identity shape B", height=280)
+                    heat = gr.Plot(label="per-vertex distance (mm)")
+
+                @GPU
+                @ui
+                def on_identity(a, b, method_key):
+                    res = H.compare_identities(models, a, b, method_key)
+                    warn(res.warnings)
+                    return res.glb_a, res.glb_b, res.heatmap, res.summary
+
+                id_run.click(on_identity, [id_a, id_b, id_method], [shape_a, shape_b, heat, id_summary],
+                             preprocess=False, api_name="compare_identities")
+
+            # ------------------------------------------------------------------------------ Annotate
+            _annotation_tabs(args)
+
+            with gr.Tab("About", id="about"):
+                gr.Markdown("\n".join(f"- **{k}**: {v}" for k, v in info.items()) + f"\n- **ZeroGPU**: {GPU_INFO}")
+    return demo
+
+
+def _annotation_tabs(args: argparse.Namespace) -> None:
+    """Mount annotate.ui.build_annotation_tabs, or an explanatory tab when it or the project store is missing."""
+    try:
+        from annotate.store import Store
+        from annotate.ui import build_annotation_tabs
+    except ImportError as exc:
+        with gr.Tab("Annotate", id="annotate"):
+            gr.Markdown(f"The annotation toolkit is not available in this installation ({exc}).")
+        return
+    root = Path(args.annotate_dir)
+    try:
+        store = Store(root)
+    except FileNotFoundError:
+        with gr.Tab("Annotate", id="annotate"):
+            gr.Markdown(f"No annotation project at `{root}`. Create one and restart the app:\n\n"
+                        f"```\npython -m annotate init {root}\npython -m annotate import PHOTO_FOLDER -d {root}\n"
+                        f"python app.py --annotate-dir {root}\n```")
+        return
+    build_annotation_tabs(store, args.annotate_project)
+    log.info("annotation tabs: project store %s", store.db_path)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    auth = auth_pairs(args)
+    models = H.AppModels.load(weights=args.weights, ablation_weights=args.ablation_weights, detector=args.detector,
+                              device=args.device, max_side=args.max_side, gpu=GPU_INFO)
+    for key, value in models.describe().items():
+        log.info("%-16s %s", key, value)
+    if not args.no_warmup:
+        log.info("warm-up reconstruction: %.1f s", models.warmup())
+    demo = build_demo(models, args)
+    demo.queue(default_concurrency_limit=max(1, args.concurrency), max_size=args.max_queue)
+    launch = {}
+    if not auth:
+        launch = _annotation_login(args)
+    else:
+        launch = {"auth": auth, "auth_message": "MSMA: please log in"}
+    log.info("serving on %s:%s (concurrency %d, queue %d, max upload %s, login %s)", args.host, args.port,
+             args.concurrency, args.max_queue, args.max_file_size, "on" if launch.get("auth") else "off")
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size=args.max_file_size,
+                show_error=False, state_session_capacity=500, footer_links=["api", "settings"], **launch)
+
+
+def _annotation_login(args: argparse.Namespace) -> dict:
+    """The annotation store's users as the login when it has any (its writes need a logged-in user)."""
+    try:
+        from annotate.store import Store
+        from annotate.ui import launch_kwargs
+
+        return launch_kwargs(Store(args.annotate_dir))
+    except (ImportError, FileNotFoundError):
+        return {}
+
+
+if __name__ == "__main__":
+    sys.exit(main())
