@@ -53,7 +53,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "$MSMA_WEIGHTS_REPO on the Hub; without weights only 'fitting' is offered)")
     models.add_argument("--ablation-weights", default=None,
                         help="plain-ResNet weights for the Compare tab (default: $MSMA_ABLATION_WEIGHTS or "
-                             "weights/resnet_plain.safetensors when present)")
+                             "weights/plain_light.safetensors when present)")
     models.add_argument("--detector", default="auto", help="face detector: auto | mediapipe | dlib | face_alignment")
     models.add_argument("--device", default="auto", help="auto | cpu | cuda")
     models.add_argument("--max-side", type=int, default=H.APP_MAX_SIDE, help="photos are downscaled to this size")
@@ -132,8 +132,9 @@ def build_demo(models: H.AppModels, args: argparse.Namespace | None = None) -> g
                         if examples:
                             gr.Examples(examples, inputs=[photo], label="examples (click one)")
                         status = gr.Markdown("", elem_id="status")
-                        gallery = gr.Gallery(label="faces in the photo (click to pick)", columns=4, height=160,
-                                             allow_preview=False, elem_id="faces")
+                        gallery = gr.Gallery(label="faces in the photo (click to pick)", columns=5, height=130,
+                                             allow_preview=False, fit_columns=False, object_fit="contain",
+                                             elem_id="faces")
                         face_no = gr.Number(1, precision=0, minimum=1, label="face # (1 = largest)")
                     with gr.Column(scale=2):
                         viewer = gr.Model3D(label="3D face (drag to rotate)", height=420, elem_id="viewer",
@@ -197,11 +198,13 @@ def build_demo(models: H.AppModels, args: argparse.Namespace | None = None) -> g
 
                 inputs = [photo, method, texture, photometric, state]
                 for trigger, api_name in ((photo.change, False), (run.click, "reconstruct")):
-                    trigger(on_reconstruct, inputs, first_out, preprocess=False, api_name=api_name).success(
+                    trigger(on_reconstruct, inputs, first_out, preprocess=False, api_name=api_name,
+                            concurrency_id="heavy").success(
                         on_details, [state, wireframe], detail_out, api_name=False)
-                face_no.submit(on_select_number, [face_no, state], first_out, api_name=False).success(
+                face_no.submit(on_select_number, [face_no, state], first_out, api_name=False,
+                               concurrency_id="heavy").success(
                     on_details, [state, wireframe], detail_out, api_name=False)
-                gallery.select(on_select_gallery, [state], first_out, api_name=False).success(
+                gallery.select(on_select_gallery, [state], first_out, api_name=False, concurrency_id="heavy").success(
                     on_details, [state, wireframe], detail_out, api_name=False)
                 wireframe.change(on_details, [state, wireframe], detail_out, api_name=False)
                 for slider in expr + ident:
@@ -243,7 +246,7 @@ def build_demo(models: H.AppModels, args: argparse.Namespace | None = None) -> g
 
                 cmp_run.click(on_compare, [cmp_photo, method_a, method_b, cmp_photometric],
                               [view_a, view_b, over_a, over_b, slider_view, cmp_summary], preprocess=False,
-                              api_name="compare_methods")
+                              api_name="compare_methods", concurrency_id="heavy")
 
                 gr.Markdown("### Two photos: same person?")
                 with gr.Row():
@@ -266,7 +269,7 @@ def build_demo(models: H.AppModels, args: argparse.Namespace | None = None) -> g
                     return res.glb_a, res.glb_b, res.heatmap, res.summary
 
                 id_run.click(on_identity, [id_a, id_b, id_method], [shape_a, shape_b, heat, id_summary],
-                             preprocess=False, api_name="compare_identities")
+                             preprocess=False, api_name="compare_identities", concurrency_id="heavy")
 
             # ------------------------------------------------------------------------------ Annotate
             _annotation_tabs(args)

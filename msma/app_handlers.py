@@ -41,7 +41,7 @@ APP_MAX_SIDE = 2048  # photos are downscaled to this before detection (keeps big
 MAX_FACES = 12  # faces listed in the picker
 PREVIEW_TEXTURE_FORMAT = "jpeg"  # GLB previews: 10x smaller than PNG, so the 3D viewer appears sooner
 ABLATION_WEIGHTS_ENV = "MSMA_ABLATION_WEIGHTS"
-ABLATION_WEIGHTS_NAME = "resnet_plain.safetensors"
+ABLATION_WEIGHTS_NAME = "plain_light.safetensors"
 
 # slider name -> ICT blendshapes it drives (left/right pairs move together)
 KEY_EXPRESSIONS: dict[str, tuple[str, ...]] = {

@@ -301,8 +301,8 @@ def test_build_demo_and_ui_errors(models):
     config = demo.get_config_file()
     types_ = {c["type"] for c in config["components"]}
     assert {"model3d", "imageslider", "plot", "gallery", "file", "slider", "state"} <= types_
-    labels = {c.get("props", {}).get("label") for c in config["components"]}
-    assert "Annotate" in labels or any("Annotate" in str(c.get("props", {})) for c in config["components"])
+    tabs = {c["props"].get("label") for c in config["components"] if c["type"] == "tabitem"}
+    assert {"Reconstruct", "Compare", "Annotate", "About"} <= tabs
     api_names = {d.get("api_name") for d in config["dependencies"]}
     assert {"reconstruct", "compare_methods", "compare_identities"} <= api_names
 
