@@ -91,7 +91,7 @@ def ui(fn):
         except gr.Error:
             raise
         except (H.AppError, FileNotFoundError) as exc:
-            raise gr.Error(str(exc), print_exception=False) from None
+            raise gr.Error(str(exc), duration=None, print_exception=False) from None
         except Exception as exc:  # noqa: BLE001
             log.exception("handler %s failed", fn.__name__)
             raise gr.Error(f"Something went wrong ({type(exc).__name__}). Try another photo or method.",

@@ -120,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
     log_path = Path(tmp.name) / "app.log"
-    proc = start_app(port, log_path, tuple(extra))  # python app.py --host 127.0.0.1 --port N --no-warmup ...
+    # python app.py --host 127.0.0.1 --port N --no-warmup ..., with a private Gradio cache / output folder
+    proc = start_app(port, log_path, tuple(extra), temp_dir=Path(tmp.name))
     result: dict = {"url": url, "requests": n, "method": method, "photometric": not args.no_photometric,
                     "app_concurrency": args.app_concurrency, "random_weights": args.random_weights}
     try:

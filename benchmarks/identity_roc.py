@@ -59,6 +59,19 @@ def roc_curve(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.nd
     return fpr, tpr, thresholds
 
 
+def bootstrap_auc_ci(scores: np.ndarray, labels: np.ndarray, n: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """95 % percentile bootstrap interval of the AUC, resampling positives and negatives separately."""
+    rng = np.random.default_rng(seed)
+    pos, neg = scores[labels], scores[~labels]
+    aucs = []
+    for _ in range(n):
+        p = rng.choice(pos, len(pos))
+        q = rng.choice(neg, len(neg))
+        aucs.append(roc_auc(np.concatenate([p, q]), np.r_[np.ones(len(p), bool), np.zeros(len(q), bool)]))
+    lo, hi = np.percentile(aucs, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
 def read_pairs(path: Path) -> list[tuple[str, str, bool]]:
     with open(path, newline="") as fh:
         return [(r["file_x"], r["file_y"], r["same_person"].strip().lower() in ("true", "1", "yes"))
@@ -139,9 +152,10 @@ def main(argv: list[str] | None = None) -> int:
         "n_same": int(labels.sum()),
         "n_different": int((~labels).sum()),
         "auc": auc,
+        "auc_95ci_bootstrap": bootstrap_auc_ci(-dist, labels),
         "auc_median_mm": roc_auc(-np.array([r["median_mm"] for r in rows]), labels),
         "auc_rms_mm": roc_auc(-np.array([r["rms_mm"] for r in rows]), labels),
-        "threshold_mm": threshold_mm,
+        "threshold_mm": threshold_mm,  # best Youden J on these same pairs (in-sample, optimistic)
         "tpr_at_threshold": float(tpr[best]),
         "fpr_at_threshold": float(fpr[best]),
         "same_mean_mm": float(dist[labels].mean()),
@@ -153,7 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "identity_roc.json").write_text(json.dumps(summary, indent=2))
     _plot(fpr, tpr, auc, summary, args.out / "identity_roc.html")
-    print(f"AUC {auc:.3f} over {len(rows)} pairs ({summary['n_same']} same, {summary['n_different']} different); "
+    lo, hi = summary["auc_95ci_bootstrap"]
+    print(f"AUC {auc:.3f} (bootstrap 95% CI {lo:.2f}-{hi:.2f})")
+    print(f"{len(rows)} pairs ({summary['n_same']} same, {summary['n_different']} different); "
           f"same-person mean {summary['same_mean_mm']:.2f} mm vs different {summary['different_mean_mm']:.2f} mm; "
           f"threshold {threshold_mm:.2f} mm: TPR {tpr[best]:.2f}, FPR {fpr[best]:.2f}")
     print(f"wrote {args.out / 'identity_roc.json'} and {args.out / 'identity_roc.html'}")

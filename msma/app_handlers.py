@@ -226,10 +226,11 @@ class Session:
         return self.faces[self.selected]
 
     def new_dir(self, tag: str) -> Path:
-        """A fresh folder for one batch of files (Gradio caches files by path, so never overwrite)."""
+        """A fresh, never reused folder for one batch of files: a file already handed to the browser is never
+        overwritten (requests of one browser session can overlap and share the workdir)."""
         self.counter += 1
-        path = Path(self.workdir) / f"{self.counter:03d}_{tag}"
-        path.mkdir(parents=True, exist_ok=True)
+        path = Path(self.workdir) / f"{self.counter:03d}_{tag}_{uuid.uuid4().hex[:10]}"
+        path.mkdir(parents=True, exist_ok=False)
         return path
 
 
@@ -618,11 +619,15 @@ class IdentityComparison:
     warnings: list[str]
 
 
-def identity_threshold(path: Path = ROC_RESULTS) -> float | None:
-    """The same/different decision threshold (mm) found by benchmarks/identity_roc.py, when it has been run."""
+def identity_threshold(path: Path = ROC_RESULTS, method: str | None = None) -> float | None:
+    """The same/different decision threshold (mm) found by benchmarks/identity_roc.py, when it has been run (for
+    ``method``'s shapes only: distances of different methods are not comparable)."""
     try:
-        return float(json.loads(Path(path).read_text())["threshold_mm"])
-    except (OSError, KeyError, ValueError, TypeError):
+        data = json.loads(Path(path).read_text())
+        if method is not None and data.get("method") != method:
+            return None
+        return float(data["threshold_mm"])
+    except (OSError, KeyError, ValueError, TypeError, AttributeError):
         return None
 
 
@@ -655,7 +660,7 @@ def compare_identities(models: AppModels, value_a: Any, value_b: Any, method: st
     remap[used] = np.arange(len(used))
     fig = distance_heatmap_figure(faces[0].neutral_vertices[used], remap[tri], dist.per_vertex_mm[used],
                                   title="identity distance B → A (mm)")
-    threshold = identity_threshold()
+    threshold = identity_threshold(method=models.engine(options.method).method)
     verdict = ""
     if threshold is not None:
         same = dist.mean_mm <= threshold

@@ -488,6 +488,22 @@ def vertex_albedo_from_photo(
     return albedo.cpu().numpy().astype(np.float32)
 
 
+def tame_albedo(albedo: np.ndarray, skin: np.ndarray | None = None, max_chroma: float = 0.15,
+                lum_range: tuple[float, float] = (0.25, 1.5)) -> np.ndarray:
+    """Limit an unwrapped albedo (N, 3) to plausible skin around its median colour: luminance within ``lum_range``
+    times the median, chromaticity within ``max_chroma`` of the median's (removes colour casts from mis-fitted light
+    and background pixels at the silhouette, keeps brows, lips, beards)."""
+    albedo = np.asarray(albedo, np.float32)
+    skin = np.median(albedo, axis=0) if skin is None else np.asarray(skin, np.float32)
+    lum = albedo.mean(-1, keepdims=True).clip(1e-4)
+    skin_lum = float(skin.mean())
+    chroma = albedo / lum
+    skin_chroma = skin / max(skin_lum, 1e-4)
+    chroma = skin_chroma + np.clip(chroma - skin_chroma, -max_chroma, max_chroma)
+    lum = np.clip(lum, lum_range[0] * skin_lum, lum_range[1] * skin_lum)
+    return np.clip(chroma * lum, 0, 1)
+
+
 def build_texture_bank(
     model: FaceModel, crops: np.ndarray, landmarks: np.ndarray, progress: bool = True
 ) -> np.ndarray:
@@ -522,7 +538,7 @@ def build_texture_bank(
             continue
         skin = np.median(albedo[visible & face], axis=0)
         albedo[~visible | ~face] = skin
-        bank.append(albedo.astype(np.float16))
+        bank.append(tame_albedo(albedo, skin).astype(np.float16))
         if progress:
             print(f"texture bank: {len(bank)} albedos ({i + 1}/{len(crops)} faces)", flush=True)
     return np.stack(bank) if bank else np.zeros((0, len(mean), 3), np.float16)

@@ -89,6 +89,7 @@ class TrainConfig:
     real_batch: int = 4
     max_minutes: float | None = None
     save_every: int = 250
+    keep_every: int = 0  # also keep model_stepXXXXXX.safetensors snapshots (equal-step comparisons of runs)
     log_every: int = 10
     seed: int = 0
     threads: int | None = None
@@ -447,6 +448,8 @@ def train(cfg: TrainConfig, resume: bool = False, export: str | None = None, pro
             window_t, window_n = now, 0
         if step % cfg.save_every == 0:
             save()
+        if cfg.keep_every and step % cfg.keep_every == 0:
+            save_checkpoint(net, out / f"model_step{step:06d}.safetensors", metadata={"step": step})
     save()
     if bar:
         bar.close()
@@ -503,6 +506,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--real-batch", type=int, default=d.real_batch)
     parser.add_argument("--max-minutes", type=float, default=None, help="stop (and checkpoint) after this wall time")
     parser.add_argument("--save-every", type=int, default=d.save_every)
+    parser.add_argument("--keep-every", type=int, default=0, help="keep a model snapshot every N steps")
     parser.add_argument("--log-every", type=int, default=d.log_every)
     parser.add_argument("--seed", type=int, default=d.seed)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -525,6 +529,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         steps=args.steps, batch_size=args.batch_size, image_size=args.image_size, lr=args.lr,
         decay_at=tuple(args.decay_at), decay_gamma=args.decay_gamma, real_every=args.real_every,
         real_batch=args.real_batch, max_minutes=args.max_minutes, save_every=args.save_every,
+        keep_every=args.keep_every,
         log_every=args.log_every, seed=args.seed, threads=args.threads, device=args.device, amp=not args.no_amp,
         identity_net=args.identity_net, backgrounds=args.backgrounds, weights=weights,
     )

@@ -192,6 +192,10 @@ def test_sessions_do_not_share_state(models, couple):
     assert other.session.workdir != preview.session.workdir
     assert len(other.session.detections) == 1 and len(preview.session.detections) == 2
     assert not hasattr(models, "session") and not hasattr(models, "sessions")
+    # a new photo in the same browser session reuses its folder but never overwrites a file already handed out
+    again = H.reconstruct(models, str(PORTRAIT), "fitting", texture=False, photometric=False, session=other.session)
+    assert again.session.workdir == other.session.workdir and again.glb != other.glb
+    assert len(_glb_vertices(other.glb)) == len(_glb_vertices(again.glb))
 
 
 def test_no_face(models, tmp_path):
@@ -217,8 +221,10 @@ def test_compare_identities(models):
 def test_identity_threshold(tmp_path):
     path = tmp_path / "roc.json"
     assert H.identity_threshold(path) is None
-    path.write_text(json.dumps({"auc": 0.8, "threshold_mm": 2.5}))
+    path.write_text(json.dumps({"auc": 0.8, "threshold_mm": 2.5, "method": "fitting"}))
     assert H.identity_threshold(path) == 2.5
+    assert H.identity_threshold(path, method="fitting") == 2.5
+    assert H.identity_threshold(path, method="network") is None
 
 
 @pytest.fixture(scope="module")

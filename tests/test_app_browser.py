@@ -43,11 +43,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_app(port: int, log_path: Path, extra: tuple[str, ...] = ()) -> subprocess.Popen:
+def start_app(port: int, log_path: Path, extra: tuple[str, ...] = (), temp_dir: Path | None = None) -> subprocess.Popen:
+    """`python app.py` on 127.0.0.1:port; with temp_dir, Gradio's cache and the app's outputs go there."""
+    env = dict(os.environ)
+    if temp_dir is not None:
+        env.update(GRADIO_TEMP_DIR=str(temp_dir / "gradio"), MSMA_APP_OUTPUT=str(temp_dir / "outputs"))
     log = open(log_path, "w")  # noqa: SIM115 - closed with the process
-    proc = subprocess.Popen([sys.executable, "app.py", "--host", "127.0.0.1", "--port", str(port), "--no-warmup",
-                             *extra], cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    return proc
+    return subprocess.Popen([sys.executable, "app.py", "--host", "127.0.0.1", "--port", str(port), "--no-warmup",
+                             *extra], cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
 
 
 def wait_http(url: str, proc: subprocess.Popen, timeout: float) -> None:
@@ -105,17 +108,17 @@ def test_upload_preview_overlay_and_glb_download(browser_paths, tmp_path):
     ARTIFACTS.mkdir(exist_ok=True)
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
-    proc = start_app(port, ARTIFACTS / "app_browser_server.log")
+    proc = start_app(port, ARTIFACTS / "app_browser_server.log", temp_dir=tmp_path)
     driver = None
     timings: dict[str, float] = {}
     try:
         start = time.monotonic()
         wait_http(url, proc, timeout=60)
         timings["app_start_s"] = time.monotonic() - start
-        driver = make_driver(*browser_paths, tmp_path)
+        driver = make_driver(*browser_paths, tmp_path / "downloads")
         driver.set_page_load_timeout(30)
         driver.get(url)
-        wait = WebDriverWait(driver, 60)
+        wait = WebDriverWait(driver, 90)
         upload = wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#photo input[type=file]")))
         upload_time = time.monotonic()
         upload.send_keys(str(PHOTO))
@@ -140,6 +143,22 @@ def test_upload_preview_overlay_and_glb_download(browser_paths, tmp_path):
         time.sleep(1.0)  # let WebGL draw a frame for the screenshot
         driver.save_screenshot(str(ARTIFACTS / "app_browser.png"))
         timings["glb_vertices"] = vertices
+
+        # bad input: a non-image upload gives a readable error toast, not a stack trace or a frozen spinner
+        bogus = tmp_path / "notes.jpg"
+        bogus.write_text("not an image")
+        driver.get(url)
+        upload = wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#photo input[type=file]")))
+        upload.send_keys(str(bogus))
+
+        def error_toast(d):
+            texts = [e.text for e in d.find_elements(By.CSS_SELECTOR, ".toast-body, [data-testid=toast-body]")]
+            return next((t for t in texts if "cannot be used" in t), False)
+
+        message = WebDriverWait(driver, 30).until(error_toast)
+        assert "notes.jpg cannot be used: not a recognised image" in message
+        assert "Traceback" not in driver.page_source
+        driver.save_screenshot(str(ARTIFACTS / "app_browser_bad_input.png"))
         (ARTIFACTS / "app_browser.json").write_text(json.dumps(timings, indent=2))
     finally:
         if driver is not None:
