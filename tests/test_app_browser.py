@@ -6,6 +6,7 @@ Artefacts: artifacts/app_browser.png (screenshot) and artifacts/app_browser.json
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -17,7 +18,9 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "artifacts"
@@ -140,8 +143,18 @@ def test_upload_preview_overlay_and_glb_download(browser_paths, tmp_path):
         assert vertices > 10000
         status = driver.find_element(By.CSS_SELECTOR, "#status").text
         assert "face 1 of 1" in status
-        time.sleep(1.0)  # let WebGL draw a frame for the screenshot
+        # WebGL (swiftshader) must actually draw the face: poll the viewer canvas until it is not blank
+        canvas = driver.find_element(By.CSS_SELECTOR, "#viewer canvas")
+        spread = 0.0
+        for _ in range(30):
+            pixels = np.asarray(Image.open(io.BytesIO(canvas.screenshot_as_png)).convert("RGB"), dtype=float)
+            spread = float(pixels.std())
+            if spread > 10.0:
+                break
+            time.sleep(1.0)
+        timings["viewer_pixel_std"] = spread
         driver.save_screenshot(str(ARTIFACTS / "app_browser.png"))
+        assert spread > 10.0, "the 3D viewer canvas stayed blank"
         timings["glb_vertices"] = vertices
 
         # bad input: a non-image upload gives a readable error toast, not a stack trace or a frozen spinner
