@@ -18,7 +18,6 @@ import argparse
 import json
 import tempfile
 import time
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +26,7 @@ from tqdm import tqdm
 
 from msma.api import Reconstructor
 from msma.compare import identity_distance
+from msma.evaluate import read_dlib_xml
 from msma.face_model import MODEL_UNITS_TO_MM, Coefficients
 from msma.image_io import load_image
 from msma.landmarks import detect_faces
@@ -66,25 +66,11 @@ def stage_timing(photo_path: Path, repeats: int = 3) -> dict[str, float]:
     return median
 
 
-def parse_dlib_xml(path: Path) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """(image file, box (4,), landmarks (68, 2)) for every labelled face."""
-    out = []
-    for image in ET.parse(path).getroot().iter("image"):
-        for box in image.iter("box"):
-            parts = {int(p.get("name")): (float(p.get("x")), float(p.get("y"))) for p in box.iter("part")}
-            if len(parts) != 68:
-                continue
-            top, left = float(box.get("top")), float(box.get("left"))
-            b = np.array([left, top, left + float(box.get("width")), top + float(box.get("height"))])
-            out.append((image.get("file"), b, np.array([parts[i] for i in range(68)])))
-    return out
-
-
 def nme_on_dlib(min_interocular: float = 20.0) -> dict[str, float]:
     folder = SHARED / "dlib_faces"
     labels = []
     for xml in ("training_with_face_landmarks.xml", "testing_with_face_landmarks.xml"):
-        labels += parse_dlib_xml(folder / xml)
+        labels += read_dlib_xml(folder / xml)
     reconstructor = Reconstructor(method="fitting", photometric=True)
     by_image: dict[str, list] = {}
     for file, box, lm in labels:

@@ -107,22 +107,14 @@ def build_parser() -> argparse.ArgumentParser:
     rec.set_defaults(func=reconstruct)
     sub.add_parser("info", help="which face model, weights, detector and device would be used").set_defaults(
         func=info)
-    try:
-        from msma import train
+    from msma import evaluate, train
 
-        tr = sub.add_parser("train", help="train the MSMA network")
-        train.add_arguments(tr)
-        tr.set_defaults(func=train.main)
-    except ImportError:  # pragma: no cover - optional while training deps are missing
-        pass
-    try:
-        from msma import evaluate
-
-        ev = sub.add_parser("evaluate", help="benchmarks: synthetic 3D error, 2D NME, scan protocols, speed")
-        evaluate.add_arguments(ev)
-        ev.set_defaults(func=evaluate.main)
-    except ImportError:  # pragma: no cover
-        pass
+    tr = sub.add_parser("train", help="train the MSMA network")
+    train.add_arguments(tr)
+    tr.set_defaults(func=train.main)
+    ev = sub.add_parser("evaluate", help="benchmarks: synthetic 3D error, 2D NME, scan protocols, speed")
+    evaluate.add_arguments(ev)
+    ev.set_defaults(func=evaluate.main)
     return parser
 
 
