@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from msma.benchmark3d import kabsch
-from msma.face_model import MODEL_UNITS_TO_MM, FaceModel, euler_to_matrix
+from msma.face_model import MODEL_UNITS_TO_MM, Coefficients, FaceModel, euler_to_matrix
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "msma_light.safetensors"
 DEFAULT_ABLATION = Path(__file__).resolve().parents[1] / "weights" / "plain_light.safetensors"
@@ -108,10 +108,12 @@ def _detector_landmarks(crops: np.ndarray, fallback: np.ndarray) -> tuple[np.nda
 # ---------------------------------------------------------------------- synthetic benchmark
 def synthetic_benchmark(methods: dict, n: int = 64, seed: int = 1000, batch: int = 8, landmark_noise: float = 1.5,
                         fit_landmarks: str = "noisy-gt", backgrounds=None, model: FaceModel | None = None,
-                        progress: bool = True) -> dict:
+                        progress: bool = True, reference: bool = False) -> dict:
     from msma.synth import SyntheticFaceGenerator
 
     model = model or FaceModel.ict()
+    if reference:  # the mean shape: what any method must beat on vertex error (its pose error is meaningless)
+        methods = {**methods, "mean shape (reference)": lambda c, lm: Coefficients.zeros(model, len(c))}
     gen = SyntheticFaceGenerator(model, seed=seed, image_size=model.camera.image_size, backgrounds=backgrounds)
     rng = np.random.default_rng(seed)
     region = model.face_vertices.cpu().numpy()
@@ -322,6 +324,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--backgrounds", default=None, help="photo folder for synthetic backgrounds")
     parser.add_argument("--no-refine", action="store_true", help="skip network + refinement")
     parser.add_argument("--no-fitting", action="store_true", help="skip fitting alone")
+    parser.add_argument("--reference", action="store_true", help="add the mean shape as a reference row")
     parser.add_argument("--dlib-dir", default=None, help="folder with dlib imglab XML landmark files and photos")
     parser.add_argument("--detector", default="auto")
     parser.add_argument("--scans", default=None, help="dataset folder for the scan protocol")
@@ -346,7 +349,8 @@ def main(args: argparse.Namespace) -> int:
                                 refine=not args.no_refine, model=model)
     if args.synthetic:
         results["synthetic"] = synthetic_benchmark(methods, args.synthetic, args.seed, args.batch,
-                                                   args.landmark_noise, args.fit_landmarks, args.backgrounds, model)
+                                                   args.landmark_noise, args.fit_landmarks, args.backgrounds, model,
+                                                   reference=args.reference)
     if args.dlib_dir:
         results["nme"] = dlib_nme(args.dlib_dir, methods, args.detector, model)
     if args.scans:

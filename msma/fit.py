@@ -39,7 +39,7 @@ class LandmarkFitSettings:
     landmark_sigma_px: float = 2.0  # expected detector noise in the 224 crop
     jaw_sigma_scale: float = 2.0  # jaw points are less reliable
     identity_prior: float = 1.0  # weight of ||identity||^2 (coefficients ~ N(0, 1))
-    expression_prior: float = 4.0  # weight of ||expression||^2 (ICT weights in [0, 1])
+    expression_prior: float = 16.0  # weight of ||expression||^2 (ICT weights in [0, 1]; real expressions are sparse)
 
 
 @dataclass

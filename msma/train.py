@@ -428,9 +428,10 @@ def train(cfg: TrainConfig, resume: bool = False, export: str | None = None, pro
         for k, v in terms.items():
             v = float(v.detach()) if torch.is_tensor(v) else float(v)
             running[k] = running[k] * 0.9 + v * 0.1 if k in running else v
-        running["loss"] = running.get("loss", float(loss)) * 0.9 + float(loss) * 0.1
+        loss_value = float(loss.detach())
+        running["loss"] = running.get("loss", loss_value) * 0.9 + loss_value * 0.1
         if real_loss is not None:
-            running["real_loss"] = float(real_loss)
+            running["real_loss"] = float(real_loss.detach())
         if bar:
             bar.update(1)
             bar.set_postfix(loss=f"{running['loss']:.3f}", vtx=f"{running['vertex']:.2f}mm", lr=f"{lr:.1e}")
