@@ -90,3 +90,17 @@ def test_several_faces_largest_first(reconstructor: Reconstructor, shared_data: 
 def test_network_method_needs_weights(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="missing.safetensors"):
         Reconstructor(method="network", weights=tmp_path / "missing.safetensors")
+
+
+def test_bundled_network_weights_reconstruct(portrait: Path, result) -> None:
+    from msma.api import REPO_WEIGHTS_DIR
+
+    if not (REPO_WEIGHTS_DIR / "msma_light.safetensors").is_file():
+        pytest.skip("no trained weights in weights/")
+    network = Reconstructor(method="network", texture_size=256)
+    assert network.method == "network" and "msma_light" in network.describe()["weights"]
+    face = network(portrait, texture=False)[0]
+    assert face.method == "network"
+    # The network's pose agrees with the fitted one within a few degrees on a near-frontal portrait.
+    assert abs(face.pose.yaw - result[0].pose.yaw) < 15 and abs(face.pose.roll - result[0].pose.roll) < 10
+    assert Reconstructor().method == "network+refine"

@@ -22,8 +22,15 @@ COUPLE = EXAMPLES / "03_couple.jpg"
 
 
 @pytest.fixture(scope="module")
-def models() -> H.AppModels:
-    return H.AppModels.load(weights=None, device="cpu")
+def models(tmp_path_factory) -> H.AppModels:
+    """The app as a fresh clone without network weights serves it: fitting only."""
+    import msma.api
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(msma.api, "REPO_WEIGHTS_DIR", tmp_path_factory.mktemp("no_weights"))
+        for name in (msma.api.WEIGHTS_ENV, msma.api.WEIGHTS_REPO_ENV, H.ABLATION_WEIGHTS_ENV):
+            patch.delenv(name, raising=False)
+        return H.AppModels.load(weights=None, device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +107,7 @@ def test_huge_image_is_downscaled_and_no_face_is_readable(models, tmp_path):
 
 def test_unknown_method_is_readable(models):
     with pytest.raises(H.AppError, match="not available"):
-        H.reconstruct(models, str(PORTRAIT), "network")
+        H.reconstruct(models, str(PORTRAIT), "no-such-method")
 
 
 def test_handlers_need_a_session(models):
