@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from msma.align import AlignedFace, align_face, transform_points
+from msma.assets import resolve_local_file
 from msma.face_model import MODEL_UNITS_TO_MM, Coefficients, FaceModel, load_face_model, vertex_normals
 from msma.fit import ContourTracker, LandmarkFitSettings, PhotometricSettings, fit_landmarks, refine_photometric
 from msma.image_io import ImageSource, load_image
@@ -34,20 +35,9 @@ METHODS = ("auto", "network", "network+refine", "fitting")
 
 def resolve_weights_path(weights: str | os.PathLike | None = None) -> Path | None:
     """Explicit path, ``MSMA_WEIGHTS``, the repo's ``weights/``, then ``MSMA_WEIGHTS_REPO`` on the Hub; else None."""
-    if weights is not None:
-        path = Path(weights).expanduser()
-        if not path.is_file():
-            raise FileNotFoundError(f"network weights not found: {path}")
-        return path
-    env = os.environ.get(WEIGHTS_ENV)
-    if env:
-        path = Path(env).expanduser()
-        if not path.is_file():
-            raise FileNotFoundError(f"{WEIGHTS_ENV}={env} does not name a file")
-        return path
-    bundled = REPO_WEIGHTS_DIR / DEFAULT_WEIGHTS_NAME
-    if bundled.is_file():
-        return bundled
+    local = resolve_local_file(weights, WEIGHTS_ENV, REPO_WEIGHTS_DIR / DEFAULT_WEIGHTS_NAME, "network weights")
+    if local is not None:
+        return local
     repo_id = os.environ.get(WEIGHTS_REPO_ENV)
     if repo_id:
         from huggingface_hub import hf_hub_download

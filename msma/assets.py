@@ -31,21 +31,31 @@ class FaceModelNotFoundError(FileNotFoundError):
     pass
 
 
-def resolve_face_model_path(path: str | os.PathLike | None = None) -> Path:
-    """Find the face-model file: explicit path, env override, bundled copy, then the hub."""
-    if path is not None:
-        candidate = Path(path).expanduser()
+def resolve_local_file(
+    explicit: str | os.PathLike | None, env_var: str, bundled: Path, what: str,
+    error: type[FileNotFoundError] = FileNotFoundError,
+) -> Path | None:
+    """The first of: an explicit path, ``$env_var``, the bundled file. A path that is named but missing is an error
+    (naming it); None when nothing applies, so the caller can fall back to the Hub."""
+    if explicit is not None:
+        candidate = Path(explicit).expanduser()
         if not candidate.is_file():
-            raise FaceModelNotFoundError(f"face model file not found: {candidate}")
+            raise error(f"{what} not found: {candidate}")
         return candidate
-    env = os.environ.get(FACE_MODEL_ENV)
+    env = os.environ.get(env_var)
     if env:
         candidate = Path(env).expanduser()
         if not candidate.is_file():
-            raise FaceModelNotFoundError(f"{FACE_MODEL_ENV}={env} does not name a file")
+            raise error(f"{env_var}={env} does not name a file")
         return candidate
-    if BUNDLED_FACE_MODEL.is_file():
-        return BUNDLED_FACE_MODEL
+    return bundled if bundled.is_file() else None
+
+
+def resolve_face_model_path(path: str | os.PathLike | None = None) -> Path:
+    """Find the face-model file: explicit path, env override, bundled copy, then the hub."""
+    local = resolve_local_file(path, FACE_MODEL_ENV, BUNDLED_FACE_MODEL, "face model file", FaceModelNotFoundError)
+    if local is not None:
+        return local
     repo_id = os.environ.get(FACE_MODEL_REPO_ENV)
     if repo_id:
         return download_face_model(repo_id)
