@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from msma.assets import N_LAPLACIAN_MODES, resolve_face_model_path
+from msma.landmarks.base import five_points_from_68
 
 CM_TO_MODEL_UNITS = 0.1
 MODEL_UNITS_TO_MM = 100.0
@@ -107,12 +108,6 @@ def matrix_to_euler(rotation: np.ndarray) -> np.ndarray:
     pitch = np.arctan2(rotation[2, 1], rotation[2, 2])
     roll = np.arctan2(rotation[1, 0], rotation[0, 0])
     return np.array([pitch, yaw, roll])
-
-
-def five_points_from_68(landmarks68: np.ndarray) -> np.ndarray:
-    """(68, 2) iBUG points -> (5, 2): eye centres (image left, right), nose tip, mouth corners."""
-    lm = np.asarray(landmarks68, dtype=np.float64)
-    return np.stack([lm[36:42].mean(0), lm[42:48].mean(0), lm[30], lm[48], lm[54]])
 
 
 def vertex_normals(vertices: torch.Tensor, triangles: torch.Tensor) -> torch.Tensor:

@@ -49,10 +49,10 @@ import torch.nn.functional as F
 from msma.face_model import (
     Coefficients,
     FaceModel,
-    five_points_from_68,
     sh_irradiance,
     vertex_normals,
 )
+from msma.landmarks.base import five_points_from_68
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 # light .. dark skin reflectance (linear-ish RGB); a face draws a tone on this segment (plus a small hue jitter)
