@@ -15,3 +15,16 @@ def shared_data() -> Path:
     if not path.is_dir():
         pytest.skip("../shared/data is not available on this machine")
     return path
+
+
+@pytest.fixture(scope="session")
+def ict():
+    """The bundled ICT face model, loaded once for the whole test session (tests must not modify it)."""
+    from msma.face_model import FaceModel
+
+    return FaceModel.ict()
+
+
+@pytest.fixture(scope="session")
+def model(ict):
+    return ict

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 
 from msma.benchmark3d import discover_pairs, icp, kabsch, scan_error, summarize
@@ -15,12 +14,7 @@ from msma.evaluate import (
     read_dlib_xml,
     rotation_error_deg,
 )
-from msma.face_model import MODEL_UNITS_TO_MM, FaceModel, euler_to_matrix, vertex_normals
-
-
-@pytest.fixture(scope="module")
-def model() -> FaceModel:
-    return FaceModel.ict()
+from msma.face_model import MODEL_UNITS_TO_MM, euler_to_matrix, vertex_normals
 
 
 def _rotation(deg=(10.0, -20.0, 5.0)) -> np.ndarray:

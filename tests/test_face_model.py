@@ -15,11 +15,6 @@ from msma.face_model import (
 )
 
 
-@pytest.fixture(scope="module")
-def ict() -> FaceModel:
-    return FaceModel.ict()
-
-
 def test_ict_sizes(ict: FaceModel) -> None:
     assert ict.n_identity == 100
     assert ict.n_expression == 53

@@ -17,11 +17,6 @@ from msma.render import Renderer
 
 
 @pytest.fixture(scope="module")
-def ict() -> FaceModel:
-    return FaceModel.ict()
-
-
-@pytest.fixture(scope="module")
 def contour(ict: FaceModel) -> ContourTracker:
     return ContourTracker(ict)
 

@@ -3,18 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 
-from msma.face_model import FaceModel
 from msma.synth import SyntheticCache, SyntheticFaceGenerator, prerender_cache
 
 SIZE = 48
-
-
-@pytest.fixture(scope="module")
-def model() -> FaceModel:
-    return FaceModel.ict()
 
 
 def test_deterministic_per_seed(model):

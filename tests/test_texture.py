@@ -14,11 +14,6 @@ SIZE = 128
 
 
 @pytest.fixture(scope="module")
-def model() -> FaceModel:
-    return FaceModel.ict()
-
-
-@pytest.fixture(scope="module")
 def unwrapper(model) -> TextureUnwrapper:
     return TextureUnwrapper(model, texture_size=SIZE, renderer_backend="torch")
 

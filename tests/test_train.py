@@ -11,14 +11,8 @@ import pytest
 import torch
 
 from msma import train as train_mod
-from msma.face_model import FaceModel
 
 SIZE = 48
-
-
-@pytest.fixture(scope="module")
-def model() -> FaceModel:
-    return FaceModel.ict()
 
 
 def _args(out, steps, *extra):
