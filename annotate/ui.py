@@ -77,9 +77,9 @@ def build_annotation_tabs(store: Store | str, project: str | None = None, *, pre
     """Add the "Annotate" and "Review" tabs to the enclosing ``gr.Blocks`` (call inside ``with gr.Blocks():``,
     optionally inside ``with gr.Tabs():``). Returns the :class:`Annotator` behind them.
 
-    Every event of the Annotate tab runs in one queue (``concurrency_id="annotate"``, one at a time): the editor's
-    edits and the buttons of one browser are processed in the order they were made (see annotate.editor.bridge).
-    Only the slow pre-labeller runs outside it."""
+    The editor's edits reach Python through a server function (``EditorBridge.handle``, one HTTP round trip); the
+    buttons are ordinary events. Both hold the tab's session lock, so they never interleave (annotate.editor.bridge).
+    """
     from annotate.editor.bridge import EditorBridge
     from annotate.editor.component import LandmarkEditor
 
@@ -87,12 +87,15 @@ def build_annotation_tabs(store: Store | str, project: str | None = None, *, pre
     bridge = EditorBridge(ann)
     stats_headers = ["user", "saves", "images", "done", "approved", "rejected"]
 
+    def lmk_apply(op):  # the editor's server function: page -> EditorBridge.handle -> new value
+        return bridge.handle(op)
+
     with gr.Tab("Annotate"):
-        state = gr.State(None)
+        state = gr.State(None, delete_callback=bridge.sessions.drop)
         progress_md = gr.Markdown(ann.progress_markdown())
         with gr.Row():
             with gr.Column(scale=3):
-                editor = LandmarkEditor(elem_id="ann-editor")
+                editor = LandmarkEditor(elem_id="ann-editor", server_functions=[lmk_apply])
                 message = gr.Markdown("", elem_id="ann-message")
                 with gr.Row():
                     prev_btn = gr.Button("◀ Prev (p)", elem_id="ann-prev", size="sm")
@@ -141,37 +144,35 @@ def build_annotation_tabs(store: Store | str, project: str | None = None, *, pre
         return st if st else ann.new_state()
 
     def on_load(st, guest_name, request: gr.Request):
-        st = ensure(st)
-        user = who(request, guest_name)
-        msg = ann.next_image(st, user) if st["image_id"] is None else ""
-        st["editor_sent"] = None  # a (re)loaded page has no photo yet
-        return view(st, msg, user)
+        with bridge.sessions.locked(ensure(st)) as st:
+            user = st["editor_user"] = who(request, guest_name)
+            msg = ann.next_image(st, user) if st["image_id"] is None else ""
+            st["editor_sent"] = None  # a (re)loaded page has no photo yet
+            return view(st, msg, user)
 
-    def on_edit(st, guest_name, evt: gr.EventData, request: gr.Request):
-        st = ensure(st)
-        user = who(request, guest_name)
-        msg = bridge.apply(st, evt._data, user)
-        return st, bridge.value(st, user, msg), ann.info_markdown(st), ann.progress_markdown(user)
+    def on_guest(st, guest_name, request: gr.Request):  # the typed name signs the editor's next edits
+        with bridge.sessions.locked(ensure(st)) as st:
+            st["editor_user"] = who(request, guest_name)
+            return st
 
     def simple(fn):
         def handler(st, guest_name, request: gr.Request):
-            st = ensure(st)
-            user = who(request, guest_name)
-            before = st["image_id"]
-            return view(st, fn(st, user), user, before)
+            with bridge.sessions.locked(ensure(st)) as st:
+                user = st["editor_user"] = who(request, guest_name)
+                before = st["image_id"]
+                return view(st, fn(st, user), user, before)
         return handler
 
     def with_value(fn):
         def handler(st, value, guest_name, request: gr.Request):
-            st = ensure(st)
-            user = who(request, guest_name)
-            before = st["image_id"]
-            return view(st, fn(st, value, user), user, before)
+            with bridge.sessions.locked(ensure(st)) as st:
+                user = st["editor_user"] = who(request, guest_name)
+                before = st["image_id"]
+                return view(st, fn(st, value, user), user, before)
         return handler
 
-    common = dict(outputs=outputs, show_progress="hidden", concurrency_id="annotate", concurrency_limit=1, **PRIVATE)
-    editor.lmk_edit(on_edit, [state, guest], [state, editor, info_md, progress_md], show_progress="hidden",
-                    trigger_mode="multiple", concurrency_id="annotate", concurrency_limit=1, **PRIVATE)
+    common = dict(outputs=outputs, show_progress="hidden", concurrency_id="annotate", concurrency_limit=4, **PRIVATE)
+    guest.change(on_guest, [state, guest], [state], show_progress="hidden", **PRIVATE)
     for btn, fn in [
         (next_btn, lambda st, u: ann.next_image(st, u)),
         (skip_btn, lambda st, u: ann.next_image(st, u, skip=True)),
@@ -181,7 +182,7 @@ def build_annotation_tabs(store: Store | str, project: str | None = None, *, pre
     ]:
         btn.click(simple(fn), [state, guest], **common)
     detect_btn.click(simple(ann.detect), [state, guest], outputs=outputs, show_progress="minimal",
-                     concurrency_id="annotate-prelabel", concurrency_limit=1, **PRIVATE)
+                     concurrency_id="annotate-prelabel", concurrency_limit=1, **PRIVATE)  # slow: own queue
     done_btn.click(with_value(lambda st, c, u: ann.set_status(st, "done", u, c or None)),
                    [state, note, guest], **common)
     review_btn.click(with_value(lambda st, c, u: ann.set_status(st, "needs_review", u, c or None)),
@@ -206,7 +207,7 @@ def build_annotation_tabs(store: Store | str, project: str | None = None, *, pre
 
     root = Context.root_block
     if root is not None:
-        root.load(on_load, [state, guest], outputs=outputs, concurrency_id="annotate", concurrency_limit=1,
+        root.load(on_load, [state, guest], outputs=outputs, concurrency_id="annotate", concurrency_limit=4,
                   **PRIVATE)
     return ann
 

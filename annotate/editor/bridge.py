@@ -1,34 +1,44 @@
 """Server side of the browser landmark editor, free of Gradio: the value sent to the page and the edits it sends back.
 
 The editor (``static/landmark_editor.js``) shows the photo and the points, applies every gesture on screen at once and
-sends it as an *op*; :meth:`EditorBridge.apply` runs it through :class:`annotate.labeling.Annotator` (so autosave,
-undo/redo, role checks and conflict handling are the same as everywhere else) and :meth:`EditorBridge.value` returns
-the authoritative state together with the id of the last op processed. Ops of one session are processed in the order
-they were sent (the UI puts every annotation event in one queue), so the page can keep showing
-"server state + ops still in flight" without ever losing or reordering an edit.
+sends it as an *op* straight to :meth:`EditorBridge.handle` (a Gradio server function: one HTTP round trip, no
+queue). The op runs through :class:`annotate.labeling.Annotator` (so autosave, undo/redo, role checks and conflict
+handling are the same as everywhere else) and the answer is :meth:`EditorBridge.value`: the authoritative state with
+the id of the last op processed. The page sends one op at a time, in order, so it can show
+"server state + ops not yet answered" without ever losing or reordering an edit.
 
-Ops (JSON objects from the page): ``{"id", "op", "image_id", "face", "doc", "changes"?}`` with ``op`` one of
-``set`` (``changes`` = ``[[index, x, y, visibility], ...]``, x/y ``null`` for a point without position),
-``undo``, ``redo``, ``reload`` and ``refresh`` (send the photo again).
+Sessions: the Annotator state of a browser tab lives in its ``gr.State``; :class:`EditorSessions` also holds it under
+a random key that only that tab receives (in the editor's value), so the server function finds it. One lock per
+session serialises the server function and the tab's Gradio events.
+
+Ops (JSON objects from the page): ``{"session", "id", "op", "image_id", "face", "doc", ...}`` with ``op`` one of
+``set`` (``changes`` = ``[[index, x, y, visibility], ...]``, x/y ``null`` for a point without position, plus
+``revision`` / ``points`` / ``vis``: the face as the page shows it, saved directly when the tab has meanwhile moved
+to another face), ``undo``, ``redo``, ``reload`` and ``refresh`` (send the photo again).
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import math
+import secrets
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
 from annotate.labeling import Annotator
 from annotate.skeleton import EDGES, GROUPS, N_POINTS, OUTSIDE, POINT_NAMES, VISIBILITY_NAMES
+from annotate.store import ConflictError, StoreError
 
 EDITOR_IMAGE_MAX_SIDE = 2048  # photos are sent to the page at most this large (enough for 4x zoom on a face)
 JPEG_QUALITY = 90
 OPS = ("set", "undo", "redo", "reload", "refresh")
 REFUSED_KEPT = 50
+MAX_SESSIONS = 2000  # open browser tabs remembered (least recently used dropped first)
 
 
 class OpError(ValueError):
@@ -105,14 +115,71 @@ def _failed(message: str) -> bool:
     return "⛔" in message or "⚠" in message
 
 
+class EditorSessions:
+    """key -> (Annotator state dict, lock) for the tabs that have an editor open (LRU-bounded)."""
+
+    def __init__(self, size: int = MAX_SESSIONS):
+        self.size = size
+        self._data: OrderedDict[str, tuple[dict, threading.RLock]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def register(self, state: dict) -> dict:
+        """The registered state for this tab (``state`` itself the first time); gives it a key if it has none."""
+        with self._lock:
+            key = state.get("editor_session")
+            if key in self._data:
+                self._data.move_to_end(key)
+                return self._data[key][0]
+            key = secrets.token_hex(16)
+            state["editor_session"] = key
+            self._data[key] = (state, threading.RLock())
+            while len(self._data) > self.size:
+                self._data.popitem(last=False)
+            return state
+
+    def get(self, key: Any) -> tuple[dict, threading.RLock] | None:
+        with self._lock:
+            if not isinstance(key, str) or key not in self._data:
+                return None
+            self._data.move_to_end(key)
+            return self._data[key]
+
+    @contextlib.contextmanager
+    def locked(self, state: dict) -> Iterator[dict]:
+        """Register ``state`` and hold its session lock: Gradio events and editor ops of a tab never interleave."""
+        state = self.register(state)
+        entry = self.get(state["editor_session"])
+        lock = entry[1] if entry else threading.RLock()
+        with lock:
+            yield state
+
+    def drop(self, state: Any) -> None:
+        if isinstance(state, dict):
+            with self._lock:
+                self._data.pop(state.get("editor_session"), None)
+
+
 class EditorBridge:
     """Per-app helper; all per-user data lives in the session ``state`` dict of the :class:`Annotator`."""
 
     def __init__(self, ann: Annotator, max_side: int = EDITOR_IMAGE_MAX_SIDE):
         self.ann = ann
         self.photos = PhotoEncoder(ann, max_side)
+        self.sessions = EditorSessions()
 
     # ------------------------------------------------------------------ page -> server
+    def handle(self, op: Any) -> dict:
+        """The server function behind the editor: apply one op of the tab whose key it carries; returns the new
+        value. The acting user is the one the tab's last Gradio event identified (login, or the typed name)."""
+        entry = self.sessions.get(op.get("session") if isinstance(op, dict) else None)
+        if entry is None:
+            return {"error": "this page's editing session has expired: reload the page", "ack": 0}
+        state, lock = entry
+        with lock:
+            user = state.get("editor_user")
+            msg = self.apply(state, op, user)
+            return self.value(state, user, msg)
+
     def apply(self, state: dict, op: Any, user: str | None) -> str:
         """Run one op from the page; returns the message for the user (refusals are messages, never exceptions)."""
         ann = self.ann
@@ -134,7 +201,7 @@ class EditorBridge:
             return self._refuse(state, op_id, "⛔ no image open")
         if (op.get("image_id"), op.get("face"), op.get("doc")) != (state["image_id"], state["face"],
                                                                    state.get("editor_doc")):
-            return self._refuse(state, op_id, "⚠️ an edit made on a face that is no longer open was not applied")
+            return self._apply_elsewhere(state, op, op_id, user)
         if kind == "undo":
             msg = ann.undo(state, user)
         elif kind == "redo":
@@ -157,6 +224,34 @@ class EditorBridge:
             self._refuse(state, op_id, msg)
         return msg
 
+    def _apply_elsewhere(self, state: dict, op: dict, op_id: int, user: str | None) -> str:
+        """An edit made just before the tab switched to another face (sent after the switch): save the face as the
+        page showed it, on top of the revision the page had, straight into the store (refused on conflict)."""
+        if op.get("op") != "set":
+            return self._refuse(state, op_id, "⚠️ undo / redo of a face that is no longer open was not applied")
+        try:
+            image_id, face, revision = op.get("image_id"), op.get("face"), op.get("revision")
+            for v in (image_id, face, revision):
+                if isinstance(v, bool) or not isinstance(v, int):
+                    raise OpError("an edit of another face needs its image, face and revision")
+            points, vis = op.get("points"), op.get("vis")
+            if not isinstance(points, list) or not isinstance(vis, list) or len(points) != N_POINTS:
+                raise OpError("an edit of another face needs all its points")
+            full = parse_changes([[i, p[0], p[1], v] for i, (p, v) in enumerate(zip(points, vis))
+                                  if isinstance(p, list) and len(p) == 2])
+            if len(full) != N_POINTS:
+                raise OpError("an edit of another face needs all its points")
+            pts = np.array([[np.nan if x is None else x, np.nan if y is None else y] for _i, x, y, _v in full])
+            saved = self.ann.store.save(image_id, pts, [v for *_r, v in full], base_revision=revision, user=user,
+                                      face=face, source="manual")
+        except OpError as exc:
+            return self._refuse(state, op_id, f"⛔ edit ignored: {exc}")
+        except ConflictError as exc:
+            return self._refuse(state, op_id, f"⚠️ your last edit of image {op.get('image_id')} was not saved: {exc}")
+        except StoreError as exc:
+            return self._refuse(state, op_id, f"⛔ your last edit of image {op.get('image_id')} was not saved: {exc}")
+        return f"saved your last edit of image {image_id} (revision {saved.revision})"
+
     @staticmethod
     def _refuse(state: dict, op_id: int, message: str) -> str:
         refused = state.setdefault("editor_refused", [])
@@ -174,6 +269,7 @@ class EditorBridge:
             state["editor_key"] = key
         state["editor_seq"] = int(state.get("editor_seq", 0)) + 1
         out: dict[str, Any] = {
+            "session": state.get("editor_session"),
             "image_id": state["image_id"], "face": state["face"], "doc": state["editor_doc"],
             "seq": state["editor_seq"], "width": None, "height": None, "image": None, "image_key": None,
             "points": [list(p) for p in state["points"]], "vis": [int(v) for v in state["vis"]],

@@ -50,7 +50,7 @@ class EditorPage:
         """Until every op sent has been answered by the server."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.js("e.inflight.length === 0 && !e.coalescing && e.lastAck >= e.nextId - 1"):
+            if self.js("e.idle() && e.lastAck >= e.nextId - 1"):
                 return
             time.sleep(0.02)
         raise TimeoutError("edits not acknowledged")

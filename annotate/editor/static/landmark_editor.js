@@ -1,9 +1,9 @@
 /* MSMA landmark editor: a canvas for correcting 68-point face landmarks, embedded in Gradio through gr.HTML.
  *
  * The server (annotate/editor/bridge.py) sends the photo and the current points as the component's value; every
- * change made here is applied on screen at once and sent to the server with trigger(EVENT, op). The server saves
- * it as a new revision and answers with its authoritative state plus the id of the last op it processed, so the
- * editor shows  server state + ops still in flight  (optimistic updates, in order, nothing lost).
+ * change made here is painted at once and sent to the server function lmk_apply (one POST, one op at a time, in
+ * order). The server saves it as a new revision and answers with its authoritative state and the id of the last op
+ * it processed, so the editor shows  server state + ops not yet answered  (optimistic, ordered, nothing lost).
  *
  * Coordinates: "world" = original photo pixels, pixel centres at integers (the store's convention);
  * screen (CSS px, relative to the canvas) = (world - origin) * zoom.
@@ -18,6 +18,7 @@
   var DRAG_THRESHOLD = { mouse: 3, pen: 4, touch: 8 };
   var MIN_ZOOM = 0.02, MAX_ZOOM = 40;
   var COALESCE_MS = 500;  // keyboard nudges / scale steps closer than this are saved as one edit
+  var RETRIES = 3;  // an op whose request failed is sent again this many times (the server skips ops it has done)
 
   function el(tag, attrs, parent, text) {
     var e = document.createElement(tag);
@@ -31,13 +32,12 @@
 
   function has(p) { return p && p[0] !== null && p[1] !== null && isFinite(p[0]) && isFinite(p[1]); }
 
-  function Editor(root, trigger, props, watch, eventName) {
+  function Editor(root, props, watch, rpc) {
     var self = this;
     this.root = root.querySelector('.lmk-root') || root;
     root = this.root;
-    this.trigger = trigger;
+    this.rpc = rpc;
     this.props = props;
-    this.eventName = eventName || 'lmk_edit';
     var cfg = props.skeleton;
     this.names = cfg.names;
     this.n = cfg.names.length;
@@ -54,12 +54,15 @@
     this.height = props.canvas_height || 620;
 
     this.doc = null;            // {image_id, face, doc, width, height, readonly}
-    this.server = null;         // {points, vis, revision}
-    this.points = [];           // shown: server + ops in flight
+    this.base = null;           // the server's state: {points, vis, revision}
+    this.points = [];           // shown: base + ops not yet answered
     this.vis = [];
-    this.inflight = [];         // ops sent, not yet acknowledged
+    this.inflight = null;       // the op sent, not yet answered
+    this.outbox = [];           // ops waiting for it
     this.nextId = 1;
     this.lastAck = 0;
+    this.lastSeq = 0;
+    this.revByDoc = {};         // doc -> last revision the server reported (base of edits sent after a switch)
     this.coalescing = null;     // {kind, op, timer}: keyboard edits being merged into one op
     this.sel = new Set();
     this.primary = null;
@@ -154,7 +157,7 @@
     this.banner = el('div', { class: 'lmk-banner', hidden: '' }, root);
     this.bannerText = el('span', {}, this.banner);
     var reload = el('button', { type: 'button', class: 'lmk-btn' }, this.banner, 'Reload their version');
-    reload.addEventListener('click', function () { self.send({ op: 'reload' }, 'reload'); });
+    reload.addEventListener('click', function () { self.flushCoalesce(); self.send({ op: 'reload' }, 'reload'); });
 
     this.stage = el('div', { class: 'lmk-stage' }, root);
     this.stage.style.height = this.height + 'px';
@@ -215,21 +218,8 @@
 
   // ------------------------------------------------------------------------------------------------ server sync
   Editor.prototype.receive = function (v) {
-    if (!v || typeof v !== 'object' || v.image_id === undefined) return;
-    var newDoc = !this.doc || v.doc !== this.doc.doc || v.image_id !== this.doc.image_id || v.face !== this.doc.face;
-    if (v.image && v.image.key !== this.imageKey) this.loadImage(v.image);
-    else if (!v.image && newDoc && v.image_id !== null && v.image_key !== this.imageKey) {
-      this.send({ op: 'refresh' }, 'refresh');  // mounted after the photo was sent: ask again
-    }
-    var imageChanged = !this.doc || v.image_id !== this.doc.image_id;
-    this.doc = { image_id: v.image_id, face: v.face, doc: v.doc, width: v.width, height: v.height,
-      readonly: !!v.readonly };
-    this.server = { points: v.points || [], vis: v.vis || [], revision: v.revision };
-    this.canUndo = !!v.can_undo;
-    this.canRedo = !!v.can_redo;
-    this.conflict = !!v.conflict;
-    var ack = v.ack || 0;
-    var now = performance.now();
+    if (!v || typeof v !== 'object') return;
+    var ack = v.ack || 0, now = performance.now();
     for (var k = 0; k < this.timings.length; k++) {
       var t = this.timings[k];
       if (t.t_saved === null && t.id <= ack) {
@@ -237,10 +227,29 @@
       }
     }
     this.lastAck = Math.max(this.lastAck, ack);
-    this.inflight = this.inflight.filter(function (op) { return op.id > ack; });
+    if (v.error) { this.message = '⚠️ ' + v.error; this.redraw(); return; }
+    if (v.image_id === undefined) return;
+    if (v.doc !== undefined) this.revByDoc[v.doc] = v.revision;
+    if (v.seq !== undefined) {  // answers can cross Gradio's own updates: only the newest state counts
+      if (v.seq <= this.lastSeq) { this.redraw(); return; }
+      this.lastSeq = v.seq;
+    }
+    if (v.session) this.session = v.session;
+    var newDoc = !this.doc || v.doc !== this.doc.doc || v.image_id !== this.doc.image_id || v.face !== this.doc.face;
+    if (newDoc && this.coalescing) this.flushCoalesce();  // a keyboard burst belongs to the face it was made on
+    if (v.image && v.image.key !== this.imageKey) this.loadImage(v.image);
+    else if (!v.image && v.image_id !== null && v.image_key !== this.imageKey && !this.refreshing) {
+      this.refreshing = true;  // mounted after the photo was sent: ask again
+      this.send({ op: 'refresh' }, 'refresh');
+    }
+    var imageChanged = !this.doc || v.image_id !== this.doc.image_id;
+    this.doc = { image_id: v.image_id, face: v.face, doc: v.doc, width: v.width, height: v.height,
+      readonly: !!v.readonly };
+    this.base = { points: v.points || [], vis: v.vis || [], revision: v.revision };
+    this.canUndo = !!v.can_undo;
+    this.canRedo = !!v.can_redo;
+    this.conflict = !!v.conflict;
     if (newDoc) {
-      this.inflight = [];
-      this.cancelCoalesce(false);
       this.gesture = null;
       this.placing = false;
       if (imageChanged || !this.sel.size) {
@@ -265,13 +274,15 @@
     this.image = null;
   };
 
-  // shown state = server state + every op not yet acknowledged (+ the keyboard edit being merged)
+  // shown state = the server's + every op of this face not yet answered (+ the keyboard edit being merged)
   Editor.prototype.rebuild = function () {
-    var pts = this.server.points.map(function (p) { return [p[0], p[1]]; });
-    var vis = this.server.vis.slice();
-    var ops = this.inflight.slice();
+    var pts = this.base.points.map(function (p) { return [p[0], p[1]]; });
+    var vis = this.base.vis.slice();
+    var ops = (this.inflight ? [this.inflight] : []).concat(this.outbox);
     if (this.coalescing) ops.push(this.coalescing.op);
+    var doc = this.doc.doc;
     ops.forEach(function (op) {
+      if (op.doc !== doc) return;
       (op.changes || []).forEach(function (c) { pts[c[0]] = [c[1], c[2]]; vis[c[0]] = c[3]; });
     });
     this.points = pts;
@@ -291,15 +302,58 @@
     op.image_id = this.doc ? this.doc.image_id : null;
     op.face = this.doc ? this.doc.face : null;
     op.doc = this.doc ? this.doc.doc : null;
-    if (op.op === 'set') this.inflight.push(op);
+    if (op.op === 'set') {  // the whole face as shown, saved as-is if the tab has moved on before it is sent
+      op.points = this.points.map(function (p) { return has(p) ? [p[0], p[1]] : [null, null]; });
+      op.vis = this.vis.slice();
+    }
     var rec = { id: op.id, kind: kind || op.op, points: (op.changes || []).length, t_input: tInput || performance.now(),
       t_applied: null, t_saved: null, revision: null, ok: null };
     this.timings.push(rec);
     if (this.timings.length > 2000) this.timings.splice(0, 1000);
+    this.outbox.push(op);
     this.draw();  // paint now: the edit is on the canvas before the request goes out
-    this.trigger(this.eventName, op);
+    this.pump();
     return op.id;
   };
+
+  // one op at a time, in order; a failed request is retried (the server skips an op it has already done)
+  Editor.prototype.pump = function () {
+    if (this.inflight || !this.outbox.length) return;
+    var self = this, op = this.outbox.shift();
+    op.session = this.session;
+    if (op.op === 'set') op.revision = this.revByDoc[op.doc];
+    this.inflight = op;
+    var done = function (resp) {
+      self.inflight = null;
+      if (!resp || typeof resp !== 'object') {
+        op.tries = (op.tries || 0) + 1;
+        if (op.tries <= RETRIES) {
+          self.outbox.unshift(op);
+          self.message = '⚠️ the server did not answer; trying again…';
+          self.redraw();
+          setTimeout(function () { self.pump(); }, 400 * op.tries);
+          return;
+        }
+        self.outbox = [];
+        self.message = '⚠️ your last edits could not be saved (no answer from the server): reload the page';
+        if (self.base) self.rebuild();
+        self.redraw(true);
+        return;
+      }
+      if (op.op === 'refresh') self.refreshing = false;
+      self.receive(resp);
+      self.pump();
+    };
+    var call = this.rpc && this.rpc.lmk_apply;
+    if (!call) { done(null); return; }
+    Promise.resolve().then(function () { return call(op); }).then(done, function () { done(null); });
+  };
+
+  Editor.prototype.pending = function () {
+    return (this.inflight ? 1 : 0) + this.outbox.length + (this.coalescing ? 1 : 0);
+  };
+
+  Editor.prototype.idle = function () { return this.pending() === 0; };
 
   Editor.prototype.commit = function (indices, kind, tInput) {
     if (!indices.length || !this.doc || this.doc.readonly) return;
@@ -329,10 +383,6 @@
     this.send(c.op, c.kind, performance.now());
   };
 
-  Editor.prototype.cancelCoalesce = function () {
-    if (this.coalescing) clearTimeout(this.coalescing.timer);
-    this.coalescing = null;
-  };
 
   Editor.prototype.undo = function () {
     if (!this.doc || this.doc.readonly) return;
@@ -953,18 +1003,18 @@
     if (this.doc && this.doc.readonly) text = '🔒 read-only · ' + text;
     this.statusSel.textContent = text;
     this.statusZoom.textContent = this.cssSize && this.doc ? Math.round(this.view.zoom * 100) + '%' : '';
-    var pending = this.inflight.length + (this.coalescing ? 1 : 0);
+    var pending = this.pending();
     var save;
     if (this.conflict) save = '⚠️ not saved: conflict';
     else if (pending) save = 'saving…';
-    else if (this.server && this.doc && this.doc.image_id !== null) save = '✓ saved · revision ' + this.server.revision;
+    else if (this.base && this.doc && this.doc.image_id !== null) save = '✓ saved · revision ' + this.base.revision;
     else save = '';
     this.statusSave.textContent = save;
     var problem = /^(⛔|⚠)/.test(this.message || '') && !this.conflict;
     this.statusMsg.textContent = problem ? this.message : '';
     this.statusMsg.hidden = !problem;
     this.root.dataset.pending = String(pending);
-    this.root.dataset.revision = this.server ? String(this.server.revision) : '';
+    this.root.dataset.revision = this.base ? String(this.base.revision) : '';
     this.root.dataset.ack = String(this.lastAck);
     this.undoBtn.disabled = !this.canUndo || !this.doc || this.doc.readonly;
     this.redoBtn.disabled = !this.canRedo || !this.doc || this.doc.readonly;
@@ -991,8 +1041,8 @@
   window.MSMALandmarkEditor = {
     Editor: Editor,
     instances: Editor.instances,
-    mount: function (element, trigger, props, watch, eventName) {
-      return new Editor(element, trigger, props, watch, eventName);
+    mount: function (element, props, watch, server) {
+      return new Editor(element, props, watch, server);
     }
   };
 })();
