@@ -163,8 +163,8 @@ def _shaded_render(face: FaceReconstruction, shape: tuple[int, int], max_side: i
     scale = min(1.0, max_side / max(box_w, box_h))
     w, h = max(1, round(box_w * scale)), max(1, round(box_h * scale))
     screen = torch.as_tensor(face.projected, dtype=torch.float32).clone()
-    screen[:, 0] = (screen[:, 0] - x0 + 0.5) * scale - 0.5
-    screen[:, 1] = (screen[:, 1] - y0 + 0.5) * scale - 0.5
+    screen[:, 0] = (screen[:, 0] - x0) * scale
+    screen[:, 1] = (screen[:, 1] - y0) * scale
     verts = torch.as_tensor(face.vertices, dtype=torch.float32)[None]
     faces = torch.as_tensor(face.faces, dtype=torch.long)
     camera_normals = vertex_normals(verts, faces)[0] @ _rotation(face).T
@@ -374,18 +374,25 @@ class Reconstructor:
 
     def reconstruct_person(self, images: Sequence[ImageSource], texture: bool = True) -> list[FaceReconstruction]:
         """Several photos of one person: the largest face of each, fitted with one shared identity."""
-        photos, detections, aligned, crop_lms = [], [], [], []
+        photos, detections = [], []
         for image in images:
             photo = load_image(image, max_side=self.max_side)
             found = detect_faces(photo, detector=self.detector)
             if not found:
                 raise NoFaceError(f"no face found in {image if isinstance(image, (str, Path)) else 'an image'}")
-            a = align_face(photo, found[0].five_points(), template=self.template)
             photos.append(photo)
             detections.append(found[0])
-            aligned.append(a)
-            crop_lms.append(transform_points(found[0].landmarks68, a.matrix))
-        method = self.method if self.method != "network" else "network+refine"
+        return self.reconstruct_person_from_detections(photos, detections, texture=texture)
+
+    def reconstruct_person_from_detections(
+        self, photos: Sequence[np.ndarray], detections: Sequence[FaceLandmarks], texture: bool = True,
+        method: str | None = None,
+    ) -> list[FaceReconstruction]:
+        """One face per photo (already detected), all of one person: one shared identity, per-photo expression/pose."""
+        aligned = [align_face(p, d.five_points(), template=self.template) for p, d in zip(photos, detections)]
+        crop_lms = [transform_points(d.landmarks68, a.matrix) for d, a in zip(detections, aligned)]
+        method = method or self.method
+        method = method if method != "network" else "network+refine"
         coeffs = self.estimate(np.stack([a.image for a in aligned]), np.stack(crop_lms), method=method,
                                shared_identity=True)
         return [

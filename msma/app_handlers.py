@@ -549,8 +549,8 @@ def shape_render(face, shape: tuple[int, int], max_side: int = 512, margin: floa
     scale = min(1.0, max_side / max(right - left, bottom - top))
     w, h = max(1, round((right - left) * scale)), max(1, round((bottom - top) * scale))
     screen = torch.as_tensor(face.projected, dtype=torch.float32).clone()
-    screen[:, 0] = (screen[:, 0] - left + 0.5) * scale - 0.5
-    screen[:, 1] = (screen[:, 1] - top + 0.5) * scale - 0.5
+    screen[:, 0] = (screen[:, 0] - left) * scale
+    screen[:, 1] = (screen[:, 1] - top) * scale
     verts = torch.as_tensor(face.vertices, dtype=torch.float32)[None]
     tris = torch.as_tensor(face.faces, dtype=torch.long)
     normals = vertex_normals(verts, tris)[0] @ euler_to_matrix(face.coefficients.angles.float())[0].T

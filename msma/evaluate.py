@@ -31,6 +31,7 @@ import torch
 
 from msma.benchmark3d import kabsch
 from msma.face_model import MODEL_UNITS_TO_MM, Coefficients, FaceModel, euler_to_matrix
+from msma.pixels import from_pixel_index
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "msma_light.safetensors"
 DEFAULT_ABLATION = Path(__file__).resolve().parents[1] / "weights" / "plain_light.safetensors"
@@ -166,7 +167,8 @@ def read_dlib_xml(path: str | os.PathLike) -> list[tuple[str, np.ndarray, np.nda
                 continue
             x0, y0 = float(box.get("left")), float(box.get("top"))
             b = np.array([x0, y0, x0 + float(box.get("width")), y0 + float(box.get("height"))])
-            out.append((image.get("file"), b, np.array([parts[i] for i in range(68)])))
+            # dlib writes points as pixel indices (integer centres); MSMA points are continuous (msma.pixels)
+            out.append((image.get("file"), b, from_pixel_index(np.array([parts[i] for i in range(68)]))))
     return out
 
 

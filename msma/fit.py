@@ -374,9 +374,7 @@ def _refine_photometric(
         optimiser.zero_grad()
         coeffs = current()
         geometry = model.geometry(coeffs)
-        # pixel centres: x' = (x + 0.5) * s - 0.5
-        screen = (geometry.screen + torch.tensor([0.5, 0.5, 0.0], device=device)) * to_pixels
-        screen = screen - torch.tensor([0.5, 0.5, 0.0], device=device)
+        screen = geometry.screen * to_pixels  # continuous coordinates (msma.pixels): resizing is a product
         if face_index is None or step % settings.rasterize_every == 0:
             face_index = renderer.rasterize(screen.detach(), skin_faces).face_index
         fragments = renderer.fragments_from_face_index(screen, skin_faces, face_index)  # differentiable bary
