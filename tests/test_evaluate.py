@@ -130,7 +130,7 @@ def test_read_dlib_xml(tmp_path):
            "</image></images></dataset>")
     (tmp_path / "l.xml").write_text(xml)
     [(file, box, lm)] = read_dlib_xml(tmp_path / "l.xml")
-    assert file == "a.jpg" and np.allclose(box, [2, 1, 12, 21]) and lm.shape == (68, 2) and lm[5, 1] == 10.5  # pixel index -> continuous
+    assert file == "a.jpg" and np.allclose(box, [2, 1, 12, 21]) and lm.shape == (68, 2) and lm[5, 1] == 10.5
 
 
 def test_synthetic_benchmark_runs_with_a_stub_method(model):
