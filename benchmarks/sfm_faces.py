@@ -145,6 +145,7 @@ class RenderedFace:
     image: np.ndarray  # (S, S, 3) uint8
     yaw: float  # degrees
     pitch: float
+    screen: np.ndarray  # (N_dense, 2) pixel positions of the dense vertices (original vertices first)
 
 
 def render_face(sfm: SurreyModel, vertices: np.ndarray, colours: np.ndarray, yaw: float, pitch: float,
@@ -176,4 +177,4 @@ def render_face(sfm: SurreyModel, vertices: np.ndarray, colours: np.ndarray, yaw
     background = (1 - ramp) * top + ramp * bottom + rng.normal(0, 0.01, (size, size, 3))
     mask = out.mask[0].numpy()[..., None]
     image = np.where(mask, out.image[0].numpy(), background)
-    return RenderedFace((np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8), yaw, pitch)
+    return RenderedFace((np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8), yaw, pitch, screen[:, :2])

@@ -20,7 +20,14 @@ import torch
 from msma.align import AlignedFace, align_face, transform_points
 from msma.assets import resolve_local_file
 from msma.face_model import MODEL_UNITS_TO_MM, Coefficients, FaceModel, load_face_model, vertex_normals
-from msma.fit import ContourTracker, LandmarkFitSettings, PhotometricSettings, fit_landmarks, refine_photometric
+from msma.fit import (
+    ContourTracker,
+    LandmarkFitSettings,
+    MeshPoints,
+    PhotometricSettings,
+    fit_landmarks,
+    refine_photometric,
+)
 from msma.image_io import ImageSource, load_image
 from msma.landmarks import FaceLandmarks, NoFaceError, detect_faces
 
@@ -223,6 +230,7 @@ class Reconstructor:
         self.max_side = max_side
         self.template = self.model.five_point_template()
         self.contour = ContourTracker(self.model)
+        self.mesh_points = MeshPoints.for_model(self.model)
         self.weights_path = resolve_weights_path(weights)
         self.network = None
         if self.weights_path is not None and method != "fitting":
@@ -318,8 +326,10 @@ class Reconstructor:
         start = time.perf_counter()
         aligned = align_face(photo, detection.five_points(), template=self.template)
         crop_landmarks = transform_points(detection.landmarks68, aligned.matrix)
+        crop_dense = None if detection.dense is None else transform_points(detection.dense, aligned.matrix)[None]
         timings["align"] = time.perf_counter() - start
-        coeffs = self.estimate(aligned.image, crop_landmarks[None], method=method, timings=timings)
+        coeffs = self.estimate(aligned.image, crop_landmarks[None], method=method, timings=timings,
+                               crop_dense=crop_dense)
         start = time.perf_counter()
         face = self._build_result(photo, detection, aligned, coeffs, method, index, texture)
         timings["texture"] = time.perf_counter() - start
@@ -328,9 +338,10 @@ class Reconstructor:
 
     def estimate(
         self, crops: np.ndarray, crop_landmarks: np.ndarray, method: str | None = None,
-        timings: dict[str, float] | None = None, shared_identity: bool = False,
+        timings: dict[str, float] | None = None, shared_identity: bool = False, crop_dense: np.ndarray | None = None,
     ) -> Coefficients:
-        """Coefficients for aligned crops (B, 224, 224, 3) uint8 with their landmarks (B, 68, 2)."""
+        """Coefficients for aligned crops (B, 224, 224, 3) uint8 with their landmarks (B, 68, 2) and, when the
+        detector gave them, mediapipe's mesh points (B, 478, 2) in crop pixels (NaN rows for images without)."""
         method = method or self.method
         timings = {} if timings is None else timings
         crops = np.asarray(crops)
@@ -345,7 +356,8 @@ class Reconstructor:
                 return prior
         start = time.perf_counter()
         coeffs = fit_landmarks(self.model, crop_landmarks, init=prior, settings=self.landmark_settings,
-                               shared_identity=shared_identity, contour=self.contour, prior_mean=prior)
+                               shared_identity=shared_identity, contour=self.contour, prior_mean=prior,
+                               dense=crop_dense, mesh_points=self.mesh_points)
         if prior is not None:  # keep the network's albedo and lighting as the photometric starting point
             coeffs.texture, coeffs.lighting = prior.texture.clone(), prior.lighting.clone()
         timings["fit_landmarks"] = time.perf_counter() - start
@@ -354,7 +366,8 @@ class Reconstructor:
             images = torch.as_tensor(crops, dtype=torch.float32, device=self.device) / 255.0
             coeffs = refine_photometric(self.model, self.renderer, images, crop_landmarks,
                                         coeffs.to(self.device), self.photometric_settings,
-                                        shared_identity=shared_identity)
+                                        shared_identity=shared_identity,
+                                        optimise_texture_only=not self.photometric_settings.refine_shape)
             timings["photometric"] = time.perf_counter() - start
         return coeffs.to("cpu")
 
@@ -391,10 +404,15 @@ class Reconstructor:
         """One face per photo (already detected), all of one person: one shared identity, per-photo expression/pose."""
         aligned = [align_face(p, d.five_points(), template=self.template) for p, d in zip(photos, detections)]
         crop_lms = [transform_points(d.landmarks68, a.matrix) for d, a in zip(detections, aligned)]
+        dense = None
+        if any(d.dense is not None for d in detections):
+            n = max(len(d.dense) for d in detections if d.dense is not None)
+            dense = np.stack([transform_points(d.dense, a.matrix) if d.dense is not None else np.full((n, 2), np.nan)
+                              for d, a in zip(detections, aligned)])
         method = method or self.method
         method = method if method != "network" else "network+refine"
         coeffs = self.estimate(np.stack([a.image for a in aligned]), np.stack(crop_lms), method=method,
-                               shared_identity=True)
+                               shared_identity=True, crop_dense=dense)
         return [
             self._build_result(photos[i], detections[i], aligned[i], coeffs[i : i + 1], method, i, texture)
             for i in range(len(photos))

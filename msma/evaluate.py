@@ -72,28 +72,32 @@ def nme(pred: np.ndarray, gt: np.ndarray) -> float:
 # ---------------------------------------------------------------------- methods
 def build_methods(weights: str | None, ablation: str | None, fitting: bool = True, refine: bool = True,
                   model: FaceModel | None = None) -> dict:
-    """name -> function(crops uint8 (B, 224, 224, 3), landmarks (B, 68, 2)) -> Coefficients."""
+    """name -> fn(crops uint8 (B, 224, 224, 3), landmarks (B, 68, 2), dense (B, 478, 2) | None) -> Coefficients."""
     from msma.api import Reconstructor
 
     methods = {}
     if weights and Path(weights).is_file():
         rec = Reconstructor(method="network", weights=weights, face_model=model)
-        methods["network"] = lambda c, lm, r=rec: r.estimate(c, lm, method="network")
+        methods["network"] = lambda c, lm, d=None, r=rec: r.estimate(c, lm, method="network")
         if refine:
-            methods["network+refine"] = lambda c, lm, r=rec: r.estimate(c, lm, method="network+refine")
+            methods["network+refine"] = lambda c, lm, d=None, r=rec: r.estimate(c, lm, method="network+refine",
+                                                                                 crop_dense=d)
     if fitting:
         fit_rec = Reconstructor(method="fitting", face_model=model)
-        methods["fitting"] = lambda c, lm, r=fit_rec: r.estimate(c, lm, method="fitting")
+        methods["fitting"] = lambda c, lm, d=None, r=fit_rec: r.estimate(c, lm, method="fitting", crop_dense=d)
     if ablation and Path(ablation).is_file():
         abl = Reconstructor(method="network", weights=ablation, face_model=model)
-        methods["ablation network (no fusion/attention)"] = lambda c, lm, r=abl: r.estimate(c, lm, method="network")
+        methods["ablation network (no fusion/attention)"] = lambda c, lm, d=None, r=abl: r.estimate(
+            c, lm, method="network")
     return methods
 
 
-def _detector_landmarks(crops: np.ndarray, fallback: np.ndarray) -> tuple[np.ndarray, int]:
+def _detector_landmarks(crops: np.ndarray, fallback: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """Detected 68 points (fallback where no face is found), mediapipe mesh points (NaN where none), misses."""
     from msma.landmarks import detect_faces
 
     out, missed = fallback.copy(), 0
+    dense = np.full((len(crops), 478, 2), np.nan)
     for b, crop in enumerate(crops):
         try:
             faces = detect_faces(crop)
@@ -101,9 +105,11 @@ def _detector_landmarks(crops: np.ndarray, fallback: np.ndarray) -> tuple[np.nda
             faces = []
         if faces:
             out[b] = faces[0].landmarks68
+            if faces[0].dense is not None:
+                dense[b] = faces[0].dense[:478]
         else:
             missed += 1
-    return out, missed
+    return out, dense, missed
 
 
 # ---------------------------------------------------------------------- synthetic benchmark
@@ -114,7 +120,7 @@ def synthetic_benchmark(methods: dict, n: int = 64, seed: int = 1000, batch: int
 
     model = model or FaceModel.ict()
     if reference:  # the mean shape: what any method must beat on vertex error (its pose error is meaningless)
-        methods = {**methods, "mean shape (reference)": lambda c, lm: Coefficients.zeros(model, len(c))}
+        methods = {**methods, "mean shape (reference)": lambda c, lm, d=None: Coefficients.zeros(model, len(c))}
     gen = SyntheticFaceGenerator(model, seed=seed, image_size=model.camera.image_size, backgrounds=backgrounds)
     rng = np.random.default_rng(seed)
     region = model.face_vertices.cpu().numpy()
@@ -125,13 +131,14 @@ def synthetic_benchmark(methods: dict, n: int = 64, seed: int = 1000, batch: int
         b = gen.sample(min(batch, n - start))
         crops = (b.images.permute(0, 2, 3, 1).cpu().numpy() * 255 + 0.5).astype(np.uint8)
         lms = b.landmarks2d.cpu().numpy() + rng.normal(0, landmark_noise, b.landmarks2d.shape)
+        dense = None
         if fit_landmarks == "detector":
-            lms, m = _detector_landmarks(crops, lms)
+            lms, dense, m = _detector_landmarks(crops, lms)
             missed += m
         gt = b.coefficients
         for name, fn in methods.items():
             t0 = time.perf_counter()
-            coeffs = fn(crops, lms)
+            coeffs = fn(crops, lms, dense)
             per[name]["seconds"].append((time.perf_counter() - t0) / len(crops))
             coeffs = coeffs.to("cpu")
             exp = model.clamp_expression(coeffs.expression)
@@ -211,8 +218,9 @@ def dlib_nme(dlib_dir: str | os.PathLike, methods: dict, detector: str = "auto",
             per["detector"].append(nme(best.landmarks68, gt))
             aligned = align_face(photo, best.five_points(), template=template)
             crop_lm = transform_points(best.landmarks68, aligned.matrix)
+            crop_dense = None if best.dense is None else transform_points(best.dense, aligned.matrix)[None]
             for name, fn in methods.items():
-                coeffs = fn(aligned.image[None], crop_lm[None]).to("cpu")
+                coeffs = fn(aligned.image[None], crop_lm[None], crop_dense).to("cpu")
                 with torch.no_grad():
                     proj = model.project_landmarks(coeffs)[0].cpu().numpy()
                 per[name].append(nme(transform_points(proj, aligned.inverse), gt))
