@@ -49,10 +49,13 @@ class LandmarkFitSettings:
     dense_landmark68_weight: float = 0.5  # 68-point rows kept beside the dense ones at this weight
     visibility_threshold: float = 0.15  # mesh points whose surface turns further from the camera are dropped
     robust_scale: float = 3.0  # Cauchy reweighting: residuals of this many sigmas count half
-    identity_prior: float = 1.0  # weight of ||identity||^2 (coefficients ~ N(0, 1))
+    # weight of ||identity||^2 (coefficients ~ N(0, 1)). Strong: on the SFM dev split every weaker prior made shapes
+    # worse than the mean face, because 2D landmarks (even exact ones) follow definitions that differ from the
+    # model's markup (benchmarks/results/fit_settings_dev.md).
+    identity_prior: float = 30.0
     identity_modes: int | None = None  # fit only the first k identity modes (the rest stay at the prior centre)
     expression_prior: float = 16.0  # weight of ||expression||^2 (ICT weights in [0, 1])
-    expression_l1: float = 4.0  # weight of sum(expression): sparse, zero unless the landmarks demand it
+    expression_l1: float = 32.0  # weight of sum(expression): sparse, zero unless the landmarks demand it
     symmetry_prior: float = 8.0  # weight of (w_L - w_R)^2 for ARKit pairs that usually move together
 
 
