@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from annotate.login import MIN_PASSWORD_LENGTH
 from annotate.skeleton import N_POINTS, OUTSIDE, VISIBILITY_CODES, VISIBLE
 
 DB_NAME = "annotate.sqlite"
@@ -331,8 +332,10 @@ class Store:
         if role not in ROLES:
             raise ValidationError(f"role must be one of {ROLES}, got {role!r}")
         name = name.strip()
-        if not name or name.startswith("model:") or len(password) < 4:
-            raise ValidationError("user names must be non-empty (not 'model:...'), passwords at least 4 characters")
+        if not name or name.startswith("model:"):
+            raise ValidationError("user names must be non-empty and not start with 'model:'")
+        if len(password) < MIN_PASSWORD_LENGTH:
+            raise ValidationError(f"passwords need at least {MIN_PASSWORD_LENGTH} characters")
         algo, salt, digest = hash_password(password)
         with self._tx() as conn:
             conn.execute(
