@@ -19,6 +19,8 @@ import bisect
 import json
 import math
 import os
+import re
+import uuid
 import xml.parsers.expat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -56,6 +58,28 @@ class ImageLabels:
     faces: list[FaceLabel] = field(default_factory=list)
     split: str | None = None
     source: str = ""
+
+
+def temp_name(path: str | os.PathLike) -> Path:
+    """A hidden name next to ``path`` (same folder, so os.replace onto ``path`` is atomic)."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+
+def atomic_write(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that ``path`` is either the old file or the complete new one, never a part:
+    write a temporary file beside it, flush it to disk, rename it over ``path``. A kill leaves at most a hidden
+    ``.NAME.tmp-*`` file; a write error (disk full) removes it and propagates."""
+    tmp = temp_name(path)
+    try:
+        with open(tmp, "xb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _vis_default(points: np.ndarray) -> np.ndarray:
@@ -148,7 +172,7 @@ def write_pts(path: str | os.PathLike, points: np.ndarray, visibility: np.ndarra
         else:
             out.append(f"{repr(float(x))} {repr(float(y))}")
     out.append("}")
-    Path(path).write_text("\n".join(out) + "\n", encoding="utf-8")
+    atomic_write(path, ("\n".join(out) + "\n").encode("utf-8"))
 
 
 # --------------------------------------------------------------------------------------------------------- dlib XML
@@ -280,7 +304,7 @@ def write_dlib_xml(path: str | os.PathLike, images: Iterable[ImageLabels], name:
             lines.append("    </box>")
         lines.append("  </image>")
     lines += ["</images>", "</dataset>"]
-    Path(path).write_bytes(("\n".join(lines) + "\n").encode("iso-8859-1", errors="xmlcharrefreplace"))
+    atomic_write(path, ("\n".join(lines) + "\n").encode("iso-8859-1", errors="xmlcharrefreplace"))
 
 
 def _xml_text(text: str) -> str:
@@ -357,6 +381,16 @@ def check_text(value: Any) -> str | None:
     return None
 
 
+SPLIT_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # part of export file names: never '/' or '\\'
+
+
+def check_split(value: Any) -> str | None:
+    """Why ``value`` is not a split name (None when it is): it becomes part of export file names."""
+    if not isinstance(value, str) or not SPLIT_PATTERN.fullmatch(value):
+        return f"must be a plain name (letters, digits, '_', '-', '.'), got {value!r:.40}"
+    return None
+
+
 def read_coco(path: str | os.PathLike) -> list[ImageLabels]:
     """COCO keypoints JSON with 68 keypoints per annotation ([x, y, v] * 68; v=0 -> unknown).
 
@@ -413,8 +447,8 @@ def read_coco(path: str | os.PathLike) -> list[ImageLabels]:
                 raise fail(img, f"image '{key}' must be a positive integer, got {v!r:.40}")
             size[key] = None if v is None else int(v)
         split = img.get("split")
-        if split is not None and check_text(split):
-            raise fail(img, f"image 'split' {check_text(split)}")
+        if split is not None and check_split(split):
+            raise fail(img, f"image 'split' {check_split(split)}")
         images[img["id"]] = ImageLabels(file=img["file_name"], width=size["width"], height=size["height"],
                                         split=split, source=f"{path}:{line(img)}")
 
@@ -496,7 +530,7 @@ def write_coco(path: str | os.PathLike, images: Iterable[ImageLabels]) -> None:
                 "num_keypoints": int((face.visibility != OUTSIDE).sum()), "bbox": bbox,
                 "area": bbox[2] * bbox[3], "iscrowd": 0})
             ann_id += 1
-    Path(path).write_text(json.dumps(out, indent=1), encoding="utf-8")
+    atomic_write(path, json.dumps(out, indent=1).encode("utf-8"))
 
 
 def detect_format(path: str | os.PathLike) -> str | None:
@@ -644,8 +678,8 @@ def hf_rows_to_labels(rows: Iterable[Mapping[str, Any]], split: str | None = Non
                     raise FormatError(where, i + 1, f"row {i}: '{key}' must be a non-negative integer, got {v!r:.40}")
                 size[key] = int(v) if v else None
             row_split = row.get("split")
-            if row_split is not None and check_text(row_split):
-                raise FormatError(where, i + 1, f"row {i}: 'split' {check_text(row_split)}")
+            if row_split is not None and check_split(row_split):
+                raise FormatError(where, i + 1, f"row {i}: 'split' {check_split(row_split)}")
             face = _hf_face(row, where, i)
         except FormatError as exc:
             if errors is None:

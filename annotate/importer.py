@@ -26,6 +26,7 @@ import numpy as np
 from annotate.formats import (
     FormatError,
     ImageLabels,
+    check_split,
     check_text,
     detect_format,
     read_coco,
@@ -184,12 +185,16 @@ class _Ingest:
             else:
                 tmp.write_bytes(data)
             os.replace(tmp, target)
-        with store.transaction():  # the image row and its labels: both or neither
-            image_id, created = store.add_image(self.project, sha256=sha, path=rel.as_posix(), name=name,
-                                                width=width, height=height, nbytes=len(data), split=split or "train",
-                                                user=self.user)
-            if labels is not None and labels.faces:
-                self._add_labels(image_id, name, labels, width, height, created)
+        try:
+            with store.transaction():  # the image row and its labels: both or neither
+                image_id, created = store.add_image(self.project, sha256=sha, path=rel.as_posix(), name=name,
+                                                    width=width, height=height, nbytes=len(data),
+                                                    split=split or "train", user=self.user)
+                if labels is not None and labels.faces:
+                    self._add_labels(image_id, name, labels, width, height, created)
+        except ValidationError as exc:
+            report.errors.append(f"{name}: not imported: {exc}")
+            return None
         if created:
             report.added.append(name)
         else:
@@ -334,6 +339,8 @@ def import_folder(store: Store, folder: str | os.PathLike, *, project: Any = Non
     root = Path(folder)
     if not root.is_dir():
         raise FileNotFoundError(f"{folder} is not a folder")
+    if split is not None and check_split(split):
+        raise ValueError(f"--split {check_split(split)}")
     root = root.resolve()
     report = ImportReport()
     t0 = time.perf_counter()

@@ -446,6 +446,10 @@ class Store:
                   height: int, nbytes: int, split: str = "train", user: str | None = None) -> tuple[int, bool]:
         """Insert an image; returns (image_id, created). An image with the same content hash is not added twice."""
         self.require(user, "admin")
+        from annotate.formats import check_split
+
+        if check_split(split):
+            raise ValidationError(f"split {check_split(split)}")
         pid = self._project_id(project)
         with self._tx() as conn:
             row = conn.execute("SELECT id FROM images WHERE project_id=? AND sha256=?", (pid, sha256)).fetchone()
