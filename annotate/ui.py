@@ -8,12 +8,15 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
 from typing import Any
 
 import gradio as gr  # module level: handler annotations (gr.Request, gr.SelectData) must resolve here
 
 from annotate.labeling import QUEUES, REVIEW_QUEUE, Annotator
+from annotate.login import LoginThrottle
 from annotate.skeleton import GROUPS, N_POINTS, OCCLUDED, OUTSIDE, POINT_NAMES, VISIBILITY_NAMES, VISIBLE, point_label
 from annotate.store import Store
 
@@ -52,15 +55,36 @@ def shortcut_js() -> str:
 
 
 # ---------------------------------------------------------------------------------------------------- Gradio wiring
+PRIVATE = {"api_name": False, "api_visibility": "private"}  # UI events: not in the API page or the client libraries
+log = logging.getLogger("annotate.ui")
+
+
+def _safe(fn):
+    """Unexpected failures -> a short gr.Error (logged here), never the exception text in the page."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            log.exception("annotation handler failed")
+            raise gr.Error(f"Something went wrong ({type(exc).__name__}); reload the page and try again.",
+                           print_exception=False) from None
+
+    return wrapper
+
+
 def _username(request: Any) -> str | None:
     return getattr(request, "username", None) if request is not None else None
 
 
 def gradio_auth(store: Store):
-    """``auth=`` callable for ``Blocks.launch`` checking the store's users (None when there are no users)."""
+    """``auth=`` for ``Blocks.launch``: the store's users, throttled (annotate.login); None when there are none."""
     if not store.list_users():
         return None
-    return lambda username, password: store.authenticate(username, password)
+    return LoginThrottle(store.authenticate).check
 
 
 def launch_kwargs(store: Store | str) -> dict:
@@ -152,12 +176,14 @@ def build_annotation_tabs(store: Store | str, project: str | None = None, *, pre
     def ensure(st: dict | None) -> dict:
         return st if st else ann.new_state()
 
+    @_safe
     def on_load(st, guest_name, request: gr.Request):
         st = ensure(st)
         user = who(request, guest_name)
         msg = ann.next_image(st, user) if st["image_id"] is None else ""
         return view(st, msg, user)
 
+    @_safe
     def on_click(st, guest_name, evt: gr.SelectData, request: gr.Request):
         st = ensure(st)
         user = who(request, guest_name)
@@ -165,6 +191,7 @@ def build_annotation_tabs(store: Store | str, project: str | None = None, *, pre
         return view(st, ann.click(st, float(u), float(v), user), user)
 
     def simple(fn):
+        @_safe
         def handler(st, guest_name, request: gr.Request):
             st = ensure(st)
             user = who(request, guest_name)
@@ -172,13 +199,14 @@ def build_annotation_tabs(store: Store | str, project: str | None = None, *, pre
         return handler
 
     def with_value(fn):
+        @_safe
         def handler(st, value, guest_name, request: gr.Request):
             st = ensure(st)
             user = who(request, guest_name)
             return view(st, fn(st, value, user), user)
         return handler
 
-    common = dict(outputs=outputs, show_progress="hidden")
+    common = dict(outputs=outputs, show_progress="hidden", **PRIVATE)
     image.select(on_click, [state, guest], **common)
     for btn, fn in [
         (next_btn, lambda st, u: ann.next_image(st, u)),
@@ -223,7 +251,7 @@ def build_annotation_tabs(store: Store | str, project: str | None = None, *, pre
 
     root = Context.root_block
     if root is not None:
-        root.load(on_load, [state, guest], outputs=outputs)
+        root.load(on_load, [state, guest], outputs=outputs, **PRIVATE)
     return ann
 
 
@@ -260,6 +288,7 @@ def _build_review_tab(ann: Annotator) -> None:
                 ann.history_rows(st), ann.progress_markdown(user))
 
     def handler(fn):
+        @_safe
         def run(st, value, request: gr.Request):
             st = st or ann.new_state(REVIEW_QUEUE)
             user = _username(request)
@@ -273,19 +302,20 @@ def _build_review_tab(ann: Annotator) -> None:
             return ann.set_status(st, status, user, (text or "").strip() or None)
         return fn
 
-    start.click(handler(lambda st, v, u: ann.next_image(st, u)), [rstate, comment], outputs)
-    approve.click(handler(review("approved")), [rstate, comment], outputs)
-    reject.click(handler(review("rejected")), [rstate, comment], outputs)
-    reopen.click(handler(review("in_progress")), [rstate, comment], outputs)
-    face.input(handler(lambda st, v, u: ann.switch_face(st, v)), [rstate, face], outputs)
+    start.click(handler(lambda st, v, u: ann.next_image(st, u)), [rstate, comment], outputs, **PRIVATE)
+    approve.click(handler(review("approved")), [rstate, comment], outputs, **PRIVATE)
+    reject.click(handler(review("rejected")), [rstate, comment], outputs, **PRIVATE)
+    reopen.click(handler(review("in_progress")), [rstate, comment], outputs, **PRIVATE)
+    face.input(handler(lambda st, v, u: ann.switch_face(st, v)), [rstate, face], outputs, **PRIVATE)
 
+    @_safe
     def run_report():
         from annotate.quality import quality_figure, quality_report
 
         rep = quality_report(ann.store, ann.project)
         return rep.summary().replace("\n", "\n\n"), quality_figure(rep)
 
-    report_btn.click(run_report, None, [report_md, report_plot])
+    report_btn.click(run_report, None, [report_md, report_plot], **PRIVATE)
 
 
 def create_app(store: Store | str, project: str | None = None, *, prelabeller: Any = None,
