@@ -27,6 +27,8 @@ def _reconstruct_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-texture", action="store_true", help="skip unwrapping the photo texture")
     parser.add_argument("--no-photometric", action="store_true", help="landmark fitting only (faster)")
     parser.add_argument("--overlay", action="store_true", help="also write an overlay PNG per photo")
+    parser.add_argument("--static-glb", action="store_true",
+                        help="GLB as a static posed mesh instead of the rigged face (53 ARKit morph targets)")
     parser.add_argument("--same-person", action="store_true",
                         help="all photos show one person: fit one shared identity (largest face of each)")
 
@@ -65,7 +67,7 @@ def reconstruct(args: argparse.Namespace) -> int:
     if args.same_person:
         faces = reconstructor.reconstruct_person(photos, texture=not args.no_texture)
         for photo, face in zip(photos, faces):
-            face.export(out_dir, stem=f"{photo.stem}_face0", formats=args.format)
+            face.export(out_dir, stem=f"{photo.stem}_face0", formats=args.format, rigged=not args.static_glb)
         print(f"{len(faces)} photos fitted with one identity -> {out_dir}")
         return 0
     failures = 0
@@ -78,7 +80,8 @@ def reconstruct(args: argparse.Namespace) -> int:
             tqdm.write(f"error: {photo}: {error}", file=sys.stderr)
             continue
         for face in result:
-            files = face.export(out_dir, stem=f"{photo.stem}_face{face.index}", formats=args.format)
+            files = face.export(out_dir, stem=f"{photo.stem}_face{face.index}", formats=args.format,
+                                rigged=not args.static_glb)
             summary.append({"photo": str(photo), "face": face.index, "method": face.method,
                             "pose_degrees": face.pose.as_dict(), "landmark_error_px": face.landmark_error_px,
                             "files": {k: str(v) for k, v in files.items()}})
