@@ -44,6 +44,7 @@ __all__ = [
     "euler_to_quaternion",
     "export_rigged_glb",
     "eyeball_vertices",
+    "sphere_fit",
 ]
 
 _FLOAT, _UINT, _USHORT = 5126, 5125, 5123
@@ -202,13 +203,17 @@ def eyeball_vertices(model) -> tuple[np.ndarray, np.ndarray] | None:
     return (left, right) if len(left) and len(right) else None
 
 
-def _sphere_centre(points: np.ndarray) -> np.ndarray:
-    """Least-squares sphere centre of (K, 3) points (the vertex mean is biased forward by the cornea)."""
+def sphere_fit(points: np.ndarray) -> tuple[np.ndarray, float]:
+    """Least-squares sphere (centre (3,), radius) through (K, 3) points (an eyeball's vertex mean is biased
+    forward by the cornea, its sphere centre is not)."""
+    points = np.asarray(points, np.float64)
     a = np.concatenate([2 * points, np.ones((len(points), 1))], axis=1)
     b = (points**2).sum(1)
     solution, *_ = np.linalg.lstsq(a, b, rcond=None)
     centre = solution[:3]
-    return centre if np.all(np.isfinite(centre)) else points.mean(0)
+    if not np.all(np.isfinite(centre)):
+        centre = points.mean(0)
+    return centre, float(np.linalg.norm(points - centre, axis=1).mean())
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -410,7 +415,7 @@ def export_rigged_glb(
             triangles = np.flatnonzero(eye_of_triangle == side)
             if len(triangles) == 0:
                 continue
-            centre = _sphere_centre(vertices[rig.eyes[side]])
+            centre, _ = sphere_fit(vertices[rig.eyes[side]])
             eye_primitive, _ = primitive(triangles, centre, with_targets=False)
             gltf.meshes.append(Mesh(name=label, primitives=[eye_primitive]))
             gltf.nodes.append(Node(name=label, mesh=len(gltf.meshes) - 1, translation=centre.astype(float).tolist()))
