@@ -113,6 +113,8 @@ def _track_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-texture", action="store_true", help="untextured rig (skips unwrapping a frame)")
     parser.add_argument("--method", default="auto", choices=["auto", "network+refine", "fitting"],
                         help="how the identity is estimated from the keyframes")
+    parser.add_argument("--no-photometric", action="store_true",
+                        help="identity and texture from landmark fitting only (faster)")
     parser.add_argument("--weights", help="network checkpoint (.safetensors); default: weights/ or $MSMA_WEIGHTS")
     parser.add_argument("--no-progress", action="store_true")
 
@@ -131,7 +133,8 @@ def track(args: argparse.Namespace) -> int:
     smoothing = None if args.no_smoothing else OneEuroSettings(min_cutoff=args.min_cutoff, beta=args.beta)
     settings = TrackSettings(max_side=args.max_side, max_faces=args.max_faces, largest=args.largest,
                              keyframes=args.keyframes, smoothing=smoothing, texture=not args.no_texture)
-    tracker = FaceTracker(Reconstructor(method=args.method, weights=args.weights), settings)
+    tracker = FaceTracker(Reconstructor(method=args.method, weights=args.weights,
+                                        photometric=not args.no_photometric), settings)
     try:
         result = tracker.track_video(args.video, progress=not args.no_progress)
     except (VideoError, NoFaceError) as error:
