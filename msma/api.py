@@ -92,6 +92,9 @@ class FaceReconstruction:
     alignment: AlignedFace
     detector: str
     timings: dict[str, float] = field(default_factory=dict)
+    # the model's blendshape offsets (K, N, 3) model units, and its eyeball vertices: what `rig` needs
+    expression_basis: np.ndarray | None = None
+    eyeball_vertices: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
     def landmark_error_px(self) -> float:
@@ -111,13 +114,25 @@ class FaceReconstruction:
             unit_m=MODEL_UNITS_TO_MM / 1000.0,
         )
 
+    def rig(self):
+        """`msma.export_rig.Rig`: the neutral mesh, every blendshape as vertex offsets, the fitted weights."""
+        from msma.export_rig import Rig
+
+        if self.expression_basis is None:
+            raise ValueError("this reconstruction carries no expression basis, so it cannot be rigged")
+        return Rig(self.mesh(neutral=True), self.expression_basis, list(self.blendshapes),
+                   np.array(list(self.blendshapes.values())), eyes=self.eyeball_vertices)
+
     def export(self, out_dir: str | os.PathLike, stem: str = "face", formats: Sequence[str] = ("glb", "obj", "ply",
-               "json")) -> dict[str, Path]:
+               "json"), rigged: bool = True) -> dict[str, Path]:
+        """Write the face in ``formats``; ``glb`` is the rigged face (ARKit morph targets, fitted weights as its
+        pose) unless ``rigged=False`` or no blendshapes are available, then the static posed mesh."""
         from msma.export import export_all
 
         pose = np.deg2rad([self.pose.pitch, self.pose.yaw, self.pose.roll])
+        rig = self.rig() if rigged and self.expression_basis is not None else None
         return export_all(self.mesh(), out_dir, stem=stem, formats=formats, blendshapes=self.blendshapes,
-                          pose=(pose, self.pose.translation))
+                          pose=(pose, self.pose.translation), rig=rig)
 
 
 @dataclass
@@ -419,6 +434,13 @@ class Reconstructor:
         ]
 
     # ------------------------------------------------------------------------------------------- internals
+    def _eyeball_vertices(self) -> tuple[np.ndarray, np.ndarray] | None:
+        if not hasattr(self, "_eyes"):
+            from msma.export_rig import eyeball_vertices
+
+            self._eyes = eyeball_vertices(self.model)
+        return self._eyes
+
     @torch.no_grad()
     def _build_result(
         self, photo: np.ndarray, detection: FaceLandmarks, aligned: AlignedFace, coeffs: Coefficients,
@@ -459,6 +481,8 @@ class Reconstructor:
             pose=HeadPose.from_coefficients(coeffs.to("cpu")),
             alignment=aligned,
             detector=detection.detector,
+            expression_basis=model.expression_basis.detach().cpu().numpy().reshape(model.n_expression, -1, 3),
+            eyeball_vertices=self._eyeball_vertices(),
         )
 
     def repose(self, face: FaceReconstruction, expression: dict[str, float] | None = None,
