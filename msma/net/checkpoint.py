@@ -14,7 +14,8 @@ from msma.net.config import NetworkConfig
 from msma.net.model import MSMANet
 
 FORMAT = "msma-net"
-FORMAT_VERSION = "1"
+# 1: hand-written ResNet trunk (keys "backbone.conv1.weight", ...); 2: timm trunk ("backbone.body.conv1.weight")
+FORMAT_VERSION = "2"
 _MAX_LISTED = 12
 
 
@@ -78,12 +79,14 @@ def load_checkpoint(
 
 
 def load_weights(model: MSMANet, path: str | Path) -> MSMANet:
-    """Load the tensors of `path` into an existing model (strict); CheckpointMismatchError names what differs."""
+    """Load the tensors of `path` into an existing model (strict); CheckpointMismatchError names what differs.
+    Format-1 files (hand-written trunk) are remapped to the timm layout on the way in."""
     path = _existing(path)
     tensors: dict[str, torch.Tensor] = {}
     with safe_open(str(path), framework="pt", device="cpu") as f:
         for key in f.keys():
             tensors[key] = f.get_tensor(key)
+    tensors = remap_legacy_keys(tensors)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
@@ -97,6 +100,14 @@ def load_weights(model: MSMANet, path: str | Path) -> MSMANet:
     state = {k: v.to(expected[k].dtype) for k, v in tensors.items()}
     model.load_state_dict(state, strict=True)
     return model
+
+
+def remap_legacy_keys(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Format-1 state dicts (the hand-written trunk) -> the timm layout: the trunk moved under ``backbone.body``
+    with torchvision-style names unchanged. Already-current dicts are returned as they are."""
+    if any(k.startswith("backbone.body.") for k in tensors):
+        return tensors
+    return {("backbone.body." + k[len("backbone."):]) if k.startswith("backbone.") else k: v for k, v in tensors.items()}
 
 
 def _existing(path: str | Path) -> Path:

@@ -30,6 +30,8 @@ EXPRESSION_LOGIT_OFFSET = -4.0
 DEFAULT_AMBIENT = 0.0
 N_LIGHTING = 27
 
+HIDDEN_HEADS = ("identity", "expression")
+
 # attribute -> index into the (stage2, stage3, stage4) list it reads (multi-depth layout)
 HEAD_STAGES: dict[str, int] = {
     "identity": 2,
@@ -58,6 +60,7 @@ class MultiAttributeHeads(nn.Module):
         multi_depth: bool = True,
         expression_activation: str = "sigmoid",
         ambient: float = DEFAULT_AMBIENT,
+        hidden: int = 0,
     ) -> None:
         super().__init__()
         if len(stage_channels) != 3:
@@ -77,7 +80,16 @@ class MultiAttributeHeads(nn.Module):
             "translation_xy": 2,
         }
         self.stage_of = {name: (stage if multi_depth else 2) for name, stage in HEAD_STAGES.items()}
-        self.fc = nn.ModuleDict({name: nn.Linear(stage_channels[self.stage_of[name]], n) for name, n in sizes.items()})
+        self.fc = nn.ModuleDict({
+            name: nn.Linear(hidden if hidden and name in HIDDEN_HEADS else stage_channels[self.stage_of[name]], n)
+            for name, n in sizes.items()
+        })
+        # optional hidden layers (identity / expression): a linear read of pooled features is little capacity for
+        # 53 local facial actions when the trunk is small and trained from scratch
+        self.hidden = nn.ModuleDict({
+            name: nn.Sequential(nn.Linear(stage_channels[self.stage_of[name]], hidden), nn.ReLU(inplace=True))
+            for name in HIDDEN_HEADS
+        }) if hidden else None
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.reset_parameters()
 
@@ -86,21 +98,30 @@ class MultiAttributeHeads(nn.Module):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
 
-    def forward(self, feats: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
+    def forward(self, feats: Sequence[torch.Tensor], return_logits: bool = False) -> dict[str, torch.Tensor]:
+        """``return_logits``: also return "expression_logits" (B, n_expression), the pre-sigmoid values (with the
+        offset) for losses that work on logits; only with the sigmoid activation."""
         used = sorted(set(self.stage_of.values()))
         pooled = {s: torch.flatten(self.pool(feats[s]), 1) for s in used}  # (B, C_s)
-        raw = {name: layer(pooled[self.stage_of[name]]) for name, layer in self.fc.items()}
+        raw = {}
+        for name, layer in self.fc.items():
+            x = pooled[self.stage_of[name]]
+            if self.hidden is not None and name in self.hidden:
+                x = self.hidden[name](x)
+            raw[name] = layer(x)
 
         expression = raw["expression"]  # (B, n_expression)
+        logits = None
         if self.expression_activation == "sigmoid":
-            expression = torch.sigmoid(expression + EXPRESSION_LOGIT_OFFSET)
+            logits = expression + EXPRESSION_LOGIT_OFFSET
+            expression = torch.sigmoid(logits)
 
         lighting = raw["lighting"].view(-1, 3, 9)  # (B, RGB, SH band)
         ambient = torch.zeros(9, dtype=lighting.dtype, device=lighting.device)
         ambient[0] = self.ambient
         lighting = (lighting + ambient).reshape(-1, N_LIGHTING)  # (B, 27)
 
-        return {
+        out = {
             "identity": raw["identity"],  # (B, n_identity)
             "expression": expression,  # (B, n_expression)
             "texture": raw["texture"],  # (B, n_texture)
@@ -108,3 +129,6 @@ class MultiAttributeHeads(nn.Module):
             "translation": torch.cat([raw["translation_xy"], raw["translation_z"]], dim=1),  # (B, 3)
             "lighting": lighting,  # (B, 27)
         }
+        if return_logits and logits is not None:
+            out["expression_logits"] = logits
+        return out
