@@ -107,7 +107,8 @@ def remap_legacy_keys(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
     with torchvision-style names unchanged. Already-current dicts are returned as they are."""
     if any(k.startswith("backbone.body.") for k in tensors):
         return tensors
-    return {("backbone.body." + k[len("backbone."):]) if k.startswith("backbone.") else k: v for k, v in tensors.items()}
+    prefix = "backbone."
+    return {("backbone.body." + k[len(prefix):]) if k.startswith(prefix) else k: v for k, v in tensors.items()}
 
 
 def _existing(path: str | Path) -> Path:
