@@ -4,6 +4,12 @@
         --steps 4000 --batch-size 16 --image-size 128 --out runs/light --max-minutes 50
     python -m msma train ... --resume                 # continue runs/light/checkpoint.pt (step count continues)
     python -m msma train ... --export weights/msma_light.safetensors   # fp16 safetensors at the end
+    python -m msma train ... --init weights/msma_light.safetensors     # fine-tune from existing weights
+
+The same arguments train distributed (DDP through `accelerate`; ``--batch-size`` is per process, every process
+takes its own slice of each global batch, the main process logs and checkpoints):
+    torchrun --nproc_per_node 2 -m msma.train --device cpu ...               # 2 CPU processes (gloo)
+    accelerate launch --multi_gpu --num_processes 8 -m msma.train ...        # 8 GPUs (NCCL, bf16 autocast)
 
 Two kinds of batches:
 * synthetic (exact ground truth, `msma.synth`): supervised coefficient L2 per attribute, vertex error (mm) on the
@@ -16,8 +22,13 @@ Two kinds of batches:
 
 Network outputs are used as `Coefficients` directly (what `msma.api.Reconstructor.predict` does); note that the
 lighting head starts at its DEFAULT_AMBIENT, which training absorbs.
-Adam with step decay (x ``--decay-gamma`` at the ``--decay-at`` fractions of ``--steps``), AMP (float16) on CUDA,
-resumable checkpoints (model + optimiser + step + elapsed time), tqdm, CSV log (+ TensorBoard when installed).
+Adam with step decay (x ``--decay-gamma`` at the ``--decay-at`` fractions of ``--steps``), autocast on CUDA (bf16
+where supported, else fp16 with loss scaling), resumable checkpoints (model + optimiser + step + elapsed time), tqdm,
+CSV log (+ TensorBoard when installed), held-out validation metrics with ``--val CACHE --val-every N``.
+
+Expression (why the first light weights learnt none, see weights/README.md): the translation depth term is down-
+weighted (``translation_z``), and with ``--expression-activation clamp`` the ARKit weights are clamp(raw, 0, 1)
+trained by ``expression_l1`` on the raw values (no sigmoid slope; the median of a sparse weight is 0).
 """
 
 from __future__ import annotations
@@ -56,7 +67,8 @@ class LossWeights:
     # supervised, synthetic batches (coefficient terms are per-coefficient mean squared errors)
     identity: float = 1.0
     expression: float = 20.0  # MSE of the ARKit weights (after the sigmoid)
-    expression_bce: float = 0.0  # binary cross-entropy on the logits with the weights as soft targets
+    expression_bce: float = 0.0  # binary cross-entropy on the logits with the weights as soft targets (sigmoid)
+    expression_l1: float = 0.0  # mean absolute error; on the raw values for the "clamp" activation
     texture: float = 0.05
     angles: float = 10.0  # radians^2
     translation: float = 10.0  # model units (dm)^2, x and y
@@ -105,6 +117,7 @@ class TrainConfig:
     init: str | None = None  # start from these network weights (safetensors; shapes must fit the preset)
     pretrained: bool = False  # ImageNet-initialised timm trunk (Hub download; standard width only)
     head_hidden: int = 0  # NetworkConfig.head_hidden
+    expression_activation: str | None = None  # NetworkConfig.expression_activation (None: the preset's)
     mlka_dilation: str = "scaled"  # NetworkConfig.mlka_dilation (the paper presets keep "fixed")
     val: str | None = None  # held-out synthetic cache: expression / identity / pose metrics every val_every steps
     val_every: int = 0
@@ -145,7 +158,7 @@ def predictions_to_coefficients(outputs: dict[str, torch.Tensor]) -> Coefficient
 def supervised_losses(
     model: FaceModel, pred: Coefficients, target: Coefficients, target_landmarks: torch.Tensor,
     w: LossWeights, texture_valid: torch.Tensor | None = None, lm_weights: torch.Tensor | None = None,
-    expression_logits: torch.Tensor | None = None,
+    expression_logits: torch.Tensor | None = None, expression_activation: str = "sigmoid",
 ) -> dict[str, torch.Tensor]:
     """Synthetic-batch terms (unweighted values); ``target_landmarks`` (B, 68, 2) in 224-crop pixels;
     ``expression_logits``: the network's pre-sigmoid expression values (for ``w.expression_bce``)."""
@@ -154,7 +167,11 @@ def supervised_losses(
         terms[name] = (getattr(pred, name) - getattr(target, name)).pow(2).mean()
     terms["translation"] = (pred.translation[:, :2] - target.translation[:, :2]).pow(2).mean() * (2 / 3)
     terms["translation_z"] = (pred.translation[:, 2] - target.translation[:, 2]).pow(2).mean() / 3
-    if expression_logits is not None and w.expression_bce:
+    if w.expression_l1:
+        raw = expression_logits if expression_activation == "clamp" and expression_logits is not None else None
+        values = raw.float() if raw is not None else pred.expression
+        terms["expression_l1"] = (values - target.expression).abs().mean()
+    if expression_logits is not None and w.expression_bce and expression_activation == "sigmoid":
         # through a sigmoid started near 0 the MSE gradient is scaled by p (1 - p) ~ 0.02: the expression head
         # and, worse, the trunk features it needs barely move. Cross-entropy on the logits has gradient p - t.
         terms["expression_bce"] = F.binary_cross_entropy_with_logits(
@@ -362,7 +379,8 @@ def train(cfg: TrainConfig, resume: bool = False, export: str | None = None, pro
 
     The same function runs alone or as one process of a distributed launch: ``cfg.batch_size`` is per process,
     the main process logs, validates and writes checkpoints; the others only train."""
-    from msma.net import MSMANet, load_weights, save_checkpoint
+    from msma.net import MSMANet, save_checkpoint
+    from msma.net.checkpoint import load_matching_weights
     from msma.render import Renderer
     from msma.synth import SyntheticCache
 
@@ -379,11 +397,23 @@ def train(cfg: TrainConfig, resume: bool = False, export: str | None = None, pro
     model = FaceModel.ict().to(device)
 
     overrides = {"head_hidden": cfg.head_hidden}
+    if cfg.expression_activation:
+        overrides["expression_activation"] = cfg.expression_activation
     if not cfg.preset.endswith("paper"):
         overrides["mlka_dilation"] = cfg.mlka_dilation
     net = MSMANet(network_config(cfg.preset, model, cfg.image_size, **overrides), pretrained=cfg.pretrained)
     if cfg.init and not (resume and ckpt_path.is_file()):
-        load_weights(net, cfg.init)
+        fresh = load_matching_weights(net, cfg.init)
+        from msma.net import read_checkpoint_metadata
+
+        init_config, _ = read_checkpoint_metadata(cfg.init)
+        if init_config.expression_activation != net.config.expression_activation and "expression" in net.heads.fc:
+            # the stored layer was trained for another activation (sigmoid logits ~ +0.4 are weights of 0.4 once
+            # clamped): start that layer at zero = neutral
+            torch.nn.init.zeros_(net.heads.fc["expression"].weight)
+            torch.nn.init.zeros_(net.heads.fc["expression"].bias)
+        if fresh and acc.is_main_process:
+            print(f"--init {cfg.init}: {len(fresh)} tensors not in the file start fresh ({', '.join(fresh[:4])} ...)")
     net = net.to(device)
     optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
@@ -451,6 +481,7 @@ def train(cfg: TrainConfig, resume: bool = False, export: str | None = None, pro
     start = time.time()
     window_t, window_n = time.time(), 0
     running: dict[str, float] = {}
+    last_val: dict[str, float] = {}
     net.train()
 
     def save():
@@ -477,7 +508,9 @@ def train(cfg: TrainConfig, resume: bool = False, export: str | None = None, pro
         return images
 
     stopped_by_time = False
-    want_logits = cfg.weights.expression_bce > 0 and bare.config.expression_activation == "sigmoid"
+    activation = bare.config.expression_activation
+    want_logits = (cfg.weights.expression_bce > 0 and activation == "sigmoid") or (
+        cfg.weights.expression_l1 > 0 and activation == "clamp")
     while step < cfg.steps:
         if cfg.max_minutes is not None and main and time.time() - start > cfg.max_minutes * 60:
             acc.set_trigger()
@@ -504,7 +537,7 @@ def train(cfg: TrainConfig, resume: bool = False, export: str | None = None, pro
         logits = syn_out.pop("expression_logits", None)
         pred = predictions_to_coefficients(syn_out)
         terms = supervised_losses(model, pred, target, target_lm, cfg.weights, batch["texture_valid"], lm_w,
-                                  expression_logits=logits)
+                                  expression_logits=logits, expression_activation=activation)
         loss = weighted_sum(terms, cfg.weights)
         real_loss = None
         if rb is not None:
@@ -549,7 +582,7 @@ def train(cfg: TrainConfig, resume: bool = False, export: str | None = None, pro
             window_t, window_n = now, 0
         if val is not None and (step % cfg.val_every == 0 or step == cfg.steps):
             metrics = validate(bare, val, cfg.image_size, device)
-            running.update(metrics)
+            last_val.update(metrics)
             row = row or {"step": step, "elapsed_s": round(elapsed + time.time() - start, 1), "lr": lr}
             row.update({k: round(v, 6) for k, v in metrics.items()})
         if row is not None:
@@ -575,6 +608,7 @@ def train(cfg: TrainConfig, resume: bool = False, export: str | None = None, pro
         "images_seen": step * cfg.batch_size * world,
         "processes": world,
         "final_losses": {k: round(v, 5) for k, v in running.items()},
+        "validation": {k: round(v, 5) for k, v in last_val.items()},
         "network": bare.config.to_dict(),
         "parameters": bare.num_parameters(),
         # identical on every process of a distributed run when the gradients were synchronised
@@ -646,6 +680,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--mlka-dilation", choices=("scaled", "fixed"), default=d.mlka_dilation,
                         help="MLKA dilations scaled to the stage maps at --image-size, or the paper's (the paper "
                              "presets always use the paper's)")
+    parser.add_argument("--expression-activation", choices=("sigmoid", "clamp", "none"), default=None,
+                        help="expression output: sigmoid (ICT default), clamp (train with expression_l1) or none")
     parser.add_argument("--val", default=None, help="held-out synthetic cache for validation metrics in log.csv")
     parser.add_argument("--val-every", type=int, default=d.val_every)
     parser.add_argument("--val-items", type=int, default=d.val_items)
@@ -665,7 +701,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         keep_every=args.keep_every,
         log_every=args.log_every, seed=args.seed, threads=args.threads, device=args.device, amp=not args.no_amp,
         identity_net=args.identity_net, backgrounds=args.backgrounds, weights=weights, init=args.init,
-        pretrained=args.pretrained, head_hidden=args.head_hidden, mlka_dilation=args.mlka_dilation, val=args.val,
+        pretrained=args.pretrained, head_hidden=args.head_hidden, expression_activation=args.expression_activation,
+        mlka_dilation=args.mlka_dilation, val=args.val,
         val_every=args.val_every, val_items=args.val_items,
     )
 

@@ -111,6 +111,20 @@ def remap_legacy_keys(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
     return {("backbone.body." + k[len(prefix):]) if k.startswith(prefix) else k: v for k, v in tensors.items()}
 
 
+def load_matching_weights(model: MSMANet, path: str | Path) -> list[str]:
+    """Initialise ``model`` from every tensor of ``path`` whose name and shape fit (fine-tuning into a grown
+    architecture, e.g. new heads); returns the names of the model's tensors left at their fresh initialisation."""
+    path = _existing(path)
+    with safe_open(str(path), framework="pt", device="cpu") as f:
+        tensors = remap_legacy_keys({key: f.get_tensor(key) for key in f.keys()})
+    state = model.state_dict()
+    fits = {k: v.to(state[k].dtype) for k, v in tensors.items() if k in state and state[k].shape == v.shape}
+    if not fits:
+        raise CheckpointMismatchError(f"no tensor of {path} fits the model layout")
+    model.load_state_dict(fits, strict=False)
+    return sorted(set(state) - set(fits))
+
+
 def _existing(path: str | Path) -> Path:
     path = Path(path)
     if not path.is_file():

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 BACKBONES = ("resnet18", "resnet34", "resnet50")
-EXPRESSION_ACTIVATIONS = ("sigmoid", "none")
+EXPRESSION_ACTIVATIONS = ("sigmoid", "clamp", "none")
 MLKA_DILATIONS = ("scaled", "fixed")
 
 
@@ -24,11 +24,14 @@ class NetworkConfig:
     image_size: the size the network is trained on (the aligned crop, 224). The network itself is resolution
         agnostic (global pooling), so smaller images work for tests.
     width: channel multiplier of the backbone (1.0 = standard ResNet; 0.5 = light CPU variant).
-    expression_activation: "sigmoid" (ICT ARKit weights in [0, 1]) or "none" (BFM, unbounded).
+    expression_activation: "sigmoid" (ICT ARKit weights in [0, 1]), "clamp" (ARKit weights = clamp(raw, 0, 1):
+        the raw values are trained with an L1 loss, whose minimiser is the conditional median, so a weight the
+        network is unsure about is exactly 0 and nothing saturates) or "none" (BFM, unbounded).
     mlka_dilation: "scaled" (dilations lowered to fit the stage maps at `image_size`, see `msma.net.mlka`) or
         "fixed" (the paper's 2/3/4 whatever the map size; what checkpoints written before this field used).
-    head_hidden: 0 = one linear layer per attribute on the pooled features (paper); > 0 = the identity and
-        expression heads get a hidden layer of this width (ReLU) in front of it.
+    head_hidden: 0 = one linear layer per attribute on the globally pooled features (paper); > 0 = the identity
+        and expression heads read a 4 x 4 pooled grid of their stage through a hidden layer of this width
+        (position-aware, see `msma.net.heads`).
     """
 
     backbone: str = "resnet18"

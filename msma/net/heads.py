@@ -31,6 +31,8 @@ DEFAULT_AMBIENT = 0.0
 N_LIGHTING = 27
 
 HIDDEN_HEADS = ("identity", "expression")
+SPATIAL_GRID = 4
+SPATIAL_CHANNELS = 32
 
 # attribute -> index into the (stage2, stage3, stage4) list it reads (multi-depth layout)
 HEAD_STAGES: dict[str, int] = {
@@ -65,7 +67,7 @@ class MultiAttributeHeads(nn.Module):
         super().__init__()
         if len(stage_channels) != 3:
             raise ValueError("heads read three stages (2, 3, 4)")
-        if expression_activation not in ("sigmoid", "none"):
+        if expression_activation not in ("sigmoid", "clamp", "none"):
             raise ValueError(f"unknown expression_activation {expression_activation!r}")
         self.multi_depth = multi_depth
         self.expression_activation = expression_activation
@@ -80,41 +82,51 @@ class MultiAttributeHeads(nn.Module):
             "translation_xy": 2,
         }
         self.stage_of = {name: (stage if multi_depth else 2) for name, stage in HEAD_STAGES.items()}
+        spatial = HIDDEN_HEADS if hidden else ()
         self.fc = nn.ModuleDict({
-            name: nn.Linear(hidden if hidden and name in HIDDEN_HEADS else stage_channels[self.stage_of[name]], n)
-            for name, n in sizes.items()
+            name: nn.Linear(stage_channels[self.stage_of[name]], n) for name, n in sizes.items() if name not in spatial
         })
-        # optional hidden layers (identity / expression): a linear read of pooled features is little capacity for
-        # 53 local facial actions when the trunk is small and trained from scratch
+        # optional position-aware heads (identity / expression): global average pooling keeps *what* the trunk saw
+        # but not *where*; an open jaw or a blink is a local pattern at a known place of the aligned crop. These
+        # heads pool to a 4 x 4 grid, reduce channels (1x1 conv) and read the flattened grid through a hidden layer.
         self.hidden = nn.ModuleDict({
-            name: nn.Sequential(nn.Linear(stage_channels[self.stage_of[name]], hidden), nn.ReLU(inplace=True))
-            for name in HIDDEN_HEADS
+            name: nn.Sequential(
+                nn.AdaptiveAvgPool2d(SPATIAL_GRID),
+                nn.Conv2d(stage_channels[self.stage_of[name]], SPATIAL_CHANNELS, 1, bias=False),
+                nn.BatchNorm2d(SPATIAL_CHANNELS),
+                nn.ReLU(inplace=True),
+                nn.Flatten(1),
+                nn.Linear(SPATIAL_CHANNELS * SPATIAL_GRID**2, hidden),
+                nn.ReLU(inplace=True),
+                nn.Linear(hidden, sizes[name]),
+            )
+            for name in spatial
         }) if hidden else None
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        for layer in self.fc.values():
+        last = list(self.fc.values()) + ([seq[-1] for seq in self.hidden.values()] if self.hidden else [])
+        for layer in last:
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
 
     def forward(self, feats: Sequence[torch.Tensor], return_logits: bool = False) -> dict[str, torch.Tensor]:
-        """``return_logits``: also return "expression_logits" (B, n_expression), the pre-sigmoid values (with the
-        offset) for losses that work on logits; only with the sigmoid activation."""
+        """``return_logits``: also return "expression_logits" (B, n_expression), the values before the activation
+        (with the sigmoid's offset) for losses that work on them."""
         used = sorted(set(self.stage_of.values()))
         pooled = {s: torch.flatten(self.pool(feats[s]), 1) for s in used}  # (B, C_s)
-        raw = {}
-        for name, layer in self.fc.items():
-            x = pooled[self.stage_of[name]]
-            if self.hidden is not None and name in self.hidden:
-                x = self.hidden[name](x)
-            raw[name] = layer(x)
+        raw = {name: layer(pooled[self.stage_of[name]]) for name, layer in self.fc.items()}
+        if self.hidden is not None:
+            raw.update({name: head(feats[self.stage_of[name]]) for name, head in self.hidden.items()})
 
         expression = raw["expression"]  # (B, n_expression)
-        logits = None
+        logits = expression
         if self.expression_activation == "sigmoid":
             logits = expression + EXPRESSION_LOGIT_OFFSET
             expression = torch.sigmoid(logits)
+        elif self.expression_activation == "clamp":
+            expression = expression.clamp(0.0, 1.0)
 
         lighting = raw["lighting"].view(-1, 3, 9)  # (B, RGB, SH band)
         ambient = torch.zeros(9, dtype=lighting.dtype, device=lighting.device)
@@ -129,6 +141,6 @@ class MultiAttributeHeads(nn.Module):
             "translation": torch.cat([raw["translation_xy"], raw["translation_z"]], dim=1),  # (B, 3)
             "lighting": lighting,  # (B, 27)
         }
-        if return_logits and logits is not None:
+        if return_logits:
             out["expression_logits"] = logits
         return out
