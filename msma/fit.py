@@ -19,7 +19,14 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-from msma.face_model import Coefficients, FaceModel, euler_to_matrix, matrix_to_euler, vertex_normals
+from msma.face_model import (
+    MODEL_UNITS_TO_MM,
+    Coefficients,
+    FaceModel,
+    euler_to_matrix,
+    matrix_to_euler,
+    vertex_normals,
+)
 from msma.losses import (
     RegularizerWeights,
     coefficient_regularizer,
@@ -54,6 +61,9 @@ class LandmarkFitSettings:
     # model's markup (benchmarks/results/fit_settings_dev.md).
     identity_prior: float = 30.0
     identity_modes: int | None = None  # fit only the first k identity modes (the rest stay at the prior centre)
+    # weight of the mean squared identity displacement (mm^2) of face vertices along the viewing direction, which
+    # one photo cannot observe: identity changes go in-plane unless the landmarks demand depth
+    depth_prior: float = 0.0
     expression_prior: float = 16.0  # weight of ||expression||^2 (ICT weights in [0, 1])
     expression_l1: float = 32.0  # weight of sum(expression): sparse, zero unless the landmarks demand it
     symmetry_prior: float = 8.0  # weight of (w_L - w_R)^2 for ARKit pairs that usually move together
@@ -102,6 +112,11 @@ class ContourTracker:
         self.mean = mean[self.vertices].astype(np.float64)  # (U, 3)
         self.identity_basis = model.identity_basis[:, flat].cpu().double().numpy().reshape(-1, len(idx), 3)
         self.expression_basis = model.expression_basis[:, flat].cpu().double().numpy().reshape(-1, len(idx), 3)
+        sample = torch.as_tensor(face[:: max(1, len(face) // 600)], device=model.device)
+        cols = (sample[:, None] * 3 + torch.arange(3, device=sample.device)).reshape(-1)
+        # identity displacement of ~600 face vertices, mm per unit coefficient: (n_id, K, 3)
+        self.face_identity_mm = (model.identity_basis[:, cols].cpu().double().numpy().reshape(-1, len(sample), 3)
+                                 * MODEL_UNITS_TO_MM)
 
     def rows(self, vertex_index: np.ndarray) -> np.ndarray:
         return np.array([self.row[v] for v in vertex_index.tolist()])
@@ -427,6 +442,14 @@ def _landmark_rounds(
                 block[:, n_id + k * n_exp : n_id + (k + 1) * n_exp] = a_exp
                 rows.append(block)
                 rhs_all.append(rhs)
+                if settings.depth_prior > 0:  # identity displacement along this view's axis (model frame)
+                    view = euler_to_matrix(coeffs.angles[b : b + 1].double().cpu())[0].numpy()[2]
+                    depth_rows = np.einsum("nkc,c->kn", contour.face_identity_mm, view)
+                    block = np.zeros((len(depth_rows), n_vars))
+                    weight = np.sqrt(settings.depth_prior / len(depth_rows) / len(group))
+                    block[:, :n_id] = depth_rows[:, :n_id] * weight
+                    rows.append(block)
+                    rhs_all.append(np.zeros(len(depth_rows)))
                 for left, right in pairs:  # ARKit pairs move together unless the landmarks say otherwise
                     couple = np.zeros((1, n_vars))
                     couple[0, n_id + k * n_exp + left] = np.sqrt(settings.symmetry_prior)

@@ -137,7 +137,7 @@ def test_synthetic_benchmark_runs_with_a_stub_method(model):
     from msma.evaluate import synthetic_benchmark
     from msma.face_model import Coefficients
 
-    def mean_face(crops, landmarks):
+    def mean_face(crops, landmarks, dense=None):
         return Coefficients.zeros(model, len(crops))
 
     res = synthetic_benchmark({"mean face": mean_face}, n=2, batch=2, model=model, progress=False)
