@@ -38,6 +38,8 @@ DEFAULT_WEIGHTS_NAME = "msma_light.safetensors"
 WEIGHTS_ENV = "MSMA_WEIGHTS"
 WEIGHTS_REPO_ENV = "MSMA_WEIGHTS_REPO"
 METHODS = ("auto", "network", "network+refine", "fitting")
+# What "auto" runs: the most accurate method on the out-of-model SFM benchmark (benchmarks/results/sfm_3d_test.md).
+DEFAULT_METHOD = "fitting"
 
 
 def resolve_weights_path(weights: str | os.PathLike | None = None) -> Path | None:
@@ -214,7 +216,7 @@ class Reconstructor:
 
     method: ``"network"`` (MSMA network alone, fastest), ``"network+refine"`` (network estimate, then landmark and
     photometric fitting with the network as prior), ``"fitting"`` (analysis by synthesis from the mean face) or
-    ``"auto"`` (network+refine when weights are available, fitting otherwise).
+    ``"auto"`` (`DEFAULT_METHOD`: the most accurate method measured, fitting; see benchmarks/results/sfm_3d_test.md).
     """
 
     def __init__(
@@ -254,7 +256,7 @@ class Reconstructor:
             self.network = load_checkpoint(self.weights_path, device=str(self.device)).eval()
             self._check_network_matches_model()
         if method == "auto":
-            method = "network+refine" if self.network is not None else "fitting"
+            method = DEFAULT_METHOD
         if method.startswith("network") and self.network is None:
             raise FileNotFoundError(
                 f"method {method!r} needs network weights: none in {REPO_WEIGHTS_DIR}, ${WEIGHTS_ENV} or "

@@ -124,7 +124,7 @@ class AppModels:
                                   device=device, texture_size=texture_size, max_side=max_side)
             plain._unwrapper = base.unwrapper  # same model, same UV layout
             engines["ablation"] = Engine("ablation", METHOD_LABELS["ablation"], plain, "network", fast=plain)
-        default = "network" if "network" in engines else "fitting"
+        default = base.method if base.method in engines else "fitting"  # msma.api.DEFAULT_METHOD via "auto"
         return cls(engines, default, max_side=max_side, gpu=gpu)
 
     @property

@@ -18,7 +18,7 @@ def _reconstruct_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", nargs="+", default=["glb", "obj", "ply", "json"], choices=FORMATS,
                         help="export formats (default: glb obj ply json)")
     parser.add_argument("--method", default="auto", choices=["auto", "network", "network+refine", "fitting"],
-                        help="auto = network+refine when weights exist, else fitting")
+                        help="auto = the most accurate measured method (msma.api.DEFAULT_METHOD: fitting)")
     parser.add_argument("--weights", help="network checkpoint (.safetensors); default: weights/ or $MSMA_WEIGHTS")
     parser.add_argument("--face-model", help="face model file (ICT npz or BFM_model_front.mat); default: bundled ICT")
     parser.add_argument("--detector", default="auto", help="auto | mediapipe | dlib | face_alignment")

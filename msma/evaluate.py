@@ -124,8 +124,8 @@ def synthetic_benchmark(methods: dict, n: int = 64, seed: int = 1000, batch: int
     gen = SyntheticFaceGenerator(model, seed=seed, image_size=model.camera.image_size, backgrounds=backgrounds)
     rng = np.random.default_rng(seed)
     region = model.face_vertices.cpu().numpy()
-    per: dict[str, dict[str, list]] = {k: {"vertex_mm": [], "pose_deg": [], "expression_mae": [], "seconds": []}
-                                       for k in methods}
+    per: dict[str, dict[str, list]] = {k: {"vertex_mm": [], "pose_deg": [], "expression_mae": [], "seconds": [],
+                                           "neutral_max_weight": []} for k in methods}
     missed = 0
     for start in range(0, n, batch):
         b = gen.sample(min(batch, n - start))
@@ -147,6 +147,8 @@ def synthetic_benchmark(methods: dict, n: int = 64, seed: int = 1000, batch: int
             per[name]["vertex_mm"] += aligned_vertex_error_mm(verts, b.vertices.cpu().numpy(), region).tolist()
             per[name]["pose_deg"] += rotation_error_deg(coeffs.angles, gt.angles).tolist()
             per[name]["expression_mae"] += expression_mae(exp, gt.expression).tolist()
+            neutral = (gt.expression.abs().amax(-1) == 0).cpu()  # faces rendered with no expression at all
+            per[name]["neutral_max_weight"] += exp.cpu()[neutral].amax(-1).tolist() if neutral.any() else []
         if progress:
             print(f"synthetic {start + len(crops)}/{n}: " + ", ".join(
                 f"{k} {np.mean(v['vertex_mm']):.2f} mm" for k, v in per.items()), flush=True)
@@ -156,6 +158,10 @@ def synthetic_benchmark(methods: dict, n: int = 64, seed: int = 1000, batch: int
             "vertex_mm": float(np.mean(v["vertex_mm"])), "vertex_mm_median": float(np.median(v["vertex_mm"])),
             "pose_deg": float(np.mean(v["pose_deg"])), "pose_deg_median": float(np.median(v["pose_deg"])),
             "expression_mae": float(np.mean(v["expression_mae"])),
+            # largest weight the method gives a neutral face (mean over neutral faces) and the share <= 0.15
+            "neutral_max_weight": float(np.mean(v["neutral_max_weight"])) if v["neutral_max_weight"] else None,
+            "neutral_faces_all_weights_below_0.15": (float(np.mean(np.array(v["neutral_max_weight"]) <= 0.15))
+                                                     if v["neutral_max_weight"] else None),
             "seconds_per_image": float(np.sum(v["seconds"]) * batch / max(n, 1)),
         }
     return {"n": n, "seed": seed, "landmark_source": fit_landmarks, "landmark_noise_px": landmark_noise,
@@ -294,10 +300,14 @@ def markdown_report(results: dict) -> str:
         lines += [f"## Synthetic 3D benchmark ({s['n']} faces, seed {s['seed']}, fitter landmarks: "
                   f"{s['landmark_source']}, noise {s['landmark_noise_px']} px)", "",
                   "| method | vertex error mm (mean / median) | pose error deg (mean / median) | expression MAE | "
-                  "s / image |", "|---|---|---|---|---|"]
+                  "neutral faces: largest weight (mean) / share all <= 0.15 | s / image |", "|---|---|---|---|---|---|"]
         for name, m in s["methods"].items():
+            neutral = "-"
+            if m.get("neutral_max_weight") is not None:
+                neutral = f"{m['neutral_max_weight']:.3f} / {m['neutral_faces_all_weights_below_0.15']:.2f}"
             lines.append(f"| {name} | {m['vertex_mm']:.2f} / {m['vertex_mm_median']:.2f} | {m['pose_deg']:.2f} / "
-                         f"{m['pose_deg_median']:.2f} | {m['expression_mae']:.4f} | {m['seconds_per_image']:.3f} |")
+                         f"{m['pose_deg_median']:.2f} | {m['expression_mae']:.4f} | {neutral} | "
+                         f"{m['seconds_per_image']:.3f} |")
         lines.append("")
     if "nme" in results:
         r = results["nme"]
