@@ -290,3 +290,17 @@ def test_app_login_has_one_source_of_users(tmp_path) -> None:
     assert inspect.iscoroutinefunction(check)
     assert not asyncio.run(check("rita", "anything1"))
     assert asyncio.run(check("rita", "reviewer-password"))
+
+
+def test_example_photos_still_work(server) -> None:
+    """The examples are served from Gradio's cache (inside the upload folder): a click must pass the gate."""
+    loaders = [d for d in server.config["dependencies"] if str(d.get("api_name", "")).startswith("load_example")]
+    assert loaders
+    ok, value = server.client.join(loaders[0]["id"], [0])
+    assert ok, value
+    photo = value[0]["value"]  # an update of the photo component: the cached example
+    assert Path(photo["path"]).resolve().is_relative_to(H.gradio_upload_folder())
+    server.detected.clear()
+    ok, message = server.client.call("reconstruct", [photo, "fitting", True, True, None])
+    assert not ok and "No face found in" in str(message), message  # decoded, then our stand-in finds no face
+    assert len(server.detected) == 1
