@@ -51,6 +51,8 @@ GRID: dict[str, dict] = {
     "identity prior 3, depth 300": {"identity_prior": 3.0, "depth_prior": 300.0},
     "identity prior 10, depth 100": {"identity_prior": 10.0, "depth_prior": 100.0},
     "identity prior 3, depth 1000": {"identity_prior": 3.0, "depth_prior": 1000.0},
+    "identity prior 10, depth 300": {"identity_prior": 10.0, "depth_prior": 300.0},
+    "identity prior 30, depth 300": {"identity_prior": 30.0, "depth_prior": 300.0},
     "identity prior 3, depth 300, jaw sigma x5": {"identity_prior": 3.0, "depth_prior": 300.0, "jaw_sigma_scale": 5.0},
     "no 68 rows with dense": {"dense_landmark68_weight": 1e-3},
     "no L1 expression": {"expression_l1": 0.0},

@@ -9,8 +9,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +32,7 @@ from msma.losses import (
     lighting_regularizer,
     photometric_loss,
 )
+from msma.threads import single_torch_thread
 
 MESH_TABLE_PATH = Path(__file__).resolve().parent / "data" / "mediapipe_to_ict.npz"
 # Far-side jaw points slide to the silhouette once the head turns more than this.
@@ -498,16 +497,6 @@ def refine_photometric(
                                        optimise_texture_only)
     return _refine_photometric(model, renderer, images, landmarks, init, settings, shared_identity,
                                optimise_texture_only)
-
-
-@contextmanager
-def single_torch_thread() -> Iterator[None]:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _refine_photometric(
