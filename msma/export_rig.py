@@ -6,7 +6,7 @@
 What is in the file (glTF 2.0, metres, +y up, the face looking down +z):
 
 * node ``head`` (identity transform; head-pose animation rotates it about the model origin, the face centre)
-  * node ``face``: mesh ``face`` = skin, mouth and eye sockets, one primitive, photo texture (or vertex colours),
+  * node ``face``: mesh ``face_mesh`` = skin, mouth and eye sockets, one primitive, photo texture (or vertex colours),
     smooth normals, and one morph target per blendshape. Targets are named in ``mesh.extras.targetNames`` (the
     key Blender's importer and three.js read) in ARKit spelling: ICT's ``eyeBlink_L`` is ``eyeBlinkLeft``; ICT
     splits ARKit's ``browInnerUp`` and ``cheekPuff`` into left/right halves, which become ``browInnerUpLeft`` /
@@ -357,7 +357,7 @@ def export_rigged_glb(
         pbr = PbrMetallicRoughness(baseColorTexture=TextureInfo(index=0), metallicFactor=0.0, roughnessFactor=0.8)
     else:
         pbr = PbrMetallicRoughness(baseColorFactor=[1.0, 1.0, 1.0, 1.0], metallicFactor=0.0, roughnessFactor=0.8)
-    gltf.materials.append(Material(name=mesh.name, pbrMetallicRoughness=pbr))
+    gltf.materials.append(Material(name=f"{mesh.name}_material", pbrMetallicRoughness=pbr))
     material_index = 0
     colors = None if mesh.has_texture else mesh.colors_for_vertices()
 
@@ -405,7 +405,7 @@ def export_rigged_glb(
     names = rig.target_names
     face_triangles = np.flatnonzero(eye_of_triangle < 0)
     face_primitive, _ = primitive(face_triangles, np.zeros(3), with_targets=True)
-    gltf.meshes.append(Mesh(name="face", primitives=[face_primitive], weights=[float(w) for w in rig.weights],
+    gltf.meshes.append(Mesh(name="face_mesh", primitives=[face_primitive], weights=[float(w) for w in rig.weights],
                             extras={"targetNames": names}))
     gltf.nodes.append(Node(name="head", children=[1]))
     gltf.nodes.append(Node(name="face", mesh=0))
@@ -417,11 +417,11 @@ def export_rigged_glb(
                 continue
             centre, _ = sphere_fit(vertices[rig.eyes[side]])
             eye_primitive, _ = primitive(triangles, centre, with_targets=False)
-            gltf.meshes.append(Mesh(name=label, primitives=[eye_primitive]))
+            gltf.meshes.append(Mesh(name=f"{label}_mesh", primitives=[eye_primitive]))
             gltf.nodes.append(Node(name=label, mesh=len(gltf.meshes) - 1, translation=centre.astype(float).tolist()))
             gltf.nodes[0].children.append(len(gltf.nodes) - 1)
             eye_nodes.append(len(gltf.nodes) - 1)
-    gltf.scenes.append(Scene(name=mesh.name, nodes=[0]))
+    gltf.scenes.append(Scene(name=f"{mesh.name}_scene", nodes=[0]))
     gltf.scene = 0
 
     if animation is not None:

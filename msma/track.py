@@ -60,6 +60,7 @@ IRIS_CENTRES = (473, 468)  # face's left eye, face's right eye
 EYE_LOOK_FULL_DEG = (30.0, 25.0, 25.0)
 EYE_LOOK_NAMES = ("eyeLookIn", "eyeLookOut", "eyeLookUp", "eyeLookDown")
 BLINK_HOLD = 0.5  # eyes closed more than this: the iris is hidden, keep the previous gaze
+EYE_CORNERS = ((263, 362), (33, 133))  # mediapipe mesh: outer and inner corner of the face's left, right eye
 
 
 @dataclass
@@ -74,6 +75,12 @@ class TrackSettings:
     landmark_sigma_px: float = 2.0  # expected landmark noise in the 224 crop
     jaw_sigma_scale: float = 2.0
     expression_prior: float = 16.0  # weight of ||expression||^2, as in `msma.fit.LandmarkFitSettings`
+    expression_l1: float = 8.0  # weight of sum(expression): a sparsity prior (weights are >= 0)
+    identity_prior: float = 1.0  # weight of ||identity - prior||^2 (the network's estimate when there is one)
+    # fit mediapipe's 468 mesh points on calibrated vertices instead of the 68 iBUG landmarks (measured no better
+    # on the synthetic clips: benchmarks/tracking.py --dense)
+    dense: bool = False
+    calibrated_sigma: bool = True  # dense: weight points by their calibration spread (else all landmark_sigma_px)
     smoothing: OneEuroSettings | None = field(default_factory=lambda: OneEuroSettings(min_cutoff=1.0, beta=3.0))
     texture: bool = True  # unwrap the photo texture of each face for its rig
     min_frames: int = 3  # tracks seen in fewer frames are dropped (spurious detections)
@@ -109,6 +116,7 @@ class FaceTrack:
     keyframes: list[int]  # frame indices used for the identity
     camera: object  # msma.face_model.Camera of the 224 crop the pose refers to
     rig: object | None = None  # msma.export_rig.Rig: neutral mesh, blendshapes, texture
+    pose_offset: np.ndarray = field(default_factory=lambda: np.zeros(3))  # fitted = reported + offset (radians)
 
     @property
     def n_valid(self) -> int:
@@ -193,36 +201,102 @@ def box_qp(hessian: np.ndarray, gradient: np.ndarray, lower: np.ndarray, upper: 
     return np.clip(x, lower, upper)
 
 
+@dataclass
+class PointSet:
+    """Which model vertex each tracked 2D point sits on, and how far (crop pixels, 1 sigma) it tends to be off."""
+
+    vertices: np.ndarray  # (P,) model vertex per point
+    sigma_px: np.ndarray  # (P,)
+    name: str
+    pose_offset: np.ndarray = field(default_factory=lambda: np.zeros(3))  # fitted minus true angles, on average
+
+    @classmethod
+    def mediapipe(cls, model, settings: TrackSettings | None = None) -> PointSet | None:
+        """mediapipe's 468 mesh points on their calibrated ICT vertices (`msma.track_calibration`), or None."""
+        from msma.track_calibration import Correspondence
+
+        s = settings or TrackSettings()
+        corr = Correspondence.load()
+        if corr is None or getattr(getattr(model, "info", None), "name", None) != "ict":
+            return None
+        template = model.five_point_template()
+        interocular = float(np.linalg.norm(template[1] - template[0]))
+        sigma = np.maximum(corr.sigma * interocular, s.landmark_sigma_px) if s.calibrated_sigma else \
+            np.full(len(corr.vertices), s.landmark_sigma_px)
+        return cls(corr.vertices, sigma, "mediapipe468", corr.pose_offset)
+
+    @classmethod
+    def ibug68(cls, model, settings: TrackSettings | None = None) -> PointSet:
+        """The model's 68 iBUG landmark vertices (jaw points less trusted), as `msma.fit` uses them; the pose
+        offset measured by `msma.track_calibration` for these points, when that file is there."""
+        from msma.track_calibration import Correspondence
+
+        s = settings or TrackSettings()
+        sigma = np.full(68, s.landmark_sigma_px)
+        sigma[:17] *= s.jaw_sigma_scale
+        corr = Correspondence.load() if getattr(getattr(model, "info", None), "name", None) == "ict" else None
+        offset = corr.pose_offset_ibug68 if corr is not None else np.zeros(3)
+        return cls(model.landmarks68.cpu().numpy().astype(np.int64), sigma, "ibug68", offset)
+
+
+def _bases(model, vertices: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean (P, 3), identity basis (n_id, P, 3) and expression basis (K, P, 3) at the given vertices, float64."""
+    import torch
+
+    flat = (vertices[:, None] * 3 + np.arange(3)).reshape(-1)
+    with torch.no_grad():
+        mean = model.mean[torch.as_tensor(vertices)].cpu().double().numpy()
+        id_basis = model.identity_basis[:, flat].cpu().double().numpy().reshape(-1, len(vertices), 3)
+        exp_basis = model.expression_basis[:, flat].cpu().double().numpy().reshape(-1, len(vertices), 3)
+    return mean, id_basis, exp_basis
+
+
+def _projection_jacobian(cam: np.ndarray, focal: float, distance: float) -> np.ndarray:
+    """d(x, y)/dP for camera-frame points (P, 3) under x = c + f P_x / d, y = c - f P_y / d, d = distance - P_z."""
+    depth = distance - cam[:, 2]
+    jac = np.zeros((len(cam), 2, 3))
+    jac[:, 0, 0] = focal / depth
+    jac[:, 0, 2] = focal * cam[:, 0] / depth**2
+    jac[:, 1, 1] = -focal / depth
+    jac[:, 1, 2] = -focal * cam[:, 1] / depth**2
+    return jac
+
+
+def _rotation_jacobian(dproj: np.ndarray, rotated: np.ndarray) -> np.ndarray:
+    """(P, 2, 3) derivative of the projection wrt a small rotation applied on the left (dP = -[R v]x dr)."""
+    x, y, z = rotated[:, 0], rotated[:, 1], rotated[:, 2]
+    zero = np.zeros_like(x)
+    skew = np.stack([np.stack([zero, -z, y], 1), np.stack([z, zero, -x], 1), np.stack([-y, x, zero], 1)], 1)
+    return np.einsum("lij,ljk->lik", dproj, -skew)
+
+
 class FrameFitter:
-    """Head pose + expression weights of one face from its 68 crop landmarks, the identity held fixed.
+    """Head pose + expression weights of one face from its tracked 2D points (crop pixels), identity fixed.
 
     Gauss-Newton on pose and weights together (weights bounded, Gaussian prior as in `msma.fit`), started from
-    PnP on a stretch's first frame and from the previous frame after that. It only touches the 68 landmark
-    vertices, so a frame costs about a millisecond.
+    PnP on a stretch's first frame and from the previous frame after that. It only touches the vertices under the
+    points (``points``: mediapipe's 468 mesh points on calibrated vertices, else the 68 iBUG landmarks), so a
+    frame costs a few milliseconds.
     """
 
-    def __init__(self, model, identity: np.ndarray, settings: TrackSettings | None = None) -> None:
-        import torch
-
+    def __init__(self, model, identity: np.ndarray, settings: TrackSettings | None = None,
+                 points: PointSet | None = None) -> None:
         self.settings = settings or TrackSettings()
         s = self.settings
-        index = model.landmarks68.cpu().numpy()
-        flat = (index[:, None] * 3 + np.arange(3)).reshape(-1)
+        self.points = points or PointSet.ibug68(model, s)
+        mean, id_basis, self.expression_basis = _bases(model, self.points.vertices)
         identity = np.asarray(identity, np.float64).reshape(model.n_identity)
-        with torch.no_grad():
-            id_basis = model.identity_basis[:, flat].cpu().double().numpy()
-            self.expression_basis = model.expression_basis[:, flat].cpu().double().numpy().reshape(-1, len(index), 3)
-            self.base = model.mean[index].cpu().double().numpy() + (identity @ id_basis).reshape(len(index), 3)
+        self.base = mean + np.tensordot(identity, id_basis, axes=1)
         self.n = len(self.expression_basis)
         cam = model.camera
         self.focal, self.centre, self.distance = float(cam.focal), float(cam.center), float(cam.distance)
         self.camera_matrix = np.array([[cam.focal, 0, cam.center], [0, cam.focal, cam.center], [0, 0, 1]], float)
-        sigma = np.full(len(index), s.landmark_sigma_px)
-        sigma[:17] *= s.jaw_sigma_scale
+        sigma = self.points.sigma_px
         self.row_weight = np.concatenate([1.0 / sigma, 1.0 / sigma])
         lo, hi = model.expression_range if model.expression_range is not None else (-np.inf, np.inf)
         self.lower, self.upper = np.full(self.n, float(lo)), np.full(self.n, float(hi))
         self.prior = s.expression_prior * np.eye(self.n)
+        self.l1 = s.expression_l1 * np.ones(self.n)
         self.damping = 1e-4  # Levenberg term on the pose block, relative to its mean curvature
 
     def vertices(self, weights: np.ndarray) -> np.ndarray:
@@ -257,27 +331,17 @@ class FrameFitter:
         Alternating pose and expression solves zig-zag (jaw opening and head pitch trade off), so both are
         linearised together: x = c + f P_x / d, y = c - f P_y / d with P = R V(w) + t and d = distance - P_z.
         """
-        rotated_v = self.vertices(weights) @ rotation.T  # (68, 3) R V
+        import cv2
+
+        rotated_v = self.vertices(weights) @ rotation.T
         cam = rotated_v + translation
+        dproj = _projection_jacobian(cam, self.focal, self.distance)
+        j_w = np.einsum("lij,klj->lik", dproj, self.expression_basis @ rotation.T)  # (P, 2, K)
+        jac = np.concatenate([_rotation_jacobian(dproj, rotated_v), dproj, j_w], axis=2)  # (P, 2, 6 + K)
+        design = np.concatenate([jac[:, 0], jac[:, 1]]) * self.row_weight[:, None]
         depth = self.distance - cam[:, 2]
-        f = self.focal
-        # d(x, y) / dP, per landmark: (68, 2, 3)
-        dproj = np.zeros((len(cam), 2, 3))
-        dproj[:, 0, 0] = f / depth
-        dproj[:, 0, 2] = f * cam[:, 0] / depth**2
-        dproj[:, 1, 1] = -f / depth
-        dproj[:, 1, 2] = -f * cam[:, 1] / depth**2
-        # dP / d(rotation increment) = -[R V]x  (left-multiplied small rotation)
-        x, y, z = rotated_v[:, 0], rotated_v[:, 1], rotated_v[:, 2]
-        zero = np.zeros_like(x)
-        skew = np.stack([np.stack([zero, -z, y], 1), np.stack([z, zero, -x], 1), np.stack([-y, x, zero], 1)], 1)
-        j_rot = np.einsum("lij,ljk->lik", dproj, -skew)  # (68, 2, 3)
-        j_trans = dproj  # dP/dt = I
-        rotated_e = self.expression_basis @ rotation.T  # (K, 68, 3)
-        j_w = np.einsum("lij,klj->lik", dproj, rotated_e)  # (68, 2, K)
-        jac = np.concatenate([j_rot, j_trans, j_w], axis=2)  # (68, 2, 6 + K)
-        design = np.concatenate([jac[:, 0], jac[:, 1]]) * self.row_weight[:, None]  # (136, 6 + K) x rows then y
-        projected = np.concatenate([self.centre + f * cam[:, 0] / depth, self.centre - f * cam[:, 1] / depth])
+        projected = np.concatenate([self.centre + self.focal * cam[:, 0] / depth,
+                                    self.centre - self.focal * cam[:, 1] / depth])
         current = np.concatenate([np.zeros(6), weights])
         rhs = (np.concatenate([target[:, 0], target[:, 1]]) - projected) * self.row_weight + design @ current
         hessian = design.T @ design
@@ -285,9 +349,9 @@ class FrameFitter:
         hessian[:6, :6] += self.damping * np.eye(6) * max(np.trace(hessian[:6, :6]) / 6, 1e-9)
         lower = np.concatenate([np.full(6, -np.inf), self.lower])
         upper = np.concatenate([np.full(6, np.inf), self.upper])
-        z = box_qp(hessian, design.T @ rhs, lower, upper, start=current)
-        import cv2
-
+        gradient = design.T @ rhs
+        gradient[6:] -= self.l1
+        z = box_qp(hessian, gradient, lower, upper, start=current)
         rotation = cv2.Rodrigues(z[:3].reshape(3, 1))[0] @ rotation
         return rotation, translation + z[3:6], z[6:]
 
@@ -314,6 +378,76 @@ def fit_frame(fitter: FrameFitter, crop_landmarks: np.ndarray, previous: FrameSt
     return fitter.fit(crop_landmarks, previous)
 
 
+def fit_identity(model, targets: np.ndarray, points: PointSet, settings: TrackSettings | None = None,
+                 prior_identity: np.ndarray | None = None, iterations: int = 6) -> tuple[np.ndarray, list[FrameState]]:
+    """One identity shared by K keyframes (K, P, 2 crop pixels) with per-keyframe pose and expression.
+
+    Joint Gauss-Newton over identity (Gaussian prior around ``prior_identity``, e.g. the network's estimate),
+    every keyframe's pose and bounded weights; the same points and camera as `FrameFitter`.
+    """
+    import cv2
+
+    s = settings or TrackSettings()
+    targets = np.asarray(targets, np.float64)
+    k_frames, n_id, n_exp = len(targets), model.n_identity, model.n_expression
+    prior_identity = np.zeros(n_id) if prior_identity is None else np.asarray(prior_identity, np.float64)
+    identity = prior_identity.copy()
+    mean, id_basis, exp_basis = _bases(model, points.vertices)
+    states = [FrameFitter(model, identity, s, points).fit(t) for t in targets]
+    fitter = FrameFitter(model, identity, s, points)
+    row_weight = fitter.row_weight
+    block = 6 + n_exp
+    n_vars = n_id + k_frames * block
+    lower = np.full(n_vars, -np.inf)
+    upper = np.full(n_vars, np.inf)
+    for k in range(k_frames):
+        lower[n_id + k * block + 6 : n_id + (k + 1) * block] = fitter.lower
+        upper[n_id + k * block + 6 : n_id + (k + 1) * block] = fitter.upper
+    for _ in range(iterations):
+        rows, rhs_all = [], []
+        current = np.zeros(n_vars)
+        current[:n_id] = identity
+        for k, (target, state) in enumerate(zip(targets, states)):
+            rotation = _rotation(state.angles)
+            verts = mean + np.tensordot(identity, id_basis, axes=1) + np.tensordot(state.weights, exp_basis, axes=1)
+            rotated_v = verts @ rotation.T
+            cam = rotated_v + state.translation
+            dproj = _projection_jacobian(cam, fitter.focal, fitter.distance)
+            j_id = np.einsum("lij,nlj->lin", dproj, id_basis @ rotation.T)
+            j_w = np.einsum("lij,klj->lik", dproj, exp_basis @ rotation.T)
+            design = np.zeros((2 * len(points.vertices), n_vars))
+            local = np.concatenate([_rotation_jacobian(dproj, rotated_v), dproj, j_w], axis=2)
+            design[:, :n_id] = np.concatenate([j_id[:, 0], j_id[:, 1]])
+            design[:, n_id + k * block : n_id + (k + 1) * block] = np.concatenate([local[:, 0], local[:, 1]])
+            design *= row_weight[:, None]
+            current[n_id + k * block + 6 : n_id + (k + 1) * block] = state.weights
+            depth = fitter.distance - cam[:, 2]
+            projected = np.concatenate([fitter.centre + fitter.focal * cam[:, 0] / depth,
+                                        fitter.centre - fitter.focal * cam[:, 1] / depth])
+            rows.append(design)
+            rhs_all.append((np.concatenate([target[:, 0], target[:, 1]]) - projected) * row_weight)
+        design = np.concatenate(rows)
+        rhs = np.concatenate(rhs_all) + design @ current
+        hessian = design.T @ design
+        gradient = design.T @ rhs
+        hessian[:n_id, :n_id] += s.identity_prior * np.eye(n_id)
+        gradient[:n_id] += s.identity_prior * prior_identity
+        for k in range(k_frames):
+            pose = slice(n_id + k * block, n_id + k * block + 6)
+            weights = slice(n_id + k * block + 6, n_id + (k + 1) * block)
+            hessian[weights, weights] += fitter.prior
+            gradient[weights] -= fitter.l1
+            hessian[pose, pose] += fitter.damping * np.eye(6) * max(np.trace(hessian[pose, pose]) / 6, 1e-9)
+        z = box_qp(hessian, gradient, lower, upper, start=current)
+        identity = z[:n_id]
+        for k, state in enumerate(states):
+            base = n_id + k * block
+            rotation = cv2.Rodrigues(z[base : base + 3].reshape(3, 1))[0] @ _rotation(state.angles)
+            states[k] = FrameState(_angles(rotation), state.translation + z[base + 3 : base + 6],
+                                   z[base + 6 : base + block])
+    return identity, states
+
+
 # --------------------------------------------------------------------------------------------------------------
 # gaze
 # --------------------------------------------------------------------------------------------------------------
@@ -321,6 +455,7 @@ def fit_frame(fitter: FrameFitter, crop_landmarks: np.ndarray, previous: FrameSt
 class EyeModel:
     centres: np.ndarray  # (2, 3) eyeball centres (face's left, right), model frame
     radius: np.ndarray  # (2,) radius of the visible front of each eyeball (where the iris is)
+    rest: np.ndarray  # (2, 2) (yaw, pitch) of each eye's rest direction in the head frame
 
     @classmethod
     def from_model(cls, model, identity: np.ndarray) -> EyeModel | None:
@@ -334,7 +469,7 @@ class EyeModel:
         with torch.no_grad():
             neutral = model(torch.as_tensor(np.asarray(identity, np.float32))[None],
                             torch.zeros(1, model.n_expression))[0].numpy().astype(np.float64)
-        centres, radii = [], []
+        centres, radii, rest = [], [], []
         for eye in eyes:
             centre, _ = sphere_fit(neutral[eye])
             offset = neutral[eye] - centre
@@ -342,11 +477,23 @@ class EyeModel:
             front = offset[:, 2] > 0.9 * distance  # the cornea / iris cap
             centres.append(centre)
             radii.append(float(distance[front].mean() if front.any() else distance.max()))
-        return cls(np.array(centres), np.array(radii))
+            rest.append((0.0, 0.0))  # looking along the head's +z (the mesh's pupil axis turns 3.6 deg outward)
+        return cls(np.array(centres), np.array(radii), np.array(rest))
 
-    def gaze(self, fitter: FrameFitter, state: FrameState, iris_crop: np.ndarray) -> np.ndarray:
-        """(2, 2) (yaw, pitch) of each eye in the head frame from the iris centres (2, 2) in crop pixels."""
+    def gaze(self, fitter: FrameFitter, state: FrameState, iris_crop: np.ndarray,
+             head_angles: np.ndarray | None = None, observed: np.ndarray | None = None) -> np.ndarray:
+        """(2, 2) (yaw, pitch) of each eye in the head frame, relative to its rest axis, from the iris centres
+        (2, 2) in crop pixels: each iris centre's camera ray meets the fitted eyeball sphere. ``head_angles``
+        (default: the fit's) give the head frame the gaze is expressed in. With ``observed`` (the frame's points,
+        crop pixels) the iris is first moved by the fit's local error at that eye's two corners, so the gaze is
+        read relative to the eye corners seen in the image, not to where the whole-face fit put the eye."""
         rotation = _rotation(state.angles)
+        head = rotation if head_angles is None else _rotation(head_angles)
+        iris_crop = np.array(iris_crop, np.float64)
+        if observed is not None and fitter.points.name == "mediapipe468":
+            fitted = fitter.project(fitter.vertices(state.weights), state.angles, state.translation)
+            for e, corners in enumerate(EYE_CORNERS):
+                iris_crop[e] -= (observed[list(corners)] - fitted[list(corners)]).mean(0)
         origin = np.array([0.0, 0.0, fitter.distance])
         out = np.zeros((2, 2))
         for e in range(2):
@@ -359,10 +506,10 @@ class EyeModel:
             disc = b * b - float(oc @ oc) + self.radius[e] ** 2
             s = -b - math.sqrt(disc) if disc >= 0 else -b  # nearest hit, else the closest approach
             point = origin + s * direction
-            g = rotation.T @ (point - centre)
+            g = head.T @ (point - centre)
             g /= max(np.linalg.norm(g), 1e-12)
             out[e] = (math.atan2(g[0], g[2]), math.atan2(g[1], math.hypot(g[0], g[2])))
-        return out
+        return out - self.rest
 
 
 def gaze_to_eye_look(gaze: np.ndarray, full_deg: tuple[float, float, float] = EYE_LOOK_FULL_DEG) -> dict[str, float]:
@@ -439,6 +586,7 @@ class _Keyframe:
     frame: int
     crop: np.ndarray  # (224, 224, 3) aligned crop
     crop_landmarks: np.ndarray  # (68, 2)
+    crop_dense: np.ndarray  # (468, 2) mesh points in the crop
 
 
 class _KeyframePool:
@@ -479,6 +627,7 @@ class _KeyframePool:
 class _RawTrack:
     pool: _KeyframePool
     landmarks: dict[int, np.ndarray] = field(default_factory=dict)  # frame -> (68, 2)
+    dense: dict[int, np.ndarray] = field(default_factory=dict)  # frame -> (468, 2) float32 mesh points
     iris: dict[int, np.ndarray] = field(default_factory=dict)  # frame -> (2, 2)
     box: np.ndarray | None = None
     last_frame: int = -1
@@ -604,7 +753,7 @@ class FaceTracker:
         s = self.settings
         candidates = []
         for dense in faces:
-            lm = mesh_to_68(dense)
+            lm = mesh_to_68(dense, contour=False)  # fixed surface points, like the mesh itself
             box = box_from_points(lm)
             area = float((box[2] - box[0]) * (box[3] - box[1]))
             if area <= 1:
@@ -636,18 +785,20 @@ class FaceTracker:
         for t, (area, lm, dense, box) in matches:
             track = tracks[t]
             track.landmarks[index] = lm
+            track.dense[index] = dense[:468].astype(np.float32)
             track.iris[index] = self._iris(dense, lm)
             track.box, track.last_frame = box, index
             track.area += area
             score = frontal_score(lm)
 
-            def make(lm=lm, score=score) -> _Keyframe:
+            def make(lm=lm, score=score, dense=dense) -> _Keyframe:
                 import cv2
 
                 matrix = estimate_transform(five_points_from_68(lm), template)
                 crop = cv2.warpAffine(image, matrix, (224, 224), flags=cv2.INTER_AREA if matrix[0, 0] < 1 else
                                       cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-                return _Keyframe(score, index, crop, transform_points(lm, matrix))
+                return _Keyframe(score, index, crop, transform_points(lm, matrix),
+                                 transform_points(dense[:468], matrix))
 
             track.pool.offer(time_s, index, score, make)
             if self.settings.texture:
@@ -662,14 +813,21 @@ class FaceTracker:
         swap = np.linalg.norm(b - left_eye) + np.linalg.norm(a - right_eye)
         return np.stack([a, b] if keep <= swap else [b, a])
 
-    def _identity(self, raw: _RawTrack, timings: dict[str, float]) -> tuple[np.ndarray, list[int]]:
+    def _identity(self, raw: _RawTrack, points: PointSet, timings: dict[str, float]):
+        """One identity from the keyframes: the network's estimate (when there are weights) as the prior, refined
+        by `fit_identity` on the same points the frames are fitted to (the 68-point `fit_landmarks` would put
+        ICT's landmark vertices under mediapipe's points, which sit elsewhere on the face)."""
         start = time.perf_counter()
+        rec = self.reconstructor
         keyframes = raw.pool.choose(self.settings.keyframes)
         crops = np.stack([k.crop for k in keyframes])
-        lms = np.stack([k.crop_landmarks for k in keyframes])
-        coeffs = self.reconstructor.estimate(crops, lms, shared_identity=True)
+        prior = None
+        if rec.network is not None:
+            prior = rec.predict(crops).identity.mean(0).detach().cpu().numpy().astype(np.float64)
+        targets = np.stack([k.crop_dense if points.name == "mediapipe468" else k.crop_landmarks for k in keyframes])
+        identity, _ = fit_identity(rec.model, targets, points, self.settings, prior_identity=prior)
         timings["identity"] += time.perf_counter() - start
-        return coeffs.identity[0].detach().cpu().numpy().astype(np.float64), [k.frame for k in keyframes]
+        return identity, [k.frame for k in keyframes]
 
     def _rig(self, raw: _RawTrack, identity: np.ndarray, timings: dict[str, float], messages: list[str]):
         from msma.export_rig import Rig
@@ -697,11 +855,14 @@ class FaceTracker:
         s = self.settings
         model = self.reconstructor.model
         template = self.reconstructor.template
-        identity, keyframes = self._identity(raw, timings)
+        points = PointSet.mediapipe(model, s) if s.dense else None
+        if points is None:
+            points = PointSet.ibug68(model, s)
+        identity, keyframes = self._identity(raw, points, timings)
         rig = self._rig(raw, identity, timings, messages)
         n, kn = len(times), model.n_expression
         names = list(model.expression_names)
-        fitter = FrameFitter(model, identity, s)
+        fitter = FrameFitter(model, identity, s, points)
         eyes = EyeModel.from_model(model, identity)
         valid = np.zeros(n, bool)
         landmarks = np.full((n, 68, 2), np.nan)
@@ -722,14 +883,16 @@ class FaceTracker:
                       leave=False):
             lm = raw.landmarks[i]
             matrix = estimate_transform(five_points_from_68(lm), template)
-            crop_lm = transform_points(lm, matrix)
-            state = fit_frame(fitter, crop_lm, previous if previous_frame == i - 1 else None)
+            observed = transform_points(raw.dense[i] if points.name == "mediapipe468" else lm, matrix)
+            state = fit_frame(fitter, observed, previous if previous_frame == i - 1 else None)
             valid[i], landmarks[i], iris[i], matrices[i] = True, lm, raw.iris[i], matrix
-            weights[i], angles[i], translation[i], residual[i] = (state.weights, state.angles, state.translation,
-                                                                  state.residual_px)
+            head = state.angles - points.pose_offset
+            weights[i], angles[i], translation[i], residual[i] = state.weights, head, state.translation, \
+                state.residual_px
             if eyes is not None:
                 closed = blink is not None and max(state.weights[blink[0]], state.weights[blink[1]]) > BLINK_HOLD
-                g = previous_gaze if closed else eyes.gaze(fitter, state, transform_points(raw.iris[i], matrix))
+                g = previous_gaze if closed else eyes.gaze(fitter, state, transform_points(raw.iris[i], matrix),
+                                                           head, observed)
                 gaze[i] = previous_gaze = g
             previous, previous_frame = state, i
         timings["fit"] += time.perf_counter() - start
@@ -755,7 +918,8 @@ class FaceTracker:
         if rig is not None:
             rig.weights = weights[np.flatnonzero(valid)[0]]
         return FaceTrack(k, valid, landmarks, iris, matrices, names, identity, weights_raw, weights, angles_raw,
-                         angles, translation, gaze_raw, gaze, residual, keyframes, model.camera, rig)
+                         angles, translation, gaze_raw, gaze, residual, keyframes, model.camera, rig,
+                         points.pose_offset.copy())
 
 
 def _apply_eye_look(weights: np.ndarray, gaze: np.ndarray, valid: np.ndarray, look_index: dict[str, int]) -> None:

@@ -197,7 +197,7 @@ def export_overlay_mp4(result, video_path: str | os.PathLike, path: str | os.Pat
                 if not f.valid[i]:
                     continue
                 verts = f.rig.posed_vertices(f.weights[i])
-                rotation = _rotation(f.angles[i])
+                rotation = _rotation(f.angles[i] + f.pose_offset)  # the pose that matches the image
                 cam = verts @ rotation.T + f.translation[i]
                 camera = f.camera
                 depth = camera.distance - cam[:, 2]

@@ -54,7 +54,7 @@ def test_overlay_and_exports(result, tmp_path: Path) -> None:
     import pygltflib
 
     gltf = pygltflib.GLTF2().load(str(files["glb"]))
-    face_mesh = next(m for m in gltf.meshes if m.name == "face")
+    face_mesh = gltf.meshes[next(n.mesh for n in gltf.nodes if n.name == "face")]
     assert len(face_mesh.primitives[0].targets) == 53 and "jawOpen" in face_mesh.extras["targetNames"]
     assert np.allclose(face_mesh.weights, list(result[0].blendshapes.values()), atol=1e-6)
     rig = result[0].rig()

@@ -64,7 +64,7 @@ def test_rigged_glb_round_trip(rig, tmp_path):
     path = export_rigged_glb(rig, tmp_path / "face.glb")
     gltf, blob = load(path)
     assert struct.unpack("<4sII", path.read_bytes()[:12])[0] == b"glTF"
-    face_mesh = next(m for m in gltf.meshes if m.name == "face")
+    face_mesh = gltf.meshes[next(n.mesh for n in gltf.nodes if n.name == "face")]
     names = face_mesh.extras["targetNames"]
     assert len(names) == 53 and "jawOpen" in names and "eyeBlinkLeft" in names and "browInnerUpRight" in names
     assert np.allclose(face_mesh.weights, rig.weights)

@@ -46,7 +46,7 @@ def test_frame_fitter_recovers_pose_and_expression(ict, identity):
     weights[names.index("eyeBlink_R")] = 0.8
     angles = np.radians([8.0, -20.0, 5.0])
     target = project(ict, identity, weights, angles, (0.1, -0.2, 0.5))
-    fitter = FrameFitter(ict, identity, TrackSettings(fit_iterations=3, expression_prior=1.0))
+    fitter = FrameFitter(ict, identity, TrackSettings(fit_iterations=3, expression_prior=1.0, expression_l1=0.0))
     state = fitter.fit(target)
     assert np.degrees(np.abs(state.angles - angles)).max() < 1.0
     assert state.residual_px < 0.3
@@ -70,6 +70,8 @@ def test_gaze_from_iris_pixels(ict, identity):
     iris = []
     for e in range(2):
         yaw, pitch = want[e]
+        direction = np.array([np.sin(yaw) * np.cos(pitch), np.sin(pitch), np.cos(yaw) * np.cos(pitch)])
+        yaw, pitch = yaw + eyes.rest[e, 0], pitch + eyes.rest[e, 1]  # gaze is relative to the rest axis
         direction = np.array([np.sin(yaw) * np.cos(pitch), np.sin(pitch), np.cos(yaw) * np.cos(pitch)])
         point = rotation @ (eyes.centres[e] + eyes.radius[e] * direction)
         iris.append(fitter.project(point[None], np.zeros(3), np.zeros(3))[0])
