@@ -27,7 +27,7 @@ from sfm_3d import SPLIT_SEEDS, VIEWS, load_textures, score_ict  # noqa: E402
 from sfm_faces import SurreyModel, render_face  # noqa: E402
 
 from msma.face_model import MODEL_UNITS_TO_MM  # noqa: E402
-from msma.fit import LandmarkFitSettings  # noqa: E402
+from msma.fit import LandmarkFitSettings, PhotometricSettings  # noqa: E402
 
 GRID: dict[str, dict] = {
     "defaults": {},
@@ -53,6 +53,10 @@ GRID: dict[str, dict] = {
     "identity prior 3, depth 1000": {"identity_prior": 3.0, "depth_prior": 1000.0},
     "identity prior 10, depth 300": {"identity_prior": 10.0, "depth_prior": 300.0},
     "identity prior 30, depth 300": {"identity_prior": 30.0, "depth_prior": 300.0},
+    # photometric refinement of shape after the landmark fit (msma.fit.PhotometricSettings), face + skin mask
+    "photometric shape refinement": {"photometric": {"refine_shape": True}},
+    "photometric shape refinement, whole head, no skin mask": {
+        "photometric": {"refine_shape": True, "face_region_only": False, "skin_colour_tolerance": 10.0}},
     "identity prior 3, depth 300, jaw sigma x5": {"identity_prior": 3.0, "depth_prior": 300.0, "jaw_sigma_scale": 5.0},
     "no 68 rows with dense": {"dense_landmark68_weight": 1e-3},
     "no L1 expression": {"expression_l1": 0.0},
@@ -94,12 +98,17 @@ def main() -> int:
     grid = {k: v for k, v in GRID.items() if args.only is None or k in args.only.split(";")}
     rec = Reconstructor(method="fitting", photometric=False)
     model = rec.model
+    plain = rec
     extra = {"ict_faces": model.triangles.cpu().numpy()[model.skin_triangles.cpu().numpy()],
              "ict_region": model.face_vertices.cpu().numpy()}
     mean_mm = model.mean.cpu().numpy().astype(np.float64) * MODEL_UNITS_TO_MM
     rows = {"mean face": {"mean_mm": float(np.mean([score_ict(model, mean_mm, {**c["gt"], **extra}, sfm)["mean_mm"]
                                                     for c in cases]))}}
     for name, change in grid.items():
+        change = dict(change)
+        photometric = change.pop("photometric", None)
+        rec = plain if photometric is None else Reconstructor(
+            method="fitting", face_model=model, photometric_settings=PhotometricSettings(**photometric))
         rec.landmark_settings = dataclasses.replace(LandmarkFitSettings(), **change)
         errors, weights, views = [], [], {}
         for c in tqdm(cases, desc=name):
@@ -108,7 +117,7 @@ def main() -> int:
                                     sfm)["mean_mm"])
             weights.append(max(face.blendshapes.values()))
             views.setdefault(c["view"], []).append(errors[-1])
-        rows[name] = {"change": change, "mean_mm": float(np.mean(errors)),
+        rows[name] = {"change": GRID[name], "mean_mm": float(np.mean(errors)),
                       "max_expression_weight_mean": float(np.mean(weights)),
                       "per_view": {v: float(np.mean(e)) for v, e in views.items()}}
         print(name, rows[name], flush=True)

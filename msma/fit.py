@@ -82,6 +82,8 @@ class PhotometricSettings:
     # Shape, expression and pose from the photometric loss made shapes worse on the SFM benchmark
     # (benchmarks/results/sfm_3d_*.md): by default it only estimates albedo and lighting.
     refine_shape: bool = False
+    face_region_only: bool = True  # loss on the front face only (no scalp, ears, neck, eyeballs, mouth interior)
+    skin_colour_tolerance: float = 0.06  # photo pixels whose chromaticity is farther from the face's median are out
 
 
 class ContourTracker:
@@ -515,6 +517,10 @@ def _refine_photometric(
     weights = landmark_weights(nose_mouth_weight=20.0, device=device)
     reg = RegularizerWeights()
     skin_faces = model.triangles[model.skin_triangles]
+    if settings.face_region_only:
+        in_face = torch.zeros(model.n_vertices, dtype=torch.bool, device=device)
+        in_face[model.face_vertices] = True
+        skin_faces = skin_faces[in_face[skin_faces].all(1)]
     size = settings.resolution
     if tuple(renderer.image_size) != (size, size):
         raise ValueError(f"renderer image_size {renderer.image_size} != photometric resolution {size}")
@@ -525,6 +531,7 @@ def _refine_photometric(
     scale = size / model.camera.image_size
     to_pixels = torch.tensor([scale, scale, 1.0], device=device)
     face_index = None
+    skin = None  # (B, H, W) photo pixels of skin colour, from the first render's footprint
 
     def current() -> Coefficients:
         values = dict(params)
@@ -543,7 +550,9 @@ def _refine_photometric(
         fragments = renderer.fragments_from_face_index(screen, skin_faces, face_index)  # differentiable bary
         out = renderer.render_colors(screen, skin_faces, geometry.colors, fragments=fragments)
         residual = ((out.image - images) ** 2).sum(-1)  # (B, H, W)
-        mask = out.mask
+        if skin is None:
+            skin = _skin_colour_mask(images, out.mask, settings.skin_colour_tolerance)
+        mask = out.mask & skin
         if settings.trim_fraction > 0 and mask.any():
             with torch.no_grad():
                 threshold = torch.quantile(residual[mask], 1.0 - settings.trim_fraction)
@@ -555,6 +564,24 @@ def _refine_photometric(
         loss.backward()
         optimiser.step()
     return current().detach()
+
+
+def _skin_colour_mask(images: torch.Tensor, footprint: torch.Tensor, tolerance: float) -> torch.Tensor:
+    """(B, H, W) bool: pixels whose chromaticity is within ``tolerance`` of the median inside the face footprint and
+    whose brightness is not far from it (hair, beard, glasses, background and occluders drop out)."""
+    with torch.no_grad():
+        brightness = images.sum(-1, keepdim=True).clamp_min(1e-3)
+        chroma = images / brightness
+        out = torch.zeros_like(footprint)
+        for b in range(images.shape[0]):
+            if not footprint[b].any():
+                continue
+            centre = chroma[b][footprint[b]].median(0).values
+            level = brightness[b][footprint[b]].median()
+            close = (chroma[b] - centre).norm(dim=-1) < tolerance
+            lit = (brightness[b, ..., 0] > 0.3 * level) & (brightness[b, ..., 0] < 2.5 * level)
+            out[b] = close & lit
+        return out
 
 
 def _landmark_term(predicted: torch.Tensor, target: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
