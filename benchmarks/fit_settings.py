@@ -90,6 +90,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subjects", type=int, default=8)
     parser.add_argument("--only", default=None, help="grid names separated by ;")
+    parser.add_argument("--name", default="fit_settings_dev", help="result file stem")
     parser.add_argument("--distance-mm", type=float, default=600.0, help="render camera distance")
     args = parser.parse_args()
     from msma.api import Reconstructor
@@ -122,7 +123,7 @@ def main() -> int:
                       "per_view": {v: float(np.mean(e)) for v, e in views.items()}}
         print(name, rows[name], flush=True)
     out = ROOT / "benchmarks" / "results"
-    (out / "fit_settings_dev.json").write_text(json.dumps({"n_cases": len(cases), "rows": rows}, indent=1))
+    (out / f"{args.name}.json").write_text(json.dumps({"n_cases": len(cases), "rows": rows}, indent=1))
     lines = ["# Landmark-fit settings on the SFM dev split (seed 1) — produced by benchmarks/fit_settings.py", "",
              f"{len(cases)} renders. Dev data only; the reported benchmark uses the test split.", "",
              "| setting | NoW mean mm | vs mean face | mean of the largest expression weight (neutral faces) |",
@@ -131,7 +132,7 @@ def main() -> int:
     for name, r in rows.items():
         lines.append(f"| {name} | {r['mean_mm']:.3f} | {r['mean_mm'] / base:.3f} | "
                      f"{r.get('max_expression_weight_mean', 0):.3f} |")
-    (out / "fit_settings_dev.md").write_text("\n".join(lines) + "\n")
+    (out / f"{args.name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 
