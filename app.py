@@ -16,6 +16,7 @@ import os
 import sys
 from pathlib import Path
 
+from annotate.login import MIN_PASSWORD_LENGTH, LoginThrottle, password_check
 from msma import app_handlers as H
 
 GPU, GPU_INFO = H.gpu_decorator(duration=60)  # spaces.GPU on ZeroGPU Spaces only (imports `spaces` before torch)
@@ -23,6 +24,7 @@ GPU, GPU_INFO = H.gpu_decorator(duration=60)  # spaces.GPU on ZeroGPU Spaces onl
 import gradio as gr  # noqa: E402 - after `spaces`; module level so handler annotations (gr.SelectData) resolve
 
 log = logging.getLogger("msma.app")
+PRIVATE = {"api_name": False, "api_visibility": "private"}  # UI-only events: not in the API page or client libraries
 
 
 # ------------------------------------------------------------------------------------------------------ CLI
@@ -76,8 +78,28 @@ def auth_pairs(args: argparse.Namespace) -> list[tuple[str, str]]:
         user, sep, password = entry.strip().partition(":")
         if not sep or not user or not password:
             raise SystemExit(f"--auth expects USER:PASSWORD, got {entry!r}")
+        if len(password) < MIN_PASSWORD_LENGTH:
+            raise SystemExit(f"--auth: the password of {user!r} is shorter than {MIN_PASSWORD_LENGTH} characters")
         pairs.append((user, password))
     return pairs
+
+
+def login_kwargs(args: argparse.Namespace, pairs: list[tuple[str, str]]) -> dict:
+    """``launch()`` keyword arguments for the login. One source of truth for users and roles: when the annotation
+    store has users, its accounts are the login (and their roles apply in the Annotate / Review tabs), and
+    ``--auth`` pairs are refused; otherwise the ``--auth`` pairs, if any. Both are throttled (annotate.login)."""
+    store = _annotation_store(args)
+    if store is not None and store.list_users():
+        if pairs:
+            raise SystemExit(f"the annotation store {store.db_path} has its own users, so --auth / --auth-file / "
+                             "MSMA_APP_AUTH cannot add more: log in with the store's accounts and manage them with "
+                             f"`python -m annotate users add NAME --role labeler -d {store.root}`")
+        from annotate.ui import launch_kwargs
+
+        return launch_kwargs(store)
+    if pairs:
+        return {"auth": LoginThrottle(password_check(dict(pairs))).check, "auth_message": "MSMA: please log in"}
+    return {}
 
 
 # ------------------------------------------------------------------------------------------------------ UI
@@ -164,9 +186,10 @@ def build_demo(models: H.AppModels, args: argparse.Namespace | None = None) -> g
                 @GPU
                 @ui
                 def on_reconstruct(value, method_key, tex, photo_refine, session):
-                    if value is None:
+                    upload = H.client_upload(value)
+                    if upload is None:
                         return None, "", None, 1
-                    res = H.reconstruct(models, value, method_key, tex, photo_refine, session=session)
+                    res = H.reconstruct(models, upload, method_key, tex, photo_refine, session=session)
                     warn(res.warnings)
                     return res.glb, res.status, res.session, res.session.selected + 1
 
@@ -196,21 +219,20 @@ def build_demo(models: H.AppModels, args: argparse.Namespace | None = None) -> g
                     values = H.slider_values(session)
                     return [H.repose(models, session, values[:n_expr], values[n_expr:]), *values]
 
+                # One endpoint for both triggers: the only handlers that read a client's file are the three public
+                # API endpoints, each through H.client_upload; the UI-only events below are private.
                 inputs = [photo, method, texture, photometric, state]
-                for trigger, api_name in ((photo.change, False), (run.click, "reconstruct")):
-                    trigger(on_reconstruct, inputs, first_out, preprocess=False, api_name=api_name,
-                            concurrency_id="heavy").success(
-                        on_details, [state, wireframe], detail_out, api_name=False)
-                face_no.submit(on_select_number, [face_no, state], first_out, api_name=False,
-                               concurrency_id="heavy").success(
-                    on_details, [state, wireframe], detail_out, api_name=False)
-                gallery.select(on_select_gallery, [state], first_out, api_name=False, concurrency_id="heavy").success(
-                    on_details, [state, wireframe], detail_out, api_name=False)
-                wireframe.change(on_details, [state, wireframe], detail_out, api_name=False)
+                gr.on([photo.change, run.click], on_reconstruct, inputs, first_out, preprocess=False,
+                      api_name="reconstruct", concurrency_id="heavy").success(
+                    on_details, [state, wireframe], detail_out, **PRIVATE)
+                face_no.submit(on_select_number, [face_no, state], first_out, concurrency_id="heavy",
+                               **PRIVATE).success(on_details, [state, wireframe], detail_out, **PRIVATE)
+                gallery.select(on_select_gallery, [state], first_out, concurrency_id="heavy", **PRIVATE).success(
+                    on_details, [state, wireframe], detail_out, **PRIVATE)
+                wireframe.change(on_details, [state, wireframe], detail_out, **PRIVATE)
                 for slider in expr + ident:
-                    slider.release(on_repose, [state, *expr, *ident], [viewer], api_name=False,
-                                   show_progress="minimal")
-                reset.click(on_reset, [state], [viewer, *expr, *ident], api_name=False)
+                    slider.release(on_repose, [state, *expr, *ident], [viewer], show_progress="minimal", **PRIVATE)
+                reset.click(on_reset, [state], [viewer, *expr, *ident], **PRIVATE)
 
             # ------------------------------------------------------------------------------ Compare
             with gr.Tab("Compare", id="compare"):
@@ -239,7 +261,7 @@ def build_demo(models: H.AppModels, args: argparse.Namespace | None = None) -> g
                 @GPU
                 @ui
                 def on_compare(value, a, b, refine):
-                    res = H.compare_methods(models, value, a, b, photometric=refine)
+                    res = H.compare_methods(models, H.client_upload(value), a, b, photometric=refine)
                     warn(res.warnings)
                     return res.glb_a, res.glb_b, res.overlay_a, res.overlay_b, (res.overlay_a, res.overlay_b), \
                         res.summary
@@ -264,7 +286,8 @@ def build_demo(models: H.AppModels, args: argparse.Namespace | None = None) -> g
                 @GPU
                 @ui
                 def on_identity(a, b, method_key):
-                    res = H.compare_identities(models, a, b, method_key)
+                    res = H.compare_identities(models, H.client_upload(a, what="photo A"),
+                                               H.client_upload(b, what="photo B"), method_key)
                     warn(res.warnings)
                     return res.glb_a, res.glb_b, res.heatmap, res.summary
 
@@ -304,35 +327,36 @@ def _annotation_tabs(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    auth = auth_pairs(args)
+    login = login_kwargs(args, auth_pairs(args))  # before the models load: a bad login setup fails at once
     models = H.AppModels.load(weights=args.weights, ablation_weights=args.ablation_weights, detector=args.detector,
                               device=args.device, max_side=args.max_side, gpu=GPU_INFO)
     for key, value in models.describe().items():
         log.info("%-16s %s", key, value)
     if not args.no_warmup:
         log.info("warm-up reconstruction: %.1f s", models.warmup())
-    demo = build_demo(models, args)
+    serve(build_demo(models, args), args, login)
+
+
+def serve(demo: gr.Blocks, args: argparse.Namespace, login: dict, **extra):
+    """Queue and launch ``demo`` with the app's server settings (tests pass ``prevent_thread_lock=True``)."""
     demo.queue(default_concurrency_limit=max(1, args.concurrency), max_size=args.max_queue)
-    launch = {}
-    if not auth:
-        launch = _annotation_login(args)
-    else:
-        launch = {"auth": auth, "auth_message": "MSMA: please log in"}
     log.info("serving on %s:%s (concurrency %d, queue %d, max upload %s, login %s)", args.host, args.port,
-             args.concurrency, args.max_queue, args.max_file_size, "on" if launch.get("auth") else "off")
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size=args.max_file_size,
-                show_error=False, state_session_capacity=500, footer_links=["api", "settings"], **launch)
+             args.concurrency, args.max_queue, args.max_file_size, "on" if login.get("auth") else "off")
+    # show_error: every handler turns its own failures into a short gr.Error (see `ui`), so what else reaches the
+    # client is Gradio's refusal of a payload (e.g. a file path it did not upload), which should not be blank.
+    return demo.launch(server_name=args.host, server_port=args.port, share=args.share,
+                       max_file_size=args.max_file_size, show_error=True, state_session_capacity=500,
+                       footer_links=["api", "settings"], **login, **extra)
 
 
-def _annotation_login(args: argparse.Namespace) -> dict:
-    """The annotation store's users as the login when it has any (its writes need a logged-in user)."""
+def _annotation_store(args: argparse.Namespace):
+    """The annotation project's store, or None when there is none at --annotate-dir."""
+    from annotate.store import Store
+
     try:
-        from annotate.store import Store
-        from annotate.ui import launch_kwargs
-
-        return launch_kwargs(Store(args.annotate_dir))
-    except (ImportError, FileNotFoundError):
-        return {}
+        return Store(args.annotate_dir)
+    except FileNotFoundError:
+        return None
 
 
 if __name__ == "__main__":

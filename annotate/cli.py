@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import os
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -37,6 +38,10 @@ def cmd_import(args: argparse.Namespace) -> int:
     if report.prelabel_seconds:
         print(f"pre-labelling took {report.prelabel_seconds:.1f} s "
               f"({report.prelabel_seconds / max(report.images_prelabelled, 1) * 1000:.0f} ms per image)")
+    if not report.added and not report.duplicates:
+        why = "every image was unreadable" if report.unreadable else "no image found"
+        print(f"error: nothing imported from {args.source} ({why})", file=sys.stderr)
+        return 2
     return 0 if not report.errors and not report.refused else 2
 
 
@@ -67,8 +72,14 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     store = _store(args)
     statuses = parse_statuses(args.status)
-    report = export_project(store, args.out, args.format, project=args.project, statuses=statuses,
-                            copy_images=not args.no_images)
+    try:
+        report = export_project(store, args.out, args.format, project=args.project, statuses=statuses,
+                                copy_images=not args.no_images)
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"error: the export to {args.out} failed: {exc.strerror or exc}{where}; no partial file was left "
+              "under a final name", file=sys.stderr)
+        return 2
     print(report.summary())
     if args.push_to_hub:
         if args.format != "hf":
@@ -236,6 +247,13 @@ def main(argv: list[str] | None = None) -> int:
         args.project_dir = str(Path(args.project_dir))
     try:
         return args.func(args)
-    except (StoreError, FileNotFoundError, ValueError) as exc:
+    except (StoreError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except sqlite3.Error as exc:
+        print(f"error: the project database failed: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # disk full, permissions, missing files: a plain line, not a traceback
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)
         return 2

@@ -2,18 +2,31 @@
 
 Images are hard-linked (or copied) next to the labels under their original relative names, so an export folder can
 be imported again as-is (``python -m annotate import EXPORT_DIR``) and reproduces the same annotations.
+
+Every file is written under a temporary name and renamed into place, so a killed or failed export (disk full)
+never leaves a truncated file: each photo / ``.pts`` is complete or absent, and the index of an export (the dlib
+XML, the COCO JSON, ``dataset_dict.json``) appears only after everything it refers to is in place.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from annotate.formats import FaceLabel, ImageLabels, to_hf_dataset, write_coco, write_dlib_xml, write_pts
+from annotate.formats import (
+    FaceLabel,
+    ImageLabels,
+    temp_name,
+    to_hf_dataset,
+    write_coco,
+    write_dlib_xml,
+    write_pts,
+)
 from annotate.importer import safe_name
 from annotate.store import ImageRecord, Store
 
@@ -58,13 +71,46 @@ def collect(store: Store, project: Any = None, statuses: Sequence[str] | None = 
 
 def _place_image(store: Store, rec: ImageRecord, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
-    if target.exists():
-        target.unlink()
     src = store.image_path(rec)
+    if target.exists() and os.path.samefile(src, target):
+        return  # already this photo (a hard link from an earlier export); renaming a link onto it is a no-op
+    tmp = temp_name(target)
     try:
-        os.link(src, target)
-    except OSError:
-        shutil.copyfile(src, target)
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _save_dataset(ds: Any, out: Path) -> None:
+    """``DatasetDict.save_to_disk`` into a hidden folder inside ``out``, then moved into place: the old
+    ``dataset_dict.json`` goes first and the new one comes last, so the folder loads as a dataset only when
+    complete."""
+    work = out / f".export-tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        ds.save_to_disk(str(work))
+        (out / "dataset_dict.json").unlink(missing_ok=True)
+        for split in ds:
+            target = out / split
+            if target.exists():
+                old = out / f".export-old-{split}-{uuid.uuid4().hex[:8]}"
+                os.replace(target, old)
+                shutil.rmtree(old, ignore_errors=True)
+            os.replace(work / split, target)
+        os.replace(work / "dataset_dict.json", out / "dataset_dict.json")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _remove_leftovers(out: Path) -> None:
+    """Temporary files of an earlier export that was killed."""
+    for p in out.glob(".export-*"):
+        shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+    for p in out.rglob(".*.tmp-*"):
+        p.unlink(missing_ok=True)
 
 
 def export_project(store: Store, out_dir: str | os.PathLike, fmt: str, *, project: Any = None,
@@ -76,6 +122,7 @@ def export_project(store: Store, out_dir: str | os.PathLike, fmt: str, *, projec
     statuses = None if statuses is None or statuses == "all" else tuple(statuses)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    _remove_leftovers(out)
     report = ExportReport(out.resolve(), statuses=statuses)
     items = collect(store, project, statuses)
     if statuses is not None:
@@ -110,7 +157,7 @@ def export_project(store: Store, out_dir: str | os.PathLike, fmt: str, *, projec
             report.files.append(path)
     else:
         ds = to_hf_dataset([(store.image_path(rec), lab) for rec, lab in items])
-        ds.save_to_disk(str(out))
+        _save_dataset(ds, out)
         report.dataset = ds
         report.files.append(out / "dataset_dict.json")
     return report

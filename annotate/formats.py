@@ -19,8 +19,10 @@ import bisect
 import json
 import math
 import os
+import re
+import uuid
 import xml.parsers.expat
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,6 +58,28 @@ class ImageLabels:
     faces: list[FaceLabel] = field(default_factory=list)
     split: str | None = None
     source: str = ""
+
+
+def temp_name(path: str | os.PathLike) -> Path:
+    """A hidden name next to ``path`` (same folder, so os.replace onto ``path`` is atomic)."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+
+def atomic_write(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that ``path`` is either the old file or the complete new one, never a part:
+    write a temporary file beside it, flush it to disk, rename it over ``path``. A kill leaves at most a hidden
+    ``.NAME.tmp-*`` file; a write error (disk full) removes it and propagates."""
+    tmp = temp_name(path)
+    try:
+        with open(tmp, "xb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _vis_default(points: np.ndarray) -> np.ndarray:
@@ -150,7 +174,7 @@ def write_pts(path: str | os.PathLike, points: np.ndarray, visibility: np.ndarra
         else:
             out.append(f"{repr(float(x))} {repr(float(y))}")
     out.append("}")
-    Path(path).write_text("\n".join(out) + "\n", encoding="utf-8")
+    atomic_write(path, ("\n".join(out) + "\n").encode("utf-8"))
 
 
 # --------------------------------------------------------------------------------------------------------- dlib XML
@@ -282,7 +306,7 @@ def write_dlib_xml(path: str | os.PathLike, images: Iterable[ImageLabels], name:
             lines.append("    </box>")
         lines.append("  </image>")
     lines += ["</images>", "</dataset>"]
-    Path(path).write_bytes(("\n".join(lines) + "\n").encode("iso-8859-1", errors="xmlcharrefreplace"))
+    atomic_write(path, ("\n".join(lines) + "\n").encode("iso-8859-1", errors="xmlcharrefreplace"))
 
 
 def _xml_text(text: str) -> str:
@@ -290,6 +314,9 @@ def _xml_text(text: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------------------------- COCO
+MAX_JSON_BYTES = 1 << 30
+
+
 class _LineDict(dict):
     line: int = 0
 
@@ -299,6 +326,8 @@ def _json_with_lines(path: Path) -> Any:
     import json.decoder
     import json.scanner
 
+    if path.stat().st_size > MAX_JSON_BYTES:
+        raise FormatError(path, 0, f"larger than {MAX_JSON_BYTES >> 20} MiB; split it into several files")
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -318,61 +347,157 @@ def _json_with_lines(path: Path) -> Any:
         return decoder.decode(text)
     except json.JSONDecodeError as exc:
         raise FormatError(path, exc.lineno, f"malformed JSON: {exc.msg}") from None
+    except RecursionError:
+        raise FormatError(path, 1, "JSON nested too deeply") from None
+
+
+MAX_IMAGE_SIDE = 1_000_000  # pixels; larger declared sizes are refused as nonsense
+
+
+def is_number(value: Any) -> bool:
+    """A JSON / Python number (int or float, numpy scalars too) that is not a bool."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
+def is_integer(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _finite(value: Any) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
+
+
+def check_text(value: Any) -> str | None:
+    """Why ``value`` is not a usable name (None when it is): a non-empty str, UTF-8 encodable, without NUL."""
+    if not isinstance(value, str) or not value:
+        return "must be a non-empty string"
+    if "\x00" in value:
+        return "contains a NUL character"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not valid Unicode (lone surrogate)"
+    return None
+
+
+SPLIT_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # part of export file names: never '/' or '\\'
+
+
+def check_split(value: Any) -> str | None:
+    """Why ``value`` is not a split name (None when it is): it becomes part of export file names."""
+    if not isinstance(value, str) or not SPLIT_PATTERN.fullmatch(value):
+        return f"must be a plain name (letters, digits, '_', '-', '.'), got {value!r:.40}"
+    return None
 
 
 def read_coco(path: str | os.PathLike) -> list[ImageLabels]:
-    """COCO keypoints JSON with 68 keypoints per annotation ([x, y, v] * 68; v=0 -> unknown)."""
+    """COCO keypoints JSON with 68 keypoints per annotation ([x, y, v] * 68; v=0 -> unknown).
+
+    Types are checked (numbers are never booleans, ids are integers or strings, sizes positive integers, bbox four
+    finite numbers); any deviation raises FormatError naming the file, the line of the object and the field."""
     path = Path(path)
     data = _json_with_lines(path)
 
-    def line(obj: Any) -> int:
-        return getattr(obj, "line", 0)
+    def line(obj: Any, default: int = 0) -> int:
+        return getattr(obj, "line", 0) or default
+
+    def fail(obj: Any, message: str, default: int = 0) -> FormatError:
+        return FormatError(path, line(obj, default) or line(data, 1), message)
+
+    def is_id(value: Any) -> bool:
+        return is_integer(value) or (isinstance(value, str) and check_text(value) is None)
 
     if not isinstance(data, dict) or not isinstance(data.get("images"), list):
-        raise FormatError(path, line(data) or 1, "not a COCO file: needs an 'images' list")
+        raise fail(data, "not a COCO file: needs a top-level object with an 'images' list")
     anns = data.get("annotations", [])
     if not isinstance(anns, list):
-        raise FormatError(path, line(data), "'annotations' must be a list")
-    categories = {c.get("id"): c for c in data.get("categories", []) if isinstance(c, dict)}
+        raise fail(data, "'annotations' must be a list")
+    cats = data.get("categories", [])
+    if not isinstance(cats, list):
+        raise fail(data, "'categories' must be a list")
+    categories: dict[Any, dict] = {}
+    for cat in cats:
+        if not isinstance(cat, dict):
+            raise fail(data, "each category must be an object")
+        if not is_id(cat.get("id")):
+            raise fail(cat, f"category 'id' must be an integer or a string, got {cat.get('id')!r:.40}")
+        kps = cat.get("keypoints")
+        if kps is not None:
+            if not isinstance(kps, list) or not all(isinstance(k, str) for k in kps):
+                raise fail(cat, "category 'keypoints' must be a list of names")
+            if len(kps) != N_POINTS:
+                raise fail(cat, f"category has {len(kps)} keypoints, expected {N_POINTS}")
+        categories[cat["id"]] = cat
     images: dict[Any, ImageLabels] = {}
     for img in data["images"]:
-        if not isinstance(img, dict) or "id" not in img or not isinstance(img.get("file_name"), str):
-            raise FormatError(path, line(img), "each image needs 'id' and 'file_name'")
+        if not isinstance(img, dict):
+            raise fail(data, "each image must be an object")
+        if not is_id(img.get("id")):
+            raise fail(img, f"image 'id' must be an integer or a string, got {img.get('id')!r:.40}")
+        why = check_text(img.get("file_name"))
+        if why:
+            raise fail(img, f"image 'file_name' {why}")
         if img["id"] in images:
-            raise FormatError(path, line(img), f"duplicate image id {img['id']!r}")
-        w, h = img.get("width"), img.get("height")
-        images[img["id"]] = ImageLabels(file=img["file_name"], width=None if w is None else int(w),
-                                        height=None if h is None else int(h), split=img.get("split"),
-                                        source=f"{path}:{line(img)}")
-    for ann in sorted(anns, key=lambda a: (a.get("image_id") is None, a.get("id", 0)) if isinstance(a, dict) else 0):
+            raise fail(img, f"duplicate image id {img['id']!r}")
+        size = {}
+        for key in ("width", "height"):
+            v = img.get(key)
+            if v is not None and not (is_integer(v) and 0 < v <= MAX_IMAGE_SIDE):
+                raise fail(img, f"image '{key}' must be a positive integer, got {v!r:.40}")
+            size[key] = None if v is None else int(v)
+        split = img.get("split")
+        if split is not None and check_split(split):
+            raise fail(img, f"image 'split' {check_split(split)}")
+        images[img["id"]] = ImageLabels(file=img["file_name"], width=size["width"], height=size["height"],
+                                        split=split, source=f"{path}:{line(img)}")
+
+    def order(item: tuple[int, Any]) -> tuple:
+        i, a = item
+        ident = a.get("id") if isinstance(a, dict) else None
+        return (0, int(ident), "", i) if is_integer(ident) else (1, 0, str(ident), i) if isinstance(ident, str) \
+            else (2, 0, "", i)
+
+    for _, ann in sorted(enumerate(anns), key=order):
         if not isinstance(ann, dict):
-            raise FormatError(path, line(data), "annotations must be objects")
+            raise fail(data, "each annotation must be an object")
         ln = line(ann)
-        if ann.get("image_id") not in images:
-            raise FormatError(path, ln, f"annotation refers to unknown image_id {ann.get('image_id')!r}")
-        cat = categories.get(ann.get("category_id"))
-        if cat is not None and "keypoints" in cat and len(cat["keypoints"]) != N_POINTS:
-            raise FormatError(path, line(cat), f"category has {len(cat['keypoints'])} keypoints, expected 68")
+        if "id" in ann and not is_id(ann["id"]):
+            raise fail(ann, f"annotation 'id' must be an integer or a string, got {ann['id']!r:.40}")
+        if not is_id(ann.get("image_id")) or ann["image_id"] not in images:
+            raise fail(ann, f"annotation refers to unknown image_id {ann.get('image_id')!r:.40}")
+        cat_id = ann.get("category_id")
+        if cat_id is not None and not is_id(cat_id):
+            raise fail(ann, f"'category_id' must be an integer or a string, got {cat_id!r:.40}")
         kp = ann.get("keypoints")
         if not isinstance(kp, list) or len(kp) != 3 * N_POINTS:
-            n = len(kp) if isinstance(kp, list) else "no"
-            raise FormatError(path, ln, f"'keypoints' must hold {3 * N_POINTS} numbers (x, y, v) * 68, got {n}")
-        try:
-            arr = np.asarray(kp, dtype=np.float64).reshape(N_POINTS, 3)
-        except (TypeError, ValueError):
-            raise FormatError(path, ln, "'keypoints' contains non-numbers") from None
-        if not np.isfinite(arr).all():
-            raise FormatError(path, ln, "'keypoints' must be finite")
+            n = len(kp) if isinstance(kp, list) else "no list"
+            raise fail(ann, f"'keypoints' must hold {3 * N_POINTS} numbers (x, y, v) * 68, got {n}")
+        bad = next((i for i, v in enumerate(kp) if not is_number(v) or not _finite(v)), None)
+        if bad is not None:
+            raise fail(ann, f"'keypoints'[{bad}] is {kp[bad]!r:.40}: keypoints must be finite numbers (not booleans)")
+        arr = np.asarray(kp, dtype=np.float64).reshape(N_POINTS, 3)
         vis = arr[:, 2]
         if not np.isin(vis, (0, 1, 2)).all():
-            raise FormatError(path, ln, "keypoint visibility must be 0, 1 or 2")
+            raise fail(ann, "keypoint visibility must be 0, 1 or 2")
         pts = arr[:, :2].copy()
         pts[vis == 0] = np.nan
         box = None
-        if isinstance(ann.get("bbox"), list) and len(ann["bbox"]) == 4:
-            x, y, w, h = (float(v) for v in ann["bbox"])
+        bbox = ann.get("bbox")
+        if bbox is not None:
+            if not (isinstance(bbox, list) and len(bbox) == 4 and all(is_number(v) and _finite(v) for v in bbox)):
+                raise fail(ann, f"'bbox' must be [x, y, width, height] (four finite numbers), got {bbox!r:.60}")
+            x, y, w, h = (float(v) for v in bbox)
+            if w < 0 or h < 0:
+                raise fail(ann, "'bbox' width and height must not be negative")
             box = np.array([x, y, x + w, y + h])
-        meta = {"coco": {"face": ann["face"]}} if "face" in ann else {}
+        meta = {}
+        if "face" in ann:
+            if not (is_integer(ann["face"]) and 0 <= ann["face"] < 1000):
+                raise fail(ann, f"'face' must be a face index 0..999, got {ann['face']!r:.40}")
+            meta = {"coco": {"face": int(ann["face"])}}
         images[ann["image_id"]].faces.append(FaceLabel(pts, vis.astype(np.int8), box, source=f"{path}:{ln}",
                                                        meta=meta))
     return list(images.values())
@@ -407,7 +532,7 @@ def write_coco(path: str | os.PathLike, images: Iterable[ImageLabels]) -> None:
                 "num_keypoints": int((face.visibility != OUTSIDE).sum()), "bbox": bbox,
                 "area": bbox[2] * bbox[3], "iscrowd": 0})
             ann_id += 1
-    Path(path).write_text(json.dumps(out, indent=1), encoding="utf-8")
+    atomic_write(path, json.dumps(out, indent=1).encode("utf-8"))
 
 
 def detect_format(path: str | os.PathLike) -> str | None:
@@ -470,30 +595,106 @@ def to_hf_dataset(records: Iterable[tuple[str | os.PathLike, ImageLabels]]) -> A
     })
 
 
-def hf_rows_to_labels(rows: Iterable[dict], split: str | None = None) -> list[tuple[dict, ImageLabels]]:
-    """Rows of a face dataset (landmarks (68, 2) or flat 136, optional visibility / box / face / image_name) grouped
-    into (first row, ImageLabels) per image name; rows without landmarks give images without faces."""
-    out: dict[str, tuple[dict, ImageLabels]] = {}
+def _hf_face(row: Mapping[str, Any], where: str, i: int) -> FaceLabel | None:
+    """One row's face (None when it has no landmarks); FormatError on wrong types or shapes."""
+    def fail(message: str) -> FormatError:
+        return FormatError(where, i + 1, f"row {i}: {message}")
+
+    lm = row.get("landmarks")
+    if lm is None:
+        return None
+    pts = _numeric_array(lm, "landmarks", fail, True, ((N_POINTS, 2), (2 * N_POINTS,)),
+                         f"{N_POINTS} (x, y) pairs or {2 * N_POINTS} numbers").reshape(N_POINTS, 2)
+    vis = row.get("visibility")
+    if vis is None:
+        vis = _vis_default(pts)
+    else:
+        v = _numeric_array(vis, "visibility", fail, False, ((N_POINTS,),), f"{N_POINTS} values in 0 / 1 / 2")
+        if not np.isin(v, (0, 1, 2)).all():
+            raise fail(f"'visibility' must be {N_POINTS} values in 0 / 1 / 2")
+        vis = v.astype(np.int8)
+    box = row.get("box")
+    if box is not None:
+        b = _numeric_array(box, "box", fail, True, ((4,),), "four numbers x0, y0, x1, y1")
+        box = b if np.isfinite(b).all() else None  # NaN: no box (what to_hf_dataset writes for none)
+    meta = {}
+    face = row.get("face")
+    if face is not None:
+        if not (is_integer(face) and 0 <= face < 1000):
+            raise fail(f"'face' must be a face index 0..999, got {face!r:.40}")
+        meta = {"face": int(face)}
+    return FaceLabel(pts, vis, box, source=f"{where} row {i}", meta=meta)
+
+
+def _numeric_array(value: Any, name: str, fail, allow_nan: bool, shapes: tuple[tuple[int, ...], ...],
+                   expected: str) -> np.ndarray:
+    """Nested lists / an array of numbers (never booleans or text) of one of ``shapes`` -> float64 array."""
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind not in "iuf":
+            raise fail(f"'{name}' must hold numbers, got an array of {value.dtype}")
+    else:
+        if not isinstance(value, (list, tuple)):
+            raise fail(f"'{name}' must be {expected}, got {type(value).__name__}")
+        stack, count = [value], 0
+        while stack:
+            v = stack.pop()
+            if isinstance(v, (list, tuple, np.ndarray)):
+                count += len(v)
+                if count > 10 * N_POINTS:
+                    raise fail(f"'{name}' holds too many values")
+                stack.extend(v)
+            elif not is_number(v):
+                raise fail(f"'{name}' must hold numbers (not booleans or text), found {v!r:.40}")
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (ValueError, OverflowError):
+        raise fail(f"'{name}' must be {expected} (ragged or out-of-range values)") from None
+    if arr.shape not in shapes:
+        raise fail(f"'{name}' must be {expected}, got shape {arr.shape}")
+    if np.isinf(arr).any() or (not allow_nan and np.isnan(arr).any()):
+        raise fail(f"'{name}' must hold finite numbers" + (" (NaN marks an unknown point)" if allow_nan else ""))
+    return arr
+
+
+def hf_rows_to_labels(rows: Iterable[Mapping[str, Any]], split: str | None = None,
+                      errors: list[str] | None = None) -> list[tuple[Mapping[str, Any], ImageLabels]]:
+    """Rows of a face dataset (landmarks (68, 2) or flat 136, optional visibility / box / face / image_name / width /
+    height / split) grouped into (first row, ImageLabels) per image name; rows without landmarks give images
+    without faces. A row with wrong types raises FormatError ("dataset split S:ROW: row i: ..."), or, when an
+    ``errors`` list is given, is reported there and skipped (its image keeps its other faces)."""
+    where = f"dataset split {split}" if split else "dataset"
+    out: dict[str, tuple[Mapping[str, Any], ImageLabels]] = {}
     for i, row in enumerate(rows):
-        name = row.get("image_name") or row.get("file_name") or f"{split or 'train'}/{i:06d}"
+        try:
+            if not isinstance(row, Mapping):
+                raise FormatError(where, i + 1, f"row {i}: not a mapping of columns")
+            name = next((row[k] for k in ("image_name", "file_name") if row.get(k) is not None),
+                        f"{split or 'train'}/{i:06d}")
+            why = check_text(name)
+            if why:
+                raise FormatError(where, i + 1, f"row {i}: 'image_name' {why}")
+            size = {}
+            for key in ("width", "height"):
+                v = row.get(key)
+                if v is not None and not (is_integer(v) and 0 <= v <= MAX_IMAGE_SIDE):
+                    raise FormatError(where, i + 1, f"row {i}: '{key}' must be a non-negative integer, got {v!r:.40}")
+                size[key] = int(v) if v else None
+            row_split = row.get("split")
+            if row_split is not None and check_split(row_split):
+                raise FormatError(where, i + 1, f"row {i}: 'split' {check_split(row_split)}")
+            face = _hf_face(row, where, i)
+        except FormatError as exc:
+            if errors is None:
+                raise
+            errors.append(str(exc))
+            continue
         entry = out.get(name)
         if entry is None:
-            entry = (row, ImageLabels(file=name, width=row.get("width") or None, height=row.get("height") or None,
-                                      split=row.get("split") or split, source=f"row {i}"))
+            entry = (row, ImageLabels(file=name, width=size["width"], height=size["height"],
+                                      split=row_split or split, source=f"{where} row {i}"))
             out[name] = entry
-        lm = row.get("landmarks")
-        if lm is None:
-            continue
-        pts = np.asarray(lm, dtype=np.float64).reshape(-1, 2)
-        if pts.shape != (N_POINTS, 2):
-            raise FormatError(f"dataset split {split}", i + 1, f"row {i}: landmarks have {len(pts)} points, need 68")
-        vis = row.get("visibility")
-        vis = _vis_default(pts) if vis is None else np.asarray(vis, dtype=np.int8)
-        box = row.get("box")
-        box = None if box is None or not np.isfinite(np.asarray(box, dtype=np.float64)).all() else np.asarray(
-            box, dtype=np.float64)
-        meta = {"face": int(row["face"])} if row.get("face") is not None else {}
-        entry[1].faces.append(FaceLabel(pts, vis, box, source=f"row {i}", meta=meta))
+        if face is not None:
+            entry[1].faces.append(face)
     return list(out.values())
 
 

@@ -16,17 +16,26 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
 
-from annotate.formats import FaceLabel, FormatError, ImageLabels, detect_format, read_coco, read_dlib_xml, read_pts
+from annotate.formats import (
+    FormatError,
+    ImageLabels,
+    check_split,
+    check_text,
+    detect_format,
+    read_coco,
+    read_dlib_xml,
+    read_pts,
+)
 from annotate.prelabel import Prelabeller, get_prelabeller, prelabel_image
 from annotate.skeleton import OUTSIDE
-from annotate.store import Store, ValidationError, validate_points
+from annotate.store import Store, StoreError, ValidationError, validate_points
 
 try:  # every photo format the app reads (.jpg, .png, .ppm, .pgm, .tif, .webp, ...)
     from msma.image_io import PHOTO_EXTENSIONS as IMAGE_EXTS
@@ -92,14 +101,24 @@ def skipped_summary(skipped: list[tuple[str, str]]) -> str:
     return ", ".join(f"{n} {ext} ({why})" for (ext, why), n in sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
-def inside(root: Path, path: Path) -> Path:
-    """``path`` resolved (symlinks followed); PathEscapeError when it is not under ``root``."""
-    resolved = path.resolve()
+def inside(root: Path | Sequence[Path], path: Path) -> Path:
+    """``path`` resolved (symlinks followed); PathEscapeError when it is not under ``root`` (or any of several roots).
+
+    Every path an import reads (photos, label files, the images their labels name, dataset files) goes through
+    here before it is opened."""
+    roots = [Path(root)] if isinstance(root, (str, os.PathLike)) else [Path(r) for r in root]
     try:
-        resolved.relative_to(root.resolve())
-    except ValueError:
-        raise PathEscapeError(f"{path} resolves to {resolved}, outside {root}") from None
-    return resolved
+        resolved = Path(path).resolve()
+    except (OSError, RuntimeError, ValueError) as exc:  # symlink loops, NUL bytes, names too long
+        raise PathEscapeError(f"{str(path)[:200]!r} cannot be resolved ({exc})") from None
+    for r in roots:
+        try:
+            resolved.relative_to(r.resolve())
+            return resolved
+        except ValueError:
+            continue
+    where = roots[0] if len(roots) == 1 else "the allowed folders"
+    raise PathEscapeError(f"{str(path)[:200]} resolves to {resolved}, outside {where}")
 
 
 def safe_name(name: str) -> str:
@@ -156,7 +175,11 @@ class _Ingest:
 
         store, report = self.store, self.report
         if data is None:
-            data = src_path.read_bytes()  # type: ignore[union-attr]
+            try:
+                data = src_path.read_bytes()  # type: ignore[union-attr]
+            except OSError as exc:
+                report.unreadable.append((name, f"cannot read the file ({exc.strerror or exc})"))
+                return None
         sha = hashlib.sha256(data).hexdigest()
         if sha in self.seen:
             report.duplicates.append((name, f"same content as {self.seen[sha]} (skipped)"))
@@ -181,15 +204,23 @@ class _Ingest:
             else:
                 tmp.write_bytes(data)
             os.replace(tmp, target)
-        image_id, created = store.add_image(self.project, sha256=sha, path=rel.as_posix(), name=name, width=width,
-                                            height=height, nbytes=len(data), split=split or "train", user=self.user)
+        try:
+            with store.transaction():  # the image row and its labels: both or neither
+                image_id, created = store.add_image(self.project, sha256=sha, path=rel.as_posix(), name=name,
+                                                    width=width, height=height, nbytes=len(data),
+                                                    split=split or "train", user=self.user)
+                if labels is not None and labels.faces:
+                    self._add_labels(image_id, name, labels, width, height, created)
+        except ValidationError as exc:
+            report.errors.append(f"{name}: not imported: {exc}")
+            return None
         if created:
             report.added.append(name)
         else:
             report.duplicates.append((name, f"already in the project as {existing.name if existing else '?'}"))
-        if labels is not None and labels.faces:
-            self._add_labels(image_id, name, labels, width, height, created)
-        elif self.prelabeller is not None and not store.get_annotations(image_id, include_deleted=True):
+        labelled = labels is not None and bool(labels.faces)
+        if not labelled and self.prelabeller is not None and not store.get_annotations(image_id,
+                                                                                        include_deleted=True):
             t0 = time.perf_counter()
             n = prelabel_image(store, image_id, image, self.prelabeller, to_original)
             report.prelabel_seconds += time.perf_counter() - t0
@@ -216,14 +247,22 @@ class _Ingest:
                 with np.errstate(invalid="ignore"):
                     out = ~((x >= 0) & (x <= width) & (y >= 0) & (y <= height))
                 vis[out] = OUTSIDE
+            where = face.source or labels.source
+            if not (vis != OUTSIDE).any():
+                report.errors.append(f"{where}: face {k} of {name} has no labelled point; not imported")
+                continue
             try:
                 validate_points(face.points, vis, width, height)
             except ValidationError as exc:
-                report.errors.append(f"{face.source or labels.source}: face {k} of {name} rejected: {exc}")
+                report.errors.append(f"{where}: face {k} of {name} rejected: {exc}")
                 continue
             meta = {k2: v for k2, v in face.meta.items() if k2 != "face"}
-            store.save(image_id, face.points, vis, base_revision=current.get(face_index, 0), user=self.user,
-                       face=face_index, box=face.box, source="import", meta=meta or None)
+            try:
+                store.save(image_id, face.points, vis, base_revision=current.get(face_index, 0), user=self.user,
+                           face=face_index, box=face.box, source="import", meta=meta or None)
+            except StoreError as exc:
+                report.errors.append(f"{where}: face {k} of {name} not saved: {exc}")
+                continue
             report.faces_imported += 1
 
 
@@ -231,14 +270,17 @@ def _collect_labels(root: Path, files: Iterable[Path], report: ImportReport) -> 
     """Parse every dlib XML / COCO JSON under root; map resolved image path -> labels."""
     by_image: dict[Path, ImageLabels] = {}
     for f in files:
-        fmt = detect_format(f)
-        if fmt not in ("dlib", "coco"):
-            report.skipped.append((str(f.relative_to(root)), "not a dlib XML or COCO keypoints file"))
-            continue
         try:
+            fmt = detect_format(f)
+            if fmt not in ("dlib", "coco"):
+                report.skipped.append((str(f.relative_to(root)), "not a dlib XML or COCO keypoints file"))
+                continue
             images = read_dlib_xml(f) if fmt == "dlib" else read_coco(f)
-        except FormatError as exc:
+        except FormatError as exc:  # one bad file is reported; the others still import
             report.errors.append(str(exc))
+            continue
+        except OSError as exc:
+            report.errors.append(f"{f}: cannot read ({exc.strerror or exc})")
             continue
         split = None
         stem = f.stem.lower()
@@ -277,7 +319,7 @@ def _collect_labels(root: Path, files: Iterable[Path], report: ImportReport) -> 
     return by_image
 
 
-def _pts_labels(path: Path, image_stems: set[Path], report: ImportReport) -> ImageLabels | None:
+def _pts_labels(root: Path, path: Path, image_stems: set[Path], report: ImportReport) -> ImageLabels | None:
     stem = path.with_suffix("")
     files = []
     if stem.with_suffix(".pts").is_file():
@@ -291,9 +333,15 @@ def _pts_labels(path: Path, image_stems: set[Path], report: ImportReport) -> Ima
     labels = ImageLabels(file=path.name, source=str(files[0][1]))
     for k, f in sorted(files):
         try:
-            face = read_pts(f)
+            face = read_pts(inside(root, f))
+        except PathEscapeError as exc:
+            report.refused.append((str(f.relative_to(root)), str(exc)))
+            continue
         except FormatError as exc:
             report.errors.append(str(exc))
+            continue
+        except OSError as exc:
+            report.errors.append(f"{f}: cannot read ({exc.strerror or exc})")
             continue
         face.meta["face"] = k
         labels.faces.append(face)
@@ -311,6 +359,8 @@ def import_folder(store: Store, folder: str | os.PathLike, *, project: Any = Non
     root = Path(folder)
     if not root.is_dir():
         raise FileNotFoundError(f"{folder} is not a folder")
+    if split is not None and check_split(split):
+        raise ValueError(f"--split {check_split(split)}")
     root = root.resolve()
     report = ImportReport()
     t0 = time.perf_counter()
@@ -349,38 +399,120 @@ def import_folder(store: Store, folder: str | os.PathLike, *, project: Any = Non
         iterator = tqdm(images, desc="import", unit="img")
     for p in iterator:
         name = p.relative_to(root).as_posix()
-        lab = labels.get(p.resolve()) or _pts_labels(p, stems, report)
+        lab = labels.get(p.resolve()) or _pts_labels(root, p, stems, report)
         ingest.add(name, None, p.resolve(), p.suffix, lab, split or (lab.split if lab else None))
     report.seconds = time.perf_counter() - t0
     return report
 
 
-def _load_hf(source: Any) -> dict[str, Any]:
+SPLIT_NAME = re.compile(r"^\w+(\.\w+)*$")  # what datasets itself allows as a split name
+
+
+def check_saved_dataset(folder: Path) -> None:
+    """Refuse a ``save_to_disk`` folder whose JSON names files outside it (split names, ``_data_files``) before
+    ``datasets`` opens anything; FormatError naming the file otherwise."""
+    from annotate.formats import _json_with_lines
+
+    folder = folder.resolve()
+
+    def check_split(split_dir: Path) -> None:
+        state_file = inside(folder, split_dir / "state.json")
+        state = _json_with_lines(state_file)
+        files = state.get("_data_files") if isinstance(state, dict) else None
+        if not isinstance(files, list) or not files:
+            raise FormatError(state_file, 1, "'_data_files' must be a non-empty list")
+        for entry in files:
+            name = entry.get("filename") if isinstance(entry, dict) else None
+            if not isinstance(name, str) or not name or check_text(name):
+                raise FormatError(state_file, getattr(entry, "line", 1), "each data file needs a 'filename' string")
+            try:
+                inside(split_dir, split_dir / name)
+            except PathEscapeError as exc:
+                raise FormatError(state_file, getattr(entry, "line", 1), str(exc)) from None
+
+    if (folder / "dataset_dict.json").is_file():
+        dd_file = inside(folder, folder / "dataset_dict.json")
+        dd = _json_with_lines(dd_file)
+        splits = dd.get("splits") if isinstance(dd, dict) else None
+        if not isinstance(splits, list) or not splits:
+            raise FormatError(dd_file, 1, "'splits' must be a non-empty list of split names")
+        for split in splits:
+            if not isinstance(split, str) or not SPLIT_NAME.match(split):
+                raise FormatError(dd_file, 1, f"split name {split!r:.60} is not a plain name")
+            check_split(folder / split)
+    else:
+        check_split(folder)
+
+
+def _load_hf(source: Any) -> tuple[dict[str, Any], list[Path]]:
+    """(splits, folders whose files a path-only image may name)."""
     import datasets
 
     if isinstance(source, datasets.DatasetDict):
-        return dict(source)
+        return dict(source), []
     if isinstance(source, datasets.Dataset):
-        return {"train": source}
+        return {"train": source}, []
     path = Path(str(source))
-    if path.exists():
-        ds = datasets.load_from_disk(str(path))
-    else:
-        ds = datasets.load_dataset(str(source))
-    return dict(ds) if isinstance(ds, datasets.DatasetDict) else {"train": ds}
+    try:
+        if path.exists():
+            check_saved_dataset(path)
+            ds = datasets.load_from_disk(str(path))
+            roots = [path.resolve()]
+        else:
+            ds = datasets.load_dataset(str(source))
+            import huggingface_hub.constants
+
+            roots = [Path(datasets.config.HF_DATASETS_CACHE), Path(huggingface_hub.constants.HF_HUB_CACHE)]
+    except FormatError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - datasets / pyarrow / fsspec raise many types for a broken dataset
+        raise FormatError(str(source), 0, f"not a readable dataset ({type(exc).__name__}: {str(exc)[:200]})") from None
+    return (dict(ds) if isinstance(ds, datasets.DatasetDict) else {"train": ds}), roots
 
 
 def looks_like_hf_dataset(path: Path) -> bool:
     return (path / "dataset_dict.json").is_file() or (path / "state.json").is_file()
 
 
+def _row_image(img: Any, roots: Sequence[Path], default_suffix: str) -> tuple[bytes | None, str, str | None]:
+    """(bytes, suffix, why not) for one row's ``image`` value: embedded bytes, a decoded PIL image, or a path that
+    must lie inside ``roots`` (the dataset's own folder; none for an in-memory dataset unless image_root is given)."""
+    if isinstance(img, dict):
+        data, path = img.get("bytes"), img.get("path")
+        if data is not None:
+            if not isinstance(data, (bytes, bytearray)):
+                return None, default_suffix, "the image 'bytes' are not bytes"
+            return bytes(data), default_suffix, None
+        if not path:
+            return None, default_suffix, "no image bytes in this row"
+        if not isinstance(path, str) or check_text(path):
+            return None, default_suffix, "the image 'path' is not a file name"
+        if not roots:
+            return None, default_suffix, ("the image is only a path; paths are read only inside the dataset's "
+                                          "folder (pass image_root= for an in-memory dataset)")
+        first = Path(roots[0])
+        candidate = Path(path) if Path(path).is_absolute() else first / path
+        resolved = inside(roots, candidate)  # PathEscapeError: the caller lists the row as refused
+        try:
+            return resolved.read_bytes(), Path(path).suffix or default_suffix, None
+        except OSError as exc:
+            return None, default_suffix, f"cannot read the image file ({exc.strerror or exc})"
+    if hasattr(img, "save"):  # a decoded PIL image
+        buf = io.BytesIO()
+        img.save(buf, format="PNG")
+        return buf.getvalue(), ".png", None
+    return None, default_suffix, f"the 'image' value is a {type(img).__name__}, not an image"
+
+
 def import_hf(store: Store, source: Any, *, project: Any = None, user: str | None = None,
-              prelabeller: Any = None, outside: str = "reject", update: bool = False,
-              progress: bool = False) -> ImportReport:
+              prelabeller: Any = None, outside: str = "reject", update: bool = False, progress: bool = False,
+              image_root: str | os.PathLike | None = None) -> ImportReport:
     """Import a ``datasets`` Dataset/DatasetDict, a ``save_to_disk`` folder or a Hub name (needs internet).
 
     Needs an ``image`` column; optional ``landmarks`` ((68, 2) or 136 numbers), ``visibility``, ``box``, ``face``,
-    ``image_name`` / ``file_name`` columns (the layout :func:`annotate.formats.to_hf_dataset` writes)."""
+    ``image_name`` / ``file_name`` columns (the layout :func:`annotate.formats.to_hf_dataset` writes). Images stored
+    as paths (not bytes) are read only inside the dataset's folder (``image_root`` for an in-memory dataset); rows
+    with wrong types are reported as errors and skipped."""
     import datasets
 
     from annotate.formats import hf_rows_to_labels
@@ -388,12 +520,15 @@ def import_hf(store: Store, source: Any, *, project: Any = None, user: str | Non
     report = ImportReport()
     t0 = time.perf_counter()
     ingest = _Ingest(store, project, user, get_prelabeller(prelabeller), outside, update, report)
-    for split, ds in _load_hf(source).items():
+    splits, roots = _load_hf(source)
+    if image_root is not None:
+        roots = [Path(image_root).resolve()]
+    for split, ds in splits.items():
         if "image" not in ds.column_names:
             raise FormatError(str(source), 0, f"split {split!r} has no 'image' column")
         if isinstance(ds.features["image"], datasets.Image):
             ds = ds.cast_column("image", datasets.Image(decode=False))
-        grouped = hf_rows_to_labels(ds, split)
+        grouped = hf_rows_to_labels(ds, split, errors=report.errors)
         iterator: Iterable = grouped
         if progress:
             from tqdm import tqdm
@@ -402,33 +537,18 @@ def import_hf(store: Store, source: Any, *, project: Any = None, user: str | Non
         for row, labels in iterator:
             try:
                 name = safe_name(labels.file)
+                data, suffix, why = _row_image(row.get("image"), roots, Path(name).suffix or ".png")
             except PathEscapeError as exc:
                 report.refused.append((labels.file, str(exc)))
                 continue
-            img = row["image"]
-            data, suffix = None, Path(name).suffix or ".png"
-            if isinstance(img, dict):
-                data = img.get("bytes")
-                if data is None and img.get("path"):
-                    data = Path(img["path"]).read_bytes()
-                    suffix = Path(img["path"]).suffix or suffix
-            elif hasattr(img, "save"):  # a decoded PIL image
-                buf = io.BytesIO()
-                img.save(buf, format="PNG")
-                data, suffix = buf.getvalue(), ".png"
             if data is None:
-                report.unreadable.append((name, "no image bytes in this row"))
+                report.unreadable.append((name, why or "no image bytes in this row"))
                 continue
             if suffix.lower() not in IMAGE_EXTS:
                 suffix = ".img"
-            labels.faces = [f for f in labels.faces if not _all_unknown(f)]
             ingest.add(name, data, None, suffix, labels, labels.split or split)
     report.seconds = time.perf_counter() - t0
     return report
-
-
-def _all_unknown(face: FaceLabel) -> bool:
-    return bool((face.visibility == OUTSIDE).all() and not np.isfinite(face.points).any())
 
 
 def import_source(store: Store, source: str | os.PathLike, **kwargs: Any) -> ImportReport:

@@ -5,7 +5,8 @@ so nothing is shared between users except the store and a cache of decoded photo
 
 Editing model: click near a point to select it (or pick it by number/name), click elsewhere to move it there; every
 change is saved at once (autosave) as a new revision of that face. If someone else saved the face meanwhile, the save
-is refused with a conflict message; *Reload* loads their version and keeps yours one *Undo* away.
+is refused with a conflict message; *Reload* loads their version and keeps your change (only the points you
+changed) one *Undo* away.
 """
 
 from __future__ import annotations
@@ -75,6 +76,11 @@ class _ImageCache:
 
 def _nan_list(points: np.ndarray) -> list[list[float | None]]:
     return [[None if not np.isfinite(v) else float(v) for v in p] for p in np.asarray(points).tolist()]
+
+
+def _point(snapshot: dict, i: int) -> tuple:
+    x, y = snapshot["points"][i]
+    return (None if x is None else float(x), None if y is None else float(y), int(snapshot["vis"][i]))
 
 
 def _arr(points: list) -> np.ndarray:
@@ -185,18 +191,43 @@ class Annotator:
         return msg
 
     def reload(self, state: dict) -> str:
-        """Load the stored version; an unsaved local version stays reachable with Undo."""
+        """Load the stored version. After a conflict, the edit that was refused stays one *Undo* away, rebased: only
+        the points this session changed since the revision it started from are re-applied on top of the stored
+        version, so Undo never puts back the stale copy of points someone else has moved meanwhile."""
         if state["image_id"] is None:
             return "no image open"
         local = self._snapshot(state)
-        conflict = state["conflict"]
+        conflict, base_revision = state["conflict"], state["revision"]
         selected = state["selected"]
         self.open_image(state, state["image_id"], state["face"], remember=False)
         state["selected"] = selected
-        if conflict:
-            state["undo"] = [local]
-            return "reloaded the stored version; press Undo to re-apply your edit on top of it"
-        return "reloaded"
+        if not conflict:
+            return "reloaded"
+        base = self._stored_snapshot(state["image_id"], state["face"], base_revision)
+        stored = self._snapshot(state)
+        mine = [i for i in range(N_POINTS) if _point(local, i) != _point(base, i)]
+        if not mine:
+            return "reloaded the stored version (you had no unsaved change)"
+        rebased = self._snapshot(state)
+        for i in mine:
+            rebased["points"][i], rebased["vis"][i] = list(local["points"][i]), local["vis"][i]
+        state["undo"], state["redo"] = [rebased], []
+        both = [i for i in mine if _point(stored, i) != _point(base, i) and _point(stored, i) != _point(local, i)]
+        names = ", ".join(str(i) for i in mine[:12]) + (" ..." if len(mine) > 12 else "")
+        msg = (f"reloaded the stored version; press Undo to re-apply your change of point(s) {names} on top of it "
+               "(the other points stay as saved)")
+        if both:
+            msg += (f". ⚠️ point(s) {', '.join(str(i) for i in both)} were also moved by the other save: "
+                    "Undo would replace their position with yours")
+        return msg
+
+    def _stored_snapshot(self, image_id: int, face: int, revision: int) -> dict:
+        """The points of one stored revision (all unknown for revision 0: the face did not exist yet)."""
+        if revision > 0:
+            for h in self.store.history(image_id, face):
+                if h.revision == revision:
+                    return {"points": _nan_list(h.points), "vis": [int(v) for v in h.visibility]}
+        return {"points": _nan_list(np.full((N_POINTS, 2), np.nan)), "vis": [OUTSIDE] * N_POINTS}
 
     # ------------------------------------------------------------------ editing
     def to_photo(self, state: dict, u: float, v: float) -> tuple[float, float]:

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from annotate.login import MIN_PASSWORD_LENGTH
 from annotate.skeleton import N_POINTS, OUTSIDE, VISIBILITY_CODES, VISIBLE
 
 DB_NAME = "annotate.sqlite"
@@ -195,9 +196,11 @@ def normalize_visibility(visibility: Any, points: np.ndarray) -> np.ndarray:
     if visibility is None:
         vis = np.where(np.isfinite(points).all(axis=1), VISIBLE, OUTSIDE)
     else:
-        vis = np.array(
-            [VISIBILITY_CODES[v] if isinstance(v, str) else int(v) for v in list(visibility)], dtype=np.int64
-        )
+        values = list(visibility)
+        if any(isinstance(v, (bool, np.bool_)) or (isinstance(v, str) and v not in VISIBILITY_CODES) or
+               not isinstance(v, (str, int, np.integer)) for v in values):
+            raise ValidationError("visibility values must be 0 / 1 / 2 or 'outside' / 'occluded' / 'visible'")
+        vis = np.array([VISIBILITY_CODES[v] if isinstance(v, str) else int(v) for v in values], dtype=np.int64)
     if vis.shape != (N_POINTS,) or not np.isin(vis, (0, 1, 2)).all():
         raise ValidationError(f"visibility must be {N_POINTS} values in 0 (outside) / 1 (occluded) / 2 (visible)")
     return vis.astype(np.int8)
@@ -205,9 +208,13 @@ def normalize_visibility(visibility: Any, points: np.ndarray) -> np.ndarray:
 
 def validate_points(points: Any, visibility: Any, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
     """Check shape, finiteness and that every visible/occluded point lies inside the image."""
+    raw = np.asarray(points, dtype=object) if not isinstance(points, np.ndarray) else points
+    if raw.dtype == bool or (raw.dtype == object and any(isinstance(v, (bool, np.bool_, str, bytes))
+                                                         for v in raw.ravel().tolist())):
+        raise ValidationError("points must be numbers, not booleans or text")
     try:
         pts = np.asarray(points, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise ValidationError(f"points are not numeric: {exc}") from exc
     if pts.shape != (N_POINTS, 2):
         raise ValidationError(f"expected {N_POINTS} points of (x, y), got shape {pts.shape}")
@@ -297,15 +304,28 @@ class Store:
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; nested calls (on the same thread) become savepoints of the outer one."""
         conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
+        depth = getattr(self._local, "depth", 0)
+        self._local.depth = depth + 1
+        begin, commit, rollback = (("BEGIN IMMEDIATE", "COMMIT", ("ROLLBACK",)) if depth == 0 else
+                                   (f"SAVEPOINT sp{depth}", f"RELEASE sp{depth}",
+                                    (f"ROLLBACK TO sp{depth}", f"RELEASE sp{depth}")))
         try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        else:
-            conn.execute("COMMIT")
+            conn.execute(begin)
+            try:
+                yield conn
+            except BaseException:
+                for stmt in rollback:
+                    conn.execute(stmt)
+                raise
+            conn.execute(commit)
+        finally:
+            self._local.depth = depth
+
+    def transaction(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """Group several writes (e.g. an image and its labels) into one transaction: all of them or none."""
+        return self._tx()
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
@@ -331,8 +351,10 @@ class Store:
         if role not in ROLES:
             raise ValidationError(f"role must be one of {ROLES}, got {role!r}")
         name = name.strip()
-        if not name or name.startswith("model:") or len(password) < 4:
-            raise ValidationError("user names must be non-empty (not 'model:...'), passwords at least 4 characters")
+        if not name or name.startswith("model:"):
+            raise ValidationError("user names must be non-empty and not start with 'model:'")
+        if len(password) < MIN_PASSWORD_LENGTH:
+            raise ValidationError(f"passwords need at least {MIN_PASSWORD_LENGTH} characters")
         algo, salt, digest = hash_password(password)
         with self._tx() as conn:
             conn.execute(
@@ -424,6 +446,10 @@ class Store:
                   height: int, nbytes: int, split: str = "train", user: str | None = None) -> tuple[int, bool]:
         """Insert an image; returns (image_id, created). An image with the same content hash is not added twice."""
         self.require(user, "admin")
+        from annotate.formats import check_split
+
+        if check_split(split):
+            raise ValidationError(f"split {check_split(split)}")
         pid = self._project_id(project)
         with self._tx() as conn:
             row = conn.execute("SELECT id FROM images WHERE project_id=? AND sha256=?", (pid, sha256)).fetchone()

@@ -9,12 +9,15 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
 from typing import Any
 
 import gradio as gr  # module level: handler annotations (gr.Request, gr.SelectData) must resolve here
 
 from annotate.labeling import QUEUES, REVIEW_QUEUE, Annotator
+from annotate.login import LoginThrottle
 from annotate.skeleton import GROUPS, POINT_NAMES
 from annotate.store import Store
 
@@ -51,15 +54,36 @@ def shortcut_js() -> str:
 
 
 # ---------------------------------------------------------------------------------------------------- Gradio wiring
+PRIVATE = {"api_name": False, "api_visibility": "private"}  # UI events: not in the API page or the client libraries
+log = logging.getLogger("annotate.ui")
+
+
+def _safe(fn):
+    """Unexpected failures -> a short gr.Error (logged here), never the exception text in the page."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            log.exception("annotation handler failed")
+            raise gr.Error(f"Something went wrong ({type(exc).__name__}); reload the page and try again.",
+                           print_exception=False) from None
+
+    return wrapper
+
+
 def _username(request: Any) -> str | None:
     return getattr(request, "username", None) if request is not None else None
 
 
 def gradio_auth(store: Store):
-    """``auth=`` callable for ``Blocks.launch`` checking the store's users (None when there are no users)."""
+    """``auth=`` for ``Blocks.launch``: the store's users, throttled (annotate.login); None when there are none."""
     if not store.list_users():
         return None
-    return lambda username, password: store.authenticate(username, password)
+    return LoginThrottle(store.authenticate).check
 
 
 def launch_kwargs(store: Store | str) -> dict:
@@ -67,9 +91,6 @@ def launch_kwargs(store: Store | str) -> dict:
     store = store if isinstance(store, Store) else Store(store)
     auth = gradio_auth(store)
     return {"auth": auth, "auth_message": "MSMA annotation: log in with your labeler account"} if auth else {}
-
-
-PRIVATE = {"api_name": False}  # UI events only: not in the API page
 
 
 def build_annotation_tabs(store: Store | str, project: str | None = None, *, prelabeller: Any = None,
@@ -88,7 +109,11 @@ def build_annotation_tabs(store: Store | str, project: str | None = None, *, pre
     stats_headers = ["user", "saves", "images", "done", "approved", "rejected"]
 
     def lmk_apply(op):  # the editor's server function: page -> EditorBridge.handle -> new value
-        return bridge.handle(op)
+        try:
+            return bridge.handle(op)
+        except Exception as exc:  # noqa: BLE001 - logged; the page keeps the edit and shows the error
+            log.exception("landmark editor op failed")
+            return {"error": f"the edit could not be applied ({type(exc).__name__}); reload the page", "ack": 0}
 
     with gr.Tab("Annotate"):
         state = gr.State(None, delete_callback=bridge.sessions.drop)
@@ -143,6 +168,7 @@ def build_annotation_tabs(store: Store | str, project: str | None = None, *, pre
     def ensure(st: dict | None) -> dict:
         return st if st else ann.new_state()
 
+    @_safe
     def on_load(st, guest_name, request: gr.Request):
         with bridge.sessions.locked(ensure(st)) as st:
             user = st["editor_user"] = who(request, guest_name)
@@ -150,12 +176,14 @@ def build_annotation_tabs(store: Store | str, project: str | None = None, *, pre
             st["editor_sent"] = None  # a (re)loaded page has no photo yet
             return view(st, msg, user)
 
+    @_safe
     def on_guest(st, guest_name, request: gr.Request):  # the typed name signs the editor's next edits
         with bridge.sessions.locked(ensure(st)) as st:
             st["editor_user"] = who(request, guest_name)
             return st
 
     def simple(fn):
+        @_safe
         def handler(st, guest_name, request: gr.Request):
             with bridge.sessions.locked(ensure(st)) as st:
                 user = st["editor_user"] = who(request, guest_name)
@@ -164,6 +192,7 @@ def build_annotation_tabs(store: Store | str, project: str | None = None, *, pre
         return handler
 
     def with_value(fn):
+        @_safe
         def handler(st, value, guest_name, request: gr.Request):
             with bridge.sessions.locked(ensure(st)) as st:
                 user = st["editor_user"] = who(request, guest_name)
@@ -247,6 +276,7 @@ def _build_review_tab(ann: Annotator) -> None:
                 ann.history_rows(st), ann.progress_markdown(user), comment_update)
 
     def handler(fn):
+        @_safe
         def run(st, value, request: gr.Request):
             st = st or ann.new_state(REVIEW_QUEUE)
             user = _username(request)
@@ -267,6 +297,7 @@ def _build_review_tab(ann: Annotator) -> None:
     reopen.click(handler(review("in_progress")), [rstate, comment], outputs, **PRIVATE)
     face.input(handler(lambda st, v, u: ann.switch_face(st, v)), [rstate, face], outputs, **PRIVATE)
 
+    @_safe
     def run_report():
         from annotate.quality import quality_figure, quality_report
 

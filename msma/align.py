@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from msma.pixels import opencv_affine
+
 __all__ = ["AlignedFace", "TEMPLATE_FIVE_POINTS_224", "align_face", "estimate_transform", "transform_points",
            "invert_affine"]
 
@@ -96,13 +98,12 @@ def align_face(
     matrix = estimate_transform(pts, tpl, rotate=rotate)
     inverse = invert_affine(matrix)
     scale = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
-    src, warp = img, matrix
+    src, warp = img, matrix  # continuous coordinates (msma.pixels); converted for OpenCV below
     if scale < 0.5:
         # warpAffine samples without low-pass filtering: strongly shrinking a high-resolution face aliases. Blur only
         # the photo region the crop covers (cheap on huge photos) and warp from that sub-image.
         sigma = 0.5 / scale
-        corners = transform_points(np.array([[0, 0], [size - 1, 0], [0, size - 1], [size - 1, size - 1]], float),
-                                   inverse)
+        corners = transform_points(np.array([[0, 0], [size, 0], [0, size], [size, size]], float), inverse)
         pad = int(np.ceil(3 * sigma)) + 2
         h, w = img.shape[:2]
         x0, y0 = (np.floor(corners.min(0)).astype(int) - pad).clip(0)
@@ -113,7 +114,7 @@ def align_face(
             warp = matrix.copy()
             warp[:, 2] += matrix[:, :2] @ np.array([x0, y0], dtype=np.float64)
     crop = cv2.warpAffine(
-        np.ascontiguousarray(src), warp, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
-        borderValue=(0, 0, 0),
+        np.ascontiguousarray(src), opencv_affine(warp), (size, size), flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0),
     )
     return AlignedFace(image=crop, matrix=matrix, inverse=inverse)

@@ -20,7 +20,14 @@ import torch
 from msma.align import AlignedFace, align_face, transform_points
 from msma.assets import resolve_local_file
 from msma.face_model import MODEL_UNITS_TO_MM, Coefficients, FaceModel, load_face_model, vertex_normals
-from msma.fit import ContourTracker, LandmarkFitSettings, PhotometricSettings, fit_landmarks, refine_photometric
+from msma.fit import (
+    ContourTracker,
+    LandmarkFitSettings,
+    MeshPoints,
+    PhotometricSettings,
+    fit_landmarks,
+    refine_photometric,
+)
 from msma.image_io import ImageSource, load_image
 from msma.landmarks import FaceLandmarks, NoFaceError, detect_faces
 
@@ -31,6 +38,8 @@ DEFAULT_WEIGHTS_NAME = "msma_light.safetensors"
 WEIGHTS_ENV = "MSMA_WEIGHTS"
 WEIGHTS_REPO_ENV = "MSMA_WEIGHTS_REPO"
 METHODS = ("auto", "network", "network+refine", "fitting")
+# What "auto" runs: the most accurate method on the out-of-model SFM benchmark (benchmarks/results/sfm_3d_test.md).
+DEFAULT_METHOD = "fitting"
 
 
 def resolve_weights_path(weights: str | os.PathLike | None = None) -> Path | None:
@@ -85,6 +94,9 @@ class FaceReconstruction:
     alignment: AlignedFace
     detector: str
     timings: dict[str, float] = field(default_factory=dict)
+    # the model's blendshape offsets (K, N, 3) model units, and its eyeball vertices: what `rig` needs
+    expression_basis: np.ndarray | None = None
+    eyeball_vertices: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
     def landmark_error_px(self) -> float:
@@ -104,13 +116,25 @@ class FaceReconstruction:
             unit_m=MODEL_UNITS_TO_MM / 1000.0,
         )
 
+    def rig(self):
+        """`msma.export_rig.Rig`: the neutral mesh, every blendshape as vertex offsets, the fitted weights."""
+        from msma.export_rig import Rig
+
+        if self.expression_basis is None:
+            raise ValueError("this reconstruction carries no expression basis, so it cannot be rigged")
+        return Rig(self.mesh(neutral=True), self.expression_basis, list(self.blendshapes),
+                   np.array(list(self.blendshapes.values())), eyes=self.eyeball_vertices)
+
     def export(self, out_dir: str | os.PathLike, stem: str = "face", formats: Sequence[str] = ("glb", "obj", "ply",
-               "json")) -> dict[str, Path]:
+               "json"), rigged: bool = True) -> dict[str, Path]:
+        """Write the face in ``formats``; ``glb`` is the rigged face (ARKit morph targets, fitted weights as its
+        pose) unless ``rigged=False`` or no blendshapes are available, then the static posed mesh."""
         from msma.export import export_all
 
         pose = np.deg2rad([self.pose.pitch, self.pose.yaw, self.pose.roll])
+        rig = self.rig() if rigged and self.expression_basis is not None else None
         return export_all(self.mesh(), out_dir, stem=stem, formats=formats, blendshapes=self.blendshapes,
-                          pose=(pose, self.pose.translation))
+                          pose=(pose, self.pose.translation), rig=rig)
 
 
 @dataclass
@@ -163,8 +187,8 @@ def _shaded_render(face: FaceReconstruction, shape: tuple[int, int], max_side: i
     scale = min(1.0, max_side / max(box_w, box_h))
     w, h = max(1, round(box_w * scale)), max(1, round(box_h * scale))
     screen = torch.as_tensor(face.projected, dtype=torch.float32).clone()
-    screen[:, 0] = (screen[:, 0] - x0 + 0.5) * scale - 0.5
-    screen[:, 1] = (screen[:, 1] - y0 + 0.5) * scale - 0.5
+    screen[:, 0] = (screen[:, 0] - x0) * scale
+    screen[:, 1] = (screen[:, 1] - y0) * scale
     verts = torch.as_tensor(face.vertices, dtype=torch.float32)[None]
     faces = torch.as_tensor(face.faces, dtype=torch.long)
     camera_normals = vertex_normals(verts, faces)[0] @ _rotation(face).T
@@ -192,7 +216,7 @@ class Reconstructor:
 
     method: ``"network"`` (MSMA network alone, fastest), ``"network+refine"`` (network estimate, then landmark and
     photometric fitting with the network as prior), ``"fitting"`` (analysis by synthesis from the mean face) or
-    ``"auto"`` (network+refine when weights are available, fitting otherwise).
+    ``"auto"`` (`DEFAULT_METHOD`: the most accurate method measured, fitting; see benchmarks/results/sfm_3d_test.md).
     """
 
     def __init__(
@@ -223,6 +247,7 @@ class Reconstructor:
         self.max_side = max_side
         self.template = self.model.five_point_template()
         self.contour = ContourTracker(self.model)
+        self.mesh_points = MeshPoints.for_model(self.model)
         self.weights_path = resolve_weights_path(weights)
         self.network = None
         if self.weights_path is not None and method != "fitting":
@@ -231,7 +256,7 @@ class Reconstructor:
             self.network = load_checkpoint(self.weights_path, device=str(self.device)).eval()
             self._check_network_matches_model()
         if method == "auto":
-            method = "network+refine" if self.network is not None else "fitting"
+            method = DEFAULT_METHOD
         if method.startswith("network") and self.network is None:
             raise FileNotFoundError(
                 f"method {method!r} needs network weights: none in {REPO_WEIGHTS_DIR}, ${WEIGHTS_ENV} or "
@@ -318,8 +343,10 @@ class Reconstructor:
         start = time.perf_counter()
         aligned = align_face(photo, detection.five_points(), template=self.template)
         crop_landmarks = transform_points(detection.landmarks68, aligned.matrix)
+        crop_dense = None if detection.dense is None else transform_points(detection.dense, aligned.matrix)[None]
         timings["align"] = time.perf_counter() - start
-        coeffs = self.estimate(aligned.image, crop_landmarks[None], method=method, timings=timings)
+        coeffs = self.estimate(aligned.image, crop_landmarks[None], method=method, timings=timings,
+                               crop_dense=crop_dense)
         start = time.perf_counter()
         face = self._build_result(photo, detection, aligned, coeffs, method, index, texture)
         timings["texture"] = time.perf_counter() - start
@@ -328,9 +355,10 @@ class Reconstructor:
 
     def estimate(
         self, crops: np.ndarray, crop_landmarks: np.ndarray, method: str | None = None,
-        timings: dict[str, float] | None = None, shared_identity: bool = False,
+        timings: dict[str, float] | None = None, shared_identity: bool = False, crop_dense: np.ndarray | None = None,
     ) -> Coefficients:
-        """Coefficients for aligned crops (B, 224, 224, 3) uint8 with their landmarks (B, 68, 2)."""
+        """Coefficients for aligned crops (B, 224, 224, 3) uint8 with their landmarks (B, 68, 2) and, when the
+        detector gave them, mediapipe's mesh points (B, 478, 2) in crop pixels (NaN rows for images without)."""
         method = method or self.method
         timings = {} if timings is None else timings
         crops = np.asarray(crops)
@@ -345,7 +373,8 @@ class Reconstructor:
                 return prior
         start = time.perf_counter()
         coeffs = fit_landmarks(self.model, crop_landmarks, init=prior, settings=self.landmark_settings,
-                               shared_identity=shared_identity, contour=self.contour, prior_mean=prior)
+                               shared_identity=shared_identity, contour=self.contour, prior_mean=prior,
+                               dense=crop_dense, mesh_points=self.mesh_points)
         if prior is not None:  # keep the network's albedo and lighting as the photometric starting point
             coeffs.texture, coeffs.lighting = prior.texture.clone(), prior.lighting.clone()
         timings["fit_landmarks"] = time.perf_counter() - start
@@ -354,7 +383,8 @@ class Reconstructor:
             images = torch.as_tensor(crops, dtype=torch.float32, device=self.device) / 255.0
             coeffs = refine_photometric(self.model, self.renderer, images, crop_landmarks,
                                         coeffs.to(self.device), self.photometric_settings,
-                                        shared_identity=shared_identity)
+                                        shared_identity=shared_identity,
+                                        optimise_texture_only=not self.photometric_settings.refine_shape)
             timings["photometric"] = time.perf_counter() - start
         return coeffs.to("cpu")
 
@@ -374,26 +404,45 @@ class Reconstructor:
 
     def reconstruct_person(self, images: Sequence[ImageSource], texture: bool = True) -> list[FaceReconstruction]:
         """Several photos of one person: the largest face of each, fitted with one shared identity."""
-        photos, detections, aligned, crop_lms = [], [], [], []
+        photos, detections = [], []
         for image in images:
             photo = load_image(image, max_side=self.max_side)
             found = detect_faces(photo, detector=self.detector)
             if not found:
                 raise NoFaceError(f"no face found in {image if isinstance(image, (str, Path)) else 'an image'}")
-            a = align_face(photo, found[0].five_points(), template=self.template)
             photos.append(photo)
             detections.append(found[0])
-            aligned.append(a)
-            crop_lms.append(transform_points(found[0].landmarks68, a.matrix))
-        method = self.method if self.method != "network" else "network+refine"
+        return self.reconstruct_person_from_detections(photos, detections, texture=texture)
+
+    def reconstruct_person_from_detections(
+        self, photos: Sequence[np.ndarray], detections: Sequence[FaceLandmarks], texture: bool = True,
+        method: str | None = None,
+    ) -> list[FaceReconstruction]:
+        """One face per photo (already detected), all of one person: one shared identity, per-photo expression/pose."""
+        aligned = [align_face(p, d.five_points(), template=self.template) for p, d in zip(photos, detections)]
+        crop_lms = [transform_points(d.landmarks68, a.matrix) for d, a in zip(detections, aligned)]
+        dense = None
+        if any(d.dense is not None for d in detections):
+            n = max(len(d.dense) for d in detections if d.dense is not None)
+            dense = np.stack([transform_points(d.dense, a.matrix) if d.dense is not None else np.full((n, 2), np.nan)
+                              for d, a in zip(detections, aligned)])
+        method = method or self.method
+        method = method if method != "network" else "network+refine"
         coeffs = self.estimate(np.stack([a.image for a in aligned]), np.stack(crop_lms), method=method,
-                               shared_identity=True)
+                               shared_identity=True, crop_dense=dense)
         return [
             self._build_result(photos[i], detections[i], aligned[i], coeffs[i : i + 1], method, i, texture)
             for i in range(len(photos))
         ]
 
     # ------------------------------------------------------------------------------------------- internals
+    def _eyeball_vertices(self) -> tuple[np.ndarray, np.ndarray] | None:
+        if not hasattr(self, "_eyes"):
+            from msma.export_rig import eyeball_vertices
+
+            self._eyes = eyeball_vertices(self.model)
+        return self._eyes
+
     @torch.no_grad()
     def _build_result(
         self, photo: np.ndarray, detection: FaceLandmarks, aligned: AlignedFace, coeffs: Coefficients,
@@ -434,6 +483,8 @@ class Reconstructor:
             pose=HeadPose.from_coefficients(coeffs.to("cpu")),
             alignment=aligned,
             detector=detection.detector,
+            expression_basis=model.expression_basis.detach().cpu().numpy().reshape(model.n_expression, -1, 3),
+            eyeball_vertices=self._eyeball_vertices(),
         )
 
     def repose(self, face: FaceReconstruction, expression: dict[str, float] | None = None,

@@ -124,7 +124,7 @@ class AppModels:
                                   device=device, texture_size=texture_size, max_side=max_side)
             plain._unwrapper = base.unwrapper  # same model, same UV layout
             engines["ablation"] = Engine("ablation", METHOD_LABELS["ablation"], plain, "network", fast=plain)
-        default = "network" if "network" in engines else "fitting"
+        default = base.method if base.method in engines else "fitting"  # msma.api.DEFAULT_METHOD via "auto"
         return cls(engines, default, max_side=max_side, gpu=gpu)
 
     @property
@@ -173,7 +173,7 @@ class AppModels:
             detections = detect_faces(photo, detector=self.base.detector)
             if detections:
                 for engine in self.engines.values():
-                    engine.get(False).reconstruct_face(photo, detections[0], texture=True, method=engine.method)
+                    _reconstruct(self, Options(engine.key, True, False), photo, detections[0], 0)
         except Exception as exc:  # noqa: BLE001 - a failed warm-up must not stop the app
             log.warning("warm-up failed: %s", exc)
         return time.perf_counter() - start
@@ -273,23 +273,59 @@ class Photo:
     original_size: tuple[int, int] | None = None  # (width, height) before downscaling
 
 
-def _source_path(value: Any) -> tuple[str | None, str | None]:
-    """(path, display name) from a file path, a Gradio FileData / dict payload, or None."""
+UPLOAD_REFUSED = "The {what} upload is not available on the server (it may have expired): please upload it again."
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A file a client uploaded through Gradio, accepted by :func:`client_upload` (``path`` resolved, inside the
+    upload folder; ``name`` the original file name, for messages only)."""
+
+    path: str
+    name: str
+
+
+def gradio_upload_folder() -> Path:
+    """Where Gradio stores uploads and its cache: ``$GRADIO_TEMP_DIR`` or ``<tmp>/gradio`` (the rule of
+    ``gradio.utils.get_upload_folder``, repeated here so this module does not import Gradio)."""
+    return Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio").resolve()
+
+
+def client_upload(value: Any, roots: Sequence[str | os.PathLike] | None = None, what: str = "photo") -> Upload | None:
+    """The one gate for file inputs that come from a client (Gradio payload dict, FileData, or a bare path).
+
+    Accepts only a regular file whose resolved path (symlinks followed) lies inside ``roots`` (default: Gradio's
+    upload folder); anything else raises the same :class:`AppError`, whether the path exists or not, so the
+    answer tells nothing about the server's files. None stays None (nothing uploaded)."""
     if value is None:
-        return None, None
-    if isinstance(value, (str, os.PathLike)):
-        return str(value), Path(value).name
+        return None
     if isinstance(value, Mapping):
-        path = value.get("path") or value.get("name")
-        return (str(path) if path else None), value.get("orig_name") or (Path(path).name if path else None)
-    path = getattr(value, "path", None)
-    if path is not None:
-        return str(path), getattr(value, "orig_name", None) or Path(path).name
-    return None, None
+        path, orig = value.get("path"), value.get("orig_name")
+    elif isinstance(value, (str, os.PathLike)):
+        path, orig = value, None
+    else:
+        path, orig = getattr(value, "path", None), getattr(value, "orig_name", None)
+    refused = AppError(UPLOAD_REFUSED.format(what=what))
+    if not isinstance(path, (str, os.PathLike)) or not str(path) or "\x00" in str(path):
+        raise refused
+    allowed = [Path(r).resolve() for r in (roots if roots is not None else [gradio_upload_folder()])]
+    try:
+        resolved = Path(os.path.abspath(path)).resolve()
+    except (OSError, RuntimeError, ValueError):
+        raise refused from None
+    if not any(resolved == root or root in resolved.parents for root in allowed):
+        raise refused
+    if not resolved.is_file():  # only ever asked inside the upload folder
+        raise refused
+    name = Path(orig).name if isinstance(orig, str) and Path(orig).name else resolved.name
+    return Upload(str(resolved), name[:120])
 
 
 def load_photo(value: Any, max_side: int = APP_MAX_SIDE, what: str = "photo") -> Photo:
-    """Load an upload (path, payload dict or ndarray) for reconstruction; readable `AppError` when unusable."""
+    """Load a photo for reconstruction; readable `AppError` when unusable.
+
+    ``value``: an :class:`Upload`, an ndarray, a local path (``str`` / ``Path``: the Python API's caller is trusted),
+    or a client payload (dict / FileData), which goes through :func:`client_upload` first."""
     from PIL import Image
 
     from msma.image_io import ImageLoadError, load_image_with_scale
@@ -300,10 +336,14 @@ def load_photo(value: Any, max_side: int = APP_MAX_SIDE, what: str = "photo") ->
         except ImageLoadError as exc:
             raise AppError(f"The {what} cannot be used: {_reason(exc)}") from None
         return Photo(loaded.image, "the photo", _size_warnings(loaded, "the photo", max_side), loaded.original_size)
-    path, name = _source_path(value)
-    if path is None:
+    if value is not None and not isinstance(value, (Upload, str, os.PathLike)):
+        value = client_upload(value, what=what)
+    if value is None:
         raise AppError(f"Please upload a {what} first (or click one of the examples).")
-    name = name or "the upload"
+    if isinstance(value, Upload):
+        path, name = value.path, value.name
+    else:
+        path, name = str(value), Path(value).name or "the photo"
     warnings: list[str] = []
     try:
         with warnings_module.catch_warnings():
@@ -354,9 +394,12 @@ def _detect(models: AppModels, photo: Photo) -> list:
 
 
 def _reconstruct(models: AppModels, options: Options, photo: np.ndarray, detection, index: int):
+    from msma.threads import single_torch_thread
+
     engine = models.engine(options.method)
     rec = engine.get(options.photometric)
-    return rec.reconstruct_face(photo, detection, index=index, texture=options.texture, method=engine.method)
+    with single_torch_thread():  # requests run in parallel worker threads: see msma/threads.py
+        return rec.reconstruct_face(photo, detection, index=index, texture=options.texture, method=engine.method)
 
 
 # ------------------------------------------------------------------------------------------------ reconstruct tab
@@ -430,10 +473,17 @@ class Details:
 
 def details(models: AppModels, session: Session | None, wireframe: bool = False) -> Details | None:
     """Everything after the 3D preview: overlay, shape render, blendshape chart, pose, downloads, face picker."""
-    from msma.api import ReconstructionResult
+    from msma.threads import single_torch_thread
 
     if session is None or session.selected not in session.faces:
         return None
+    with single_torch_thread():
+        return _details(session, wireframe)
+
+
+def _details(session: Session, wireframe: bool) -> Details:
+    from msma.api import ReconstructionResult
+
     face = session.face
     overlay = ReconstructionResult(session.photo, [face], {}).overlay(wireframe=bool(wireframe))
     out = session.new_dir("downloads")
@@ -471,6 +521,7 @@ def repose(models: AppModels, session: Session | None, expression_values: Sequen
            identity_values: Sequence[float]) -> str:
     """New GLB of the current face with the slider values (no re-fitting; texture / colours kept)."""
     from msma.export import MeshData, export_glb
+    from msma.threads import single_torch_thread
 
     if session is None or session.selected not in session.faces:
         raise AppError("Reconstruct a photo first; the sliders edit the reconstructed face.")
@@ -481,8 +532,9 @@ def repose(models: AppModels, session: Session | None, expression_values: Sequen
             if name in face.blendshapes:
                 expression[name] = float(np.clip(value, 0.0, 1.0))
     identity = {i: float(v) for i, v in enumerate(identity_values) if i < face.coefficients.identity.shape[1]}
-    vertices = models.engine(session.options.method).reconstructor.repose(face, expression=expression,
-                                                                           identity=identity)
+    with single_torch_thread():
+        vertices = models.engine(session.options.method).reconstructor.repose(face, expression=expression,
+                                                                               identity=identity)
     mesh = face.mesh()
     mesh = MeshData(vertices=vertices, faces=mesh.faces, uv=mesh.uv, face_uv_index=mesh.face_uv_index,
                     texture=mesh.texture, vertex_colors=mesh.vertex_colors, unit_m=mesh.unit_m)
@@ -549,8 +601,8 @@ def shape_render(face, shape: tuple[int, int], max_side: int = 512, margin: floa
     scale = min(1.0, max_side / max(right - left, bottom - top))
     w, h = max(1, round((right - left) * scale)), max(1, round((bottom - top) * scale))
     screen = torch.as_tensor(face.projected, dtype=torch.float32).clone()
-    screen[:, 0] = (screen[:, 0] - left + 0.5) * scale - 0.5
-    screen[:, 1] = (screen[:, 1] - top + 0.5) * scale - 0.5
+    screen[:, 0] = (screen[:, 0] - left) * scale
+    screen[:, 1] = (screen[:, 1] - top) * scale
     verts = torch.as_tensor(face.vertices, dtype=torch.float32)[None]
     tris = torch.as_tensor(face.faces, dtype=torch.long)
     normals = vertex_normals(verts, tris)[0] @ euler_to_matrix(face.coefficients.angles.float())[0].T

@@ -59,12 +59,6 @@ def kabsch(src: np.ndarray, dst: np.ndarray, weights: np.ndarray | None = None, 
     return r, md - s * r @ ms, s
 
 
-def rigid_align(src: np.ndarray, dst: np.ndarray, scale: bool = False) -> np.ndarray:
-    """``src`` (N, 3) moved onto corresponding ``dst`` points (Kabsch)."""
-    r, t, s = kabsch(src, dst, scale=scale)
-    return s * np.asarray(src, np.float64) @ r.T + t
-
-
 def crop_scan(points: np.ndarray, nose_tip: np.ndarray, radius_mm: float = 95.0) -> np.ndarray:
     points = np.asarray(points, np.float64)
     return points[np.linalg.norm(points - np.asarray(nose_tip, np.float64), axis=1) <= radius_mm]
@@ -147,8 +141,9 @@ def point_to_surface(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     slot = np.arange(len(order)) - starts[vertex_of]
     table[vertex_of, slot] = order // 3
-    _, near = cKDTree(vertices).query(points, k=min(k, len(vertices)))
-    near = near.reshape(len(points), -1)
+    used = np.flatnonzero(counts > 0)  # vertices of no triangle (e.g. of excluded eyeballs) cannot be closest
+    _, near = cKDTree(vertices[used]).query(points, k=min(k, len(used)))
+    near = used[near.reshape(len(points), -1)]
     best = np.full(len(points), np.inf)
     for j in range(near.shape[1]):
         for s in range(width):
@@ -167,14 +162,22 @@ def scan_error(
     pred_vertices_mm: np.ndarray, pred_faces: np.ndarray, scan_points_mm: np.ndarray, nose_tip_mm: np.ndarray,
     pred_region: np.ndarray | None = None, scan_landmarks: np.ndarray | None = None,
     pred_landmarks: np.ndarray | None = None, pred_nose_tip: np.ndarray | None = None, radius_mm: float = 95.0,
-    icp_iterations: int = 50,
+    icp_iterations: int = 50, similarity: bool = False,
 ) -> ScanError:
     """The protocol for one prediction / scan pair (see module docstring). All inputs in mm.
 
     pred_region: vertex indices of the predicted face region used by ICP (default all vertices).
     scan_landmarks / pred_landmarks: (K, 3) corresponding points for the initial alignment.
+    similarity: NoW's alignment — the landmark alignment also solves a scale, applied to the prediction before ICP
+    (so a face of the right shape but the wrong size is not penalised). Needs landmarks.
     """
     pred = np.asarray(pred_vertices_mm, np.float64)
+    if similarity:
+        if scan_landmarks is None or pred_landmarks is None:
+            raise ValueError("similarity alignment needs scan_landmarks and pred_landmarks")
+        _, _, scale = kabsch(pred_landmarks, scan_landmarks, scale=True)
+        pred, pred_landmarks = pred * scale, np.asarray(pred_landmarks, np.float64) * scale
+        pred_nose_tip = None if pred_nose_tip is None else np.asarray(pred_nose_tip, np.float64) * scale
     region = pred if pred_region is None else pred[np.asarray(pred_region)]
     gt = crop_scan(scan_points_mm, nose_tip_mm, radius_mm)
     if scan_landmarks is not None and pred_landmarks is not None:

@@ -1,4 +1,4 @@
-"""Command line: ``python -m msma reconstruct|train|evaluate|info``."""
+"""Command line: ``python -m msma reconstruct|track|train|evaluate|info``."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def _reconstruct_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", nargs="+", default=["glb", "obj", "ply", "json"], choices=FORMATS,
                         help="export formats (default: glb obj ply json)")
     parser.add_argument("--method", default="auto", choices=["auto", "network", "network+refine", "fitting"],
-                        help="auto = network+refine when weights exist, else fitting")
+                        help="auto = the most accurate measured method (msma.api.DEFAULT_METHOD: fitting)")
     parser.add_argument("--weights", help="network checkpoint (.safetensors); default: weights/ or $MSMA_WEIGHTS")
     parser.add_argument("--face-model", help="face model file (ICT npz or BFM_model_front.mat); default: bundled ICT")
     parser.add_argument("--detector", default="auto", help="auto | mediapipe | dlib | face_alignment")
@@ -27,6 +27,8 @@ def _reconstruct_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-texture", action="store_true", help="skip unwrapping the photo texture")
     parser.add_argument("--no-photometric", action="store_true", help="landmark fitting only (faster)")
     parser.add_argument("--overlay", action="store_true", help="also write an overlay PNG per photo")
+    parser.add_argument("--static-glb", action="store_true",
+                        help="GLB as a static posed mesh instead of the rigged face (53 ARKit morph targets)")
     parser.add_argument("--same-person", action="store_true",
                         help="all photos show one person: fit one shared identity (largest face of each)")
 
@@ -65,7 +67,7 @@ def reconstruct(args: argparse.Namespace) -> int:
     if args.same_person:
         faces = reconstructor.reconstruct_person(photos, texture=not args.no_texture)
         for photo, face in zip(photos, faces):
-            face.export(out_dir, stem=f"{photo.stem}_face0", formats=args.format)
+            face.export(out_dir, stem=f"{photo.stem}_face0", formats=args.format, rigged=not args.static_glb)
         print(f"{len(faces)} photos fitted with one identity -> {out_dir}")
         return 0
     failures = 0
@@ -78,7 +80,8 @@ def reconstruct(args: argparse.Namespace) -> int:
             tqdm.write(f"error: {photo}: {error}", file=sys.stderr)
             continue
         for face in result:
-            files = face.export(out_dir, stem=f"{photo.stem}_face{face.index}", formats=args.format)
+            files = face.export(out_dir, stem=f"{photo.stem}_face{face.index}", formats=args.format,
+                                rigged=not args.static_glb)
             summary.append({"photo": str(photo), "face": face.index, "method": face.method,
                             "pose_degrees": face.pose.as_dict(), "landmark_error_px": face.landmark_error_px,
                             "files": {k: str(v) for k, v in files.items()}})
@@ -88,6 +91,71 @@ def reconstruct(args: argparse.Namespace) -> int:
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     print(f"{len(summary)} face(s) from {len(photos) - failures} of {len(photos)} photo(s) -> {out_dir}")
     return 1 if failures else 0
+
+
+def _track_arguments(parser: argparse.ArgumentParser) -> None:
+    from msma.track_export import PERFORMANCE_FORMATS
+
+    parser.add_argument("video", help="video file (anything FFmpeg decodes: mp4, mov, mkv, webm, avi ...)")
+    parser.add_argument("-o", "--out", default="outputs", help="output folder (default: outputs)")
+    parser.add_argument("--format", nargs="+", default=list(PERFORMANCE_FORMATS), choices=PERFORMANCE_FORMATS,
+                        help="csv = Live Link Face CSV, glb = rigged face with the animation, npz/json = per-frame "
+                             "data, mp4 = overlay preview (default: all)")
+    parser.add_argument("--largest", action="store_true", help="track only the largest face of every frame")
+    parser.add_argument("--max-faces", type=int, default=4, help="faces tracked at once (default 4)")
+    parser.add_argument("--max-side", type=int, default=1280,
+                        help="frames larger than this are downscaled for tracking (default 1280)")
+    parser.add_argument("--keyframes", type=int, default=5, help="frames fitted together for the identity")
+    parser.add_argument("--no-smoothing", action="store_true", help="raw per-frame values (no One-Euro filter)")
+    parser.add_argument("--min-cutoff", type=float, default=1.0,
+                        help="One-Euro cutoff of a still signal, Hz (lower = smoother, more lag; default 1)")
+    parser.add_argument("--beta", type=float, default=3.0, help="One-Euro speed coefficient (default 3)")
+    parser.add_argument("--no-texture", action="store_true", help="untextured rig (skips unwrapping a frame)")
+    parser.add_argument("--method", default="auto", choices=["auto", "network+refine", "fitting"],
+                        help="how the identity is estimated from the keyframes")
+    parser.add_argument("--no-photometric", action="store_true",
+                        help="identity and texture from landmark fitting only (faster)")
+    parser.add_argument("--weights", help="network checkpoint (.safetensors); default: weights/ or $MSMA_WEIGHTS")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def track(args: argparse.Namespace) -> int:
+    from msma.api import Reconstructor
+    from msma.landmarks import NoFaceError
+    from msma.smoothing import OneEuroSettings
+    from msma.track import FaceTracker, TrackSettings
+    from msma.track_export import export_performance
+    from msma.video import VideoError
+
+    if args.max_faces < 1 or args.max_side < 64 or args.keyframes < 1:
+        print("error: --max-faces and --keyframes must be >= 1 and --max-side >= 64", file=sys.stderr)
+        return 2
+    smoothing = None if args.no_smoothing else OneEuroSettings(min_cutoff=args.min_cutoff, beta=args.beta)
+    settings = TrackSettings(max_side=args.max_side, max_faces=args.max_faces, largest=args.largest,
+                             keyframes=args.keyframes, smoothing=smoothing, texture=not args.no_texture)
+    tracker = FaceTracker(Reconstructor(method=args.method, weights=args.weights,
+                                        photometric=not args.no_photometric), settings)
+    try:
+        result = tracker.track_video(args.video, progress=not args.no_progress)
+    except (VideoError, NoFaceError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    out_dir = Path(args.out)
+    stem = Path(args.video).stem
+    files = export_performance(result, out_dir, video_path=args.video, stem=stem, formats=args.format,
+                               progress=not args.no_progress)
+    for message in result.messages:
+        print(f"note: {message}", file=sys.stderr)
+    summary = {"video": str(args.video), "frames": result.n_frames, "fps": result.fps,
+               "variable_frame_rate": result.variable_frame_rate, "complete": result.complete,
+               "faces": [{"face": f.index, "tracked_frames": f.n_valid, "keyframes": f.keyframes}
+                         for f in result.faces],
+               "tracking_fps": result.tracking_fps(), "timings_s": result.timings, "messages": result.messages,
+               "files": {k: str(v) for k, v in files.items()}}
+    (out_dir / f"{stem}_track_summary.json").write_text(json.dumps(summary, indent=2))
+    print(f"{result.n_frames} frames, {len(result.faces)} face(s), tracking {result.tracking_fps():.0f} frames/s "
+          f"-> {out_dir}")
+    return 0 if result.complete else 1
 
 
 def info(args: argparse.Namespace) -> int:
@@ -105,6 +173,10 @@ def build_parser() -> argparse.ArgumentParser:
     rec = sub.add_parser("reconstruct", help="photos -> 3D faces (GLB, OBJ, PLY, ARKit JSON)")
     _reconstruct_arguments(rec)
     rec.set_defaults(func=reconstruct)
+    tr_video = sub.add_parser("track", help="video -> ARKit blendshapes, head pose and gaze per frame (Live Link "
+                                            "CSV, animated GLB, NPZ/JSON, overlay MP4)")
+    _track_arguments(tr_video)
+    tr_video.set_defaults(func=track)
     sub.add_parser("info", help="which face model, weights, detector and device would be used").set_defaults(
         func=info)
     from msma import evaluate, train
@@ -120,7 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose or args.command != "reconstruct" else logging.WARNING,
+    quiet = args.command in ("reconstruct", "track")
+    logging.basicConfig(level=logging.INFO if args.verbose or not quiet else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     result = args.func(args)
     return int(result or 0)

@@ -31,6 +31,7 @@ import torch
 
 from msma.benchmark3d import kabsch
 from msma.face_model import MODEL_UNITS_TO_MM, Coefficients, FaceModel, euler_to_matrix
+from msma.pixels import from_pixel_index
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "msma_light.safetensors"
 DEFAULT_ABLATION = Path(__file__).resolve().parents[1] / "weights" / "plain_light.safetensors"
@@ -71,28 +72,32 @@ def nme(pred: np.ndarray, gt: np.ndarray) -> float:
 # ---------------------------------------------------------------------- methods
 def build_methods(weights: str | None, ablation: str | None, fitting: bool = True, refine: bool = True,
                   model: FaceModel | None = None) -> dict:
-    """name -> function(crops uint8 (B, 224, 224, 3), landmarks (B, 68, 2)) -> Coefficients."""
+    """name -> fn(crops uint8 (B, 224, 224, 3), landmarks (B, 68, 2), dense (B, 478, 2) | None) -> Coefficients."""
     from msma.api import Reconstructor
 
     methods = {}
     if weights and Path(weights).is_file():
         rec = Reconstructor(method="network", weights=weights, face_model=model)
-        methods["network"] = lambda c, lm, r=rec: r.estimate(c, lm, method="network")
+        methods["network"] = lambda c, lm, d=None, r=rec: r.estimate(c, lm, method="network")
         if refine:
-            methods["network+refine"] = lambda c, lm, r=rec: r.estimate(c, lm, method="network+refine")
+            methods["network+refine"] = lambda c, lm, d=None, r=rec: r.estimate(c, lm, method="network+refine",
+                                                                                 crop_dense=d)
     if fitting:
         fit_rec = Reconstructor(method="fitting", face_model=model)
-        methods["fitting"] = lambda c, lm, r=fit_rec: r.estimate(c, lm, method="fitting")
+        methods["fitting"] = lambda c, lm, d=None, r=fit_rec: r.estimate(c, lm, method="fitting", crop_dense=d)
     if ablation and Path(ablation).is_file():
         abl = Reconstructor(method="network", weights=ablation, face_model=model)
-        methods["ablation network (no fusion/attention)"] = lambda c, lm, r=abl: r.estimate(c, lm, method="network")
+        methods["ablation network (no fusion/attention)"] = lambda c, lm, d=None, r=abl: r.estimate(
+            c, lm, method="network")
     return methods
 
 
-def _detector_landmarks(crops: np.ndarray, fallback: np.ndarray) -> tuple[np.ndarray, int]:
+def _detector_landmarks(crops: np.ndarray, fallback: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """Detected 68 points (fallback where no face is found), mediapipe mesh points (NaN where none), misses."""
     from msma.landmarks import detect_faces
 
     out, missed = fallback.copy(), 0
+    dense = np.full((len(crops), 478, 2), np.nan)
     for b, crop in enumerate(crops):
         try:
             faces = detect_faces(crop)
@@ -100,9 +105,11 @@ def _detector_landmarks(crops: np.ndarray, fallback: np.ndarray) -> tuple[np.nda
             faces = []
         if faces:
             out[b] = faces[0].landmarks68
+            if faces[0].dense is not None:
+                dense[b] = faces[0].dense[:478]
         else:
             missed += 1
-    return out, missed
+    return out, dense, missed
 
 
 # ---------------------------------------------------------------------- synthetic benchmark
@@ -113,24 +120,25 @@ def synthetic_benchmark(methods: dict, n: int = 64, seed: int = 1000, batch: int
 
     model = model or FaceModel.ict()
     if reference:  # the mean shape: what any method must beat on vertex error (its pose error is meaningless)
-        methods = {**methods, "mean shape (reference)": lambda c, lm: Coefficients.zeros(model, len(c))}
+        methods = {**methods, "mean shape (reference)": lambda c, lm, d=None: Coefficients.zeros(model, len(c))}
     gen = SyntheticFaceGenerator(model, seed=seed, image_size=model.camera.image_size, backgrounds=backgrounds)
     rng = np.random.default_rng(seed)
     region = model.face_vertices.cpu().numpy()
-    per: dict[str, dict[str, list]] = {k: {"vertex_mm": [], "pose_deg": [], "expression_mae": [], "seconds": []}
-                                       for k in methods}
+    per: dict[str, dict[str, list]] = {k: {"vertex_mm": [], "pose_deg": [], "expression_mae": [], "seconds": [],
+                                           "neutral_max_weight": []} for k in methods}
     missed = 0
     for start in range(0, n, batch):
         b = gen.sample(min(batch, n - start))
         crops = (b.images.permute(0, 2, 3, 1).cpu().numpy() * 255 + 0.5).astype(np.uint8)
         lms = b.landmarks2d.cpu().numpy() + rng.normal(0, landmark_noise, b.landmarks2d.shape)
+        dense = None
         if fit_landmarks == "detector":
-            lms, m = _detector_landmarks(crops, lms)
+            lms, dense, m = _detector_landmarks(crops, lms)
             missed += m
         gt = b.coefficients
         for name, fn in methods.items():
             t0 = time.perf_counter()
-            coeffs = fn(crops, lms)
+            coeffs = fn(crops, lms, dense)
             per[name]["seconds"].append((time.perf_counter() - t0) / len(crops))
             coeffs = coeffs.to("cpu")
             exp = model.clamp_expression(coeffs.expression)
@@ -139,6 +147,8 @@ def synthetic_benchmark(methods: dict, n: int = 64, seed: int = 1000, batch: int
             per[name]["vertex_mm"] += aligned_vertex_error_mm(verts, b.vertices.cpu().numpy(), region).tolist()
             per[name]["pose_deg"] += rotation_error_deg(coeffs.angles, gt.angles).tolist()
             per[name]["expression_mae"] += expression_mae(exp, gt.expression).tolist()
+            neutral = (gt.expression.abs().amax(-1) == 0).cpu()  # faces rendered with no expression at all
+            per[name]["neutral_max_weight"] += exp.cpu()[neutral].amax(-1).tolist() if neutral.any() else []
         if progress:
             print(f"synthetic {start + len(crops)}/{n}: " + ", ".join(
                 f"{k} {np.mean(v['vertex_mm']):.2f} mm" for k, v in per.items()), flush=True)
@@ -148,6 +158,10 @@ def synthetic_benchmark(methods: dict, n: int = 64, seed: int = 1000, batch: int
             "vertex_mm": float(np.mean(v["vertex_mm"])), "vertex_mm_median": float(np.median(v["vertex_mm"])),
             "pose_deg": float(np.mean(v["pose_deg"])), "pose_deg_median": float(np.median(v["pose_deg"])),
             "expression_mae": float(np.mean(v["expression_mae"])),
+            # largest weight the method gives a neutral face (mean over neutral faces) and the share <= 0.15
+            "neutral_max_weight": float(np.mean(v["neutral_max_weight"])) if v["neutral_max_weight"] else None,
+            "neutral_faces_all_weights_below_0.15": (float(np.mean(np.array(v["neutral_max_weight"]) <= 0.15))
+                                                     if v["neutral_max_weight"] else None),
             "seconds_per_image": float(np.sum(v["seconds"]) * batch / max(n, 1)),
         }
     return {"n": n, "seed": seed, "landmark_source": fit_landmarks, "landmark_noise_px": landmark_noise,
@@ -166,7 +180,8 @@ def read_dlib_xml(path: str | os.PathLike) -> list[tuple[str, np.ndarray, np.nda
                 continue
             x0, y0 = float(box.get("left")), float(box.get("top"))
             b = np.array([x0, y0, x0 + float(box.get("width")), y0 + float(box.get("height"))])
-            out.append((image.get("file"), b, np.array([parts[i] for i in range(68)])))
+            # dlib writes points as pixel indices (integer centres); MSMA points are continuous (msma.pixels)
+            out.append((image.get("file"), b, from_pixel_index(np.array([parts[i] for i in range(68)]))))
     return out
 
 
@@ -209,8 +224,9 @@ def dlib_nme(dlib_dir: str | os.PathLike, methods: dict, detector: str = "auto",
             per["detector"].append(nme(best.landmarks68, gt))
             aligned = align_face(photo, best.five_points(), template=template)
             crop_lm = transform_points(best.landmarks68, aligned.matrix)
+            crop_dense = None if best.dense is None else transform_points(best.dense, aligned.matrix)[None]
             for name, fn in methods.items():
-                coeffs = fn(aligned.image[None], crop_lm[None]).to("cpu")
+                coeffs = fn(aligned.image[None], crop_lm[None], crop_dense).to("cpu")
                 with torch.no_grad():
                     proj = model.project_landmarks(coeffs)[0].cpu().numpy()
                 per[name].append(nme(transform_points(proj, aligned.inverse), gt))
@@ -284,10 +300,14 @@ def markdown_report(results: dict) -> str:
         lines += [f"## Synthetic 3D benchmark ({s['n']} faces, seed {s['seed']}, fitter landmarks: "
                   f"{s['landmark_source']}, noise {s['landmark_noise_px']} px)", "",
                   "| method | vertex error mm (mean / median) | pose error deg (mean / median) | expression MAE | "
-                  "s / image |", "|---|---|---|---|---|"]
+                  "neutral faces: largest weight (mean) / share all <= 0.15 | s / image |", "|---|---|---|---|---|---|"]
         for name, m in s["methods"].items():
+            neutral = "-"
+            if m.get("neutral_max_weight") is not None:
+                neutral = f"{m['neutral_max_weight']:.3f} / {m['neutral_faces_all_weights_below_0.15']:.2f}"
             lines.append(f"| {name} | {m['vertex_mm']:.2f} / {m['vertex_mm_median']:.2f} | {m['pose_deg']:.2f} / "
-                         f"{m['pose_deg_median']:.2f} | {m['expression_mae']:.4f} | {m['seconds_per_image']:.3f} |")
+                         f"{m['pose_deg_median']:.2f} | {m['expression_mae']:.4f} | {neutral} | "
+                         f"{m['seconds_per_image']:.3f} |")
         lines.append("")
     if "nme" in results:
         r = results["nme"]

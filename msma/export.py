@@ -629,11 +629,13 @@ def export_all(
     pose=None,
     unit: str = "m",
     texture_format: str = "png",
+    rig=None,
 ) -> dict[str, Path]:
     """Export to several formats in ``out_dir``; returns {format: path} (plus ``"mtl"``/``"texture"`` for OBJ).
 
     Formats: ``glb``, ``obj``, ``obj.zip`` (alias ``zip``), ``ply``, ``json`` (needs ``blendshapes``; skipped
-    with no weights).
+    with no weights). With ``rig`` (an `msma.export_rig.Rig`) the GLB is the rigged face (morph targets) instead
+    of the static ``mesh``.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -641,7 +643,11 @@ def export_all(
     results: dict[str, Path] = {}
     for fmt in formats:
         fmt = fmt.lower().lstrip(".")
-        if fmt == "glb":
+        if fmt == "glb" and rig is not None:
+            from msma.export_rig import export_rigged_glb
+
+            results["glb"] = export_rigged_glb(rig, out_dir / f"{stem}.glb", unit, texture_format)
+        elif fmt == "glb":
             results["glb"] = export_glb(mesh, out_dir / f"{stem}.glb", unit, texture_format)
         elif fmt == "obj":
             for written in export_obj(mesh, out_dir / f"{stem}.obj", unit, texture_format):

@@ -9,16 +9,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-from msma.face_model import Coefficients, FaceModel, euler_to_matrix, matrix_to_euler
+from msma.face_model import (
+    MODEL_UNITS_TO_MM,
+    Coefficients,
+    FaceModel,
+    euler_to_matrix,
+    matrix_to_euler,
+    vertex_normals,
+)
 from msma.losses import (
     RegularizerWeights,
     coefficient_regularizer,
@@ -26,7 +32,9 @@ from msma.losses import (
     lighting_regularizer,
     photometric_loss,
 )
+from msma.threads import single_torch_thread
 
+MESH_TABLE_PATH = Path(__file__).resolve().parent / "data" / "mediapipe_to_ict.npz"
 # Far-side jaw points slide to the silhouette once the head turns more than this.
 CONTOUR_YAW_THRESHOLD = np.deg2rad(12.0)
 # The OpenCV camera has y down and looks down +z; ours has y up and looks down -z from z = distance.
@@ -35,11 +43,29 @@ _FLIP = np.diag([1.0, -1.0, -1.0])
 
 @dataclass
 class LandmarkFitSettings:
+    """Landmark fitting. Priors were chosen on the dev splits only (synthetic ICT seed 2000, SFM dev split), see
+    benchmarks/fit_settings.py; benchmarks report on other seeds."""
+
     rounds: int = 4
-    landmark_sigma_px: float = 2.0  # expected detector noise in the 224 crop
+    landmark_sigma_px: float = 2.0  # expected detector noise of the 68 points in the 224 crop
     jaw_sigma_scale: float = 2.0  # jaw points are less reliable
-    identity_prior: float = 1.0  # weight of ||identity||^2 (coefficients ~ N(0, 1))
-    expression_prior: float = 16.0  # weight of ||expression||^2 (ICT weights in [0, 1]; real expressions are sparse)
+    dense_sigma_scale: float = 1.0  # multiplies each mesh point's measured noise (correspondence table sigma_px)
+    dense_min_sigma_px: float = 1.5
+    use_dense: bool = True  # fit mediapipe's 478 mesh points when the detection has them
+    dense_landmark68_weight: float = 0.5  # 68-point rows kept beside the dense ones at this weight
+    visibility_threshold: float = 0.15  # mesh points whose surface turns further from the camera are dropped
+    robust_scale: float = 3.0  # Cauchy reweighting: residuals of this many sigmas count half
+    # weight of ||identity||^2 (coefficients ~ N(0, 1)). Strong: on the SFM dev split every weaker prior made shapes
+    # worse than the mean face, because 2D landmarks (even exact ones) follow definitions that differ from the
+    # model's markup (benchmarks/results/fit_settings_dev.md).
+    identity_prior: float = 30.0
+    identity_modes: int | None = None  # fit only the first k identity modes (the rest stay at the prior centre)
+    # weight of the mean squared identity displacement (mm^2) of face vertices along the viewing direction, which
+    # one photo cannot observe: identity changes go in-plane unless the landmarks demand depth
+    depth_prior: float = 0.0
+    expression_prior: float = 16.0  # weight of ||expression||^2 (ICT weights in [0, 1])
+    expression_l1: float = 32.0  # weight of sum(expression): sparse, zero unless the landmarks demand it
+    symmetry_prior: float = 8.0  # weight of (w_L - w_R)^2 for ARKit pairs that usually move together
 
 
 @dataclass
@@ -53,6 +79,11 @@ class PhotometricSettings:
     trim_fraction: float = 0.15  # ignore the worst residual pixels (occluders)
     resolution: int = 112  # photometric loss at this crop size (speed); landmarks stay in 224 pixels
     rasterize_every: int = 10  # visibility changes slowly: re-rasterise every k steps, re-interpolate every step
+    # Shape, expression and pose from the photometric loss made shapes worse on the SFM benchmark
+    # (benchmarks/results/sfm_3d_*.md): by default it only estimates albedo and lighting.
+    refine_shape: bool = False
+    face_region_only: bool = True  # loss on the front face only (no scalp, ears, neck, eyeballs, mouth interior)
+    skin_colour_tolerance: float = 0.06  # photo pixels whose chromaticity is farther from the face's median are out
 
 
 class ContourTracker:
@@ -82,6 +113,11 @@ class ContourTracker:
         self.mean = mean[self.vertices].astype(np.float64)  # (U, 3)
         self.identity_basis = model.identity_basis[:, flat].cpu().double().numpy().reshape(-1, len(idx), 3)
         self.expression_basis = model.expression_basis[:, flat].cpu().double().numpy().reshape(-1, len(idx), 3)
+        sample = torch.as_tensor(face[:: max(1, len(face) // 600)], device=model.device)
+        cols = (sample[:, None] * 3 + torch.arange(3, device=sample.device)).reshape(-1)
+        # identity displacement of ~600 face vertices, mm per unit coefficient: (n_id, K, 3)
+        self.face_identity_mm = (model.identity_basis[:, cols].cpu().double().numpy().reshape(-1, len(sample), 3)
+                                 * MODEL_UNITS_TO_MM)
 
     def rows(self, vertex_index: np.ndarray) -> np.ndarray:
         return np.array([self.row[v] for v in vertex_index.tolist()])
@@ -142,22 +178,22 @@ def solve_pose(
     return matrix_to_euler(rotation), translation
 
 
-def _linear_system(
-    model: FaceModel, tracker: ContourTracker, coeffs: Coefficients, index: np.ndarray, target: np.ndarray,
-    sigma: np.ndarray,
+def _projection_rows(
+    model: FaceModel, coeffs: Coefficients, mean: np.ndarray, identity_basis: np.ndarray,
+    expression_basis: np.ndarray, target: np.ndarray, sigma: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Linearise the projection of landmark vertices in (identity, expression) at the current depth.
+    """Linearise the projection of K model points in (identity, expression) at the current depth.
 
-    Returns A_id (2K, n_id), A_exp (2K, n_exp), b (2K,), rows scaled by 1/sigma, such that the weighted
-    residual = A_id id + A_exp exp - b.
+    mean (K, 3), bases (n, K, 3) of the points; target (K, 2) crop pixels; sigma (K,) pixels. Returns
+    A_id (2K, n_id), A_exp (2K, n_exp), b (2K,), rows scaled by 1/sigma: weighted residual = A_id id + A_exp exp - b.
     """
     cam = model.camera
-    rows = tracker.rows(index)
-    b_id, b_exp, mean = tracker.identity_basis[:, rows], tracker.expression_basis[:, rows], tracker.mean[rows]
     rotation = euler_to_matrix(coeffs.angles[:1].double().cpu())[0].numpy()
     t = coeffs.translation[0].double().cpu().numpy()
-    verts = tracker.vertices_of(rows, coeffs.identity[0].double().cpu().numpy(),
-                                coeffs.expression[0].double().cpu().numpy())
+    identity = coeffs.identity[0].double().cpu().numpy()
+    expression = coeffs.expression[0].double().cpu().numpy()
+    verts = (mean + np.einsum("n,nkc->kc", identity, identity_basis)
+             + np.einsum("n,nkc->kc", expression, expression_basis))
     depth = cam.distance - (verts @ rotation.T + t)[:, 2]  # (K,) frozen
     # x_pix = c + f * (R v + t)_x / d ;  y_pix = c - f * (R v + t)_y / d
     rows_x = cam.focal * rotation[0] / depth[:, None]  # (K, 3)
@@ -170,11 +206,24 @@ def _linear_system(
 
     w = np.concatenate([1.0 / sigma, 1.0 / sigma])
     b = np.concatenate([target[:, 0] - const_x, target[:, 1] - const_y])
-    return design(b_id) * w[:, None], design(b_exp) * w[:, None], b * w
+    return design(identity_basis) * w[:, None], design(expression_basis) * w[:, None], b * w
 
 
-def bounded_least_squares(design: np.ndarray, rhs: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
-    """min ||design x - rhs||^2 subject to lower <= x <= upper, by an active set on the normal equations.
+def _linear_system(
+    model: FaceModel, tracker: ContourTracker, coeffs: Coefficients, index: np.ndarray, target: np.ndarray,
+    sigma: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`_projection_rows` for the 68 landmark vertices ``index`` (contour-updated) of the tracker."""
+    rows = tracker.rows(index)
+    return _projection_rows(model, coeffs, tracker.mean[rows], tracker.identity_basis[:, rows],
+                            tracker.expression_basis[:, rows], target, sigma)
+
+
+def bounded_least_squares(design: np.ndarray, rhs: np.ndarray, lower: np.ndarray, upper: np.ndarray,
+                          linear: np.ndarray | None = None) -> np.ndarray:
+    """min ||design x - rhs||^2 + linear . x subject to lower <= x <= upper, by an active set on the normal equations.
+
+    The linear term is an L1 penalty on variables bounded below by 0 (sparse expression weights).
 
     Written here because scipy's lsq_linear (BVLS) re-factorises the tall matrix on every step, which is
     ~100x slower for these small (<= a few hundred variables) problems; single-threaded BLAS avoids thread
@@ -183,6 +232,8 @@ def bounded_least_squares(design: np.ndarray, rhs: np.ndarray, lower: np.ndarray
     with threadpool_limits(1):
         hessian = design.T @ design
         gradient_rhs = design.T @ rhs
+        if linear is not None:
+            gradient_rhs = gradient_rhs - 0.5 * np.asarray(linear, np.float64)
         n = hessian.shape[0]
         at_lower = np.zeros(n, bool)
         at_upper = np.zeros(n, bool)
@@ -210,6 +261,55 @@ def bounded_least_squares(design: np.ndarray, rhs: np.ndarray, lower: np.ndarray
         return np.clip(x, lower, upper)
 
 
+class MeshPoints:
+    """mediapipe's 478 face-mesh points as points on the model surface (affine combinations of 3 vertices, table
+    ``msma/data/mediapipe_to_ict.npz`` made by scripts/derive_mediapipe_ict.py), with their bases cached.
+
+    Only for the ICT model the table was derived on; `MeshPoints.for_model` returns None for any other model.
+    """
+
+    def __init__(self, model: FaceModel, vertices: np.ndarray, weights: np.ndarray, sigma_px: np.ndarray) -> None:
+        self.vertices, self.weights = np.asarray(vertices, np.int64), np.asarray(weights, np.float64)
+        self.sigma_px = np.asarray(sigma_px, np.float64)
+        flat = torch.as_tensor(self.vertices.reshape(-1), device=model.device)
+        cols = (flat[:, None] * 3 + torch.arange(3, device=flat.device)).reshape(-1)
+        k = len(self.vertices)
+
+        def combine(basis: torch.Tensor) -> np.ndarray:  # (n, N*3) -> (n, K, 3)
+            b = basis[:, cols].cpu().double().numpy().reshape(-1, k, 3, 3)
+            return np.einsum("nkjc,kj->nkc", b, self.weights)
+
+        mean = model.mean.cpu().double().numpy()
+        self.mean = np.einsum("kjc,kj->kc", mean[self.vertices], self.weights)
+        self.identity_basis = combine(model.identity_basis)
+        self.expression_basis = combine(model.expression_basis)
+        normals = vertex_normals(model.mean[None].double(), model.triangles)[0].cpu().numpy()
+        n = np.einsum("kjc,kj->kc", normals[self.vertices], self.weights)
+        self.normals = n / np.linalg.norm(n, axis=1, keepdims=True).clip(1e-9)
+
+    @classmethod
+    def for_model(cls, model: FaceModel) -> MeshPoints | None:
+        table = MESH_TABLE_PATH
+        if model.info.name != "ict" or not table.is_file():
+            return None
+        data = np.load(table)
+        if int(data["vertices"].max()) >= model.n_vertices:
+            return None
+        return cls(model, data["vertices"], data["weights"], data["sigma_px"])
+
+    def visible(self, coeffs: Coefficients, camera_distance: float, threshold: float) -> np.ndarray:
+        """(K,) bool: the surface at each point faces the camera (cosine above ``threshold``) in this pose."""
+        rotation = euler_to_matrix(coeffs.angles[:1].double().cpu())[0].numpy()
+        position = self.mean @ rotation.T + coeffs.translation[0].double().cpu().numpy()
+        view = np.array([0.0, 0.0, camera_distance]) - position
+        view /= np.linalg.norm(view, axis=1, keepdims=True)
+        return ((self.normals @ rotation.T) * view).sum(1) > threshold
+
+    def vertices_of(self, identity: np.ndarray, expression: np.ndarray) -> np.ndarray:
+        return (self.mean + np.einsum("n,nkc->kc", identity, self.identity_basis)
+                + np.einsum("n,nkc->kc", expression, self.expression_basis))
+
+
 def fit_landmarks(
     model: FaceModel,
     landmarks: torch.Tensor | np.ndarray,
@@ -219,8 +319,11 @@ def fit_landmarks(
     valid: np.ndarray | None = None,
     contour: ContourTracker | None = None,
     prior_mean: Coefficients | None = None,
+    dense: np.ndarray | None = None,
+    mesh_points: MeshPoints | None = None,
 ) -> Coefficients:
-    """Fit pose, identity and expression to 68 crop-pixel landmarks (B, 68, 2).
+    """Fit pose, identity and expression to 68 crop-pixel landmarks (B, 68, 2), and to mediapipe's 478 mesh points
+    ``dense`` (B, 478, 2) crop pixels (NaN rows where an image has no mesh) when given and the model has the table.
 
     ``prior_mean`` (e.g. the network's prediction) moves the Gaussian prior on identity and expression from the
     mean face to that estimate, so the network's shape is kept where the landmarks do not contradict it.
@@ -232,36 +335,69 @@ def fit_landmarks(
     batch = targets.shape[0]
     valid = np.ones((batch, 68), bool) if valid is None else np.asarray(valid, bool)
     contour = contour or ContourTracker(model)
+    if dense is not None and settings.use_dense:
+        mesh_points = mesh_points or MeshPoints.for_model(model)
+        dense = np.asarray(dense, np.float64)
+        if mesh_points is None or dense.shape[1] < len(mesh_points.vertices):
+            dense = None
+        else:
+            dense = dense[:, : len(mesh_points.vertices)]
+    else:
+        dense = None
     coeffs = init.clone() if init is not None else Coefficients.zeros(model, batch)
     with threadpool_limits(1):
-        _landmark_rounds(
-            model, coeffs, targets, valid, contour, settings, shared_identity, init is not None, prior_mean
-        )
+        _landmark_rounds(model, coeffs, targets, valid, contour, settings, shared_identity, init is not None,
+                         prior_mean, dense, mesh_points)
     return coeffs
+
+
+def _cauchy_row_scale(residual_px: np.ndarray, sigma: np.ndarray, scale: float) -> np.ndarray:
+    """sqrt of the Cauchy IRLS weight 1 / (1 + (r / (scale sigma))^2), per point."""
+    return 1.0 / np.sqrt(1.0 + (residual_px / (scale * sigma)) ** 2)
+
+
+def _expression_pairs(model: FaceModel) -> list[tuple[int, int]]:
+    names = model.expression_names
+    return [(i, names.index(n[:-2] + "_R")) for i, n in enumerate(names) if n.endswith("_L") and n[:-2] + "_R" in names]
 
 
 def _landmark_rounds(
     model: FaceModel, coeffs: Coefficients, targets: np.ndarray, valid: np.ndarray, contour: ContourTracker,
     settings: LandmarkFitSettings, shared_identity: bool, has_init: bool, prior_mean: Coefficients | None,
+    dense: np.ndarray | None, mesh_points: MeshPoints | None,
 ) -> None:
     batch = targets.shape[0]
-    n_id, n_exp = model.n_identity, model.n_expression
-    sigma = np.full(68, settings.landmark_sigma_px)
-    sigma[:17] *= settings.jaw_sigma_scale
+    n_exp = model.n_expression
+    n_id = model.n_identity if settings.identity_modes is None else min(settings.identity_modes, model.n_identity)
+    sigma68 = np.full(68, settings.landmark_sigma_px)
+    sigma68[:17] *= settings.jaw_sigma_scale
     bounded = model.expression_range is not None
     lower, upper = model.expression_range if bounded else (-np.inf, np.inf)
+    has_dense = np.zeros(batch, bool) if dense is None else np.isfinite(dense).all(axis=(1, 2))
+    if dense is not None:
+        sigma_dense = np.maximum(mesh_points.sigma_px * settings.dense_sigma_scale, settings.dense_min_sigma_px)
+    scale68 = np.ones((batch, 68))
+    scale_dense = None if dense is None else np.ones(dense.shape[:2])
+    pairs = _expression_pairs(model) if settings.symmetry_prior > 0 else []
     for round_index in range(settings.rounds):
         # pose, per image
         for b in range(batch):
             single = coeffs[b : b + 1]
+            identity = single.identity[0].double().cpu().numpy()
+            expression = single.expression[0].double().cpu().numpy()
             index = contour.correspondences(model, single) if round_index else contour.landmarks
-            verts = contour.vertices_of(contour.rows(index), single.identity[0].double().cpu().numpy(),
-                                        single.expression[0].double().cpu().numpy())
+            points3d = contour.vertices_of(contour.rows(index), identity, expression)
+            points2d, keep = targets[b], valid[b].astype(float)
+            if has_dense[b]:
+                seen = mesh_points.visible(single, model.camera.distance, settings.visibility_threshold)
+                points3d = np.concatenate([points3d, mesh_points.vertices_of(identity, expression)])
+                points2d = np.concatenate([points2d, dense[b]])
+                keep = np.concatenate([keep, seen.astype(float)])
             previous = None
             if has_init or round_index:
                 previous = (single.angles[0].cpu().numpy().astype(np.float64),
                             single.translation[0].cpu().numpy().astype(np.float64))
-            angles, translation = solve_pose(model, verts, targets[b], valid[b].astype(float), previous)
+            angles, translation = solve_pose(model, points3d, points2d, keep, previous)
             coeffs.angles[b] = torch.as_tensor(angles, dtype=coeffs.angles.dtype)
             coeffs.translation[b] = torch.as_tensor(translation, dtype=coeffs.translation.dtype)
 
@@ -270,9 +406,32 @@ def _landmark_rounds(
         for b in range(batch):
             single = coeffs[b : b + 1]
             index = contour.correspondences(model, single)
-            a_id, a_exp, rhs = _linear_system(model, contour, single, index, targets[b], sigma)
+            w68 = settings.dense_landmark68_weight if has_dense[b] else 1.0
+            a_id, a_exp, rhs = _linear_system(model, contour, single, index, targets[b], sigma68 / w68)
+            if round_index:  # robust reweighting from the current residuals (in sigmas)
+                residual = np.hypot(*(a_id @ single.identity[0].double().cpu().numpy()
+                                      + a_exp @ single.expression[0].double().cpu().numpy() - rhs).reshape(2, -1))
+                scale68[b] = _cauchy_row_scale(residual, np.ones(68), settings.robust_scale)
+            row_scale = np.concatenate([scale68[b], scale68[b]])[:, None]
             mask = np.concatenate([valid[b], valid[b]])
-            systems.append((a_id[mask], a_exp[mask], rhs[mask]))
+            parts = [(a_id * row_scale)[mask], (a_exp * row_scale)[mask], (rhs * row_scale[:, 0])[mask]]
+            if has_dense[b]:
+                d_id, d_exp, d_rhs = _projection_rows(model, single, mesh_points.mean, mesh_points.identity_basis,
+                                                      mesh_points.expression_basis, dense[b], sigma_dense)
+                if round_index:
+                    residual = np.hypot(*(d_id @ single.identity[0].double().cpu().numpy()
+                                          + d_exp @ single.expression[0].double().cpu().numpy() - d_rhs).reshape(2, -1))
+                    scale_dense[b] = _cauchy_row_scale(residual, np.ones(len(residual)), settings.robust_scale)
+                seen = mesh_points.visible(single, model.camera.distance, settings.visibility_threshold)
+                d_scale = np.concatenate([scale_dense[b], scale_dense[b]])[:, None]
+                d_mask = np.concatenate([seen, seen])
+                parts = [np.concatenate([parts[0], (d_id * d_scale)[d_mask]]),
+                         np.concatenate([parts[1], (d_exp * d_scale)[d_mask]]),
+                         np.concatenate([parts[2], (d_rhs * d_scale[:, 0])[d_mask]])]
+            if n_id < model.n_identity:  # fixed modes: their (current) contribution moves to the right-hand side
+                fixed = coeffs.identity[b, n_id:].double().cpu().numpy()
+                parts = [parts[0][:, :n_id], parts[1], parts[2] - parts[0][:, n_id:] @ fixed]
+            systems.append(tuple(parts))
         groups = [list(range(batch))] if shared_identity else [[b] for b in range(batch)]
         for group in groups:
             rows, rhs_all = [], []
@@ -284,24 +443,40 @@ def _landmark_rounds(
                 block[:, n_id + k * n_exp : n_id + (k + 1) * n_exp] = a_exp
                 rows.append(block)
                 rhs_all.append(rhs)
+                if settings.depth_prior > 0:  # identity displacement along this view's axis (model frame)
+                    view = euler_to_matrix(coeffs.angles[b : b + 1].double().cpu())[0].numpy()[2]
+                    depth_rows = np.einsum("nkc,c->kn", contour.face_identity_mm, view)
+                    block = np.zeros((len(depth_rows), n_vars))
+                    weight = np.sqrt(settings.depth_prior / len(depth_rows) / len(group))
+                    block[:, :n_id] = depth_rows[:, :n_id] * weight
+                    rows.append(block)
+                    rhs_all.append(np.zeros(len(depth_rows)))
+                for left, right in pairs:  # ARKit pairs move together unless the landmarks say otherwise
+                    couple = np.zeros((1, n_vars))
+                    couple[0, n_id + k * n_exp + left] = np.sqrt(settings.symmetry_prior)
+                    couple[0, n_id + k * n_exp + right] = -np.sqrt(settings.symmetry_prior)
+                    rows.append(couple)
+                    rhs_all.append(np.zeros(1))
             prior = np.zeros(n_vars)
             prior[:n_id] = np.sqrt(settings.identity_prior)
             prior[n_id:] = np.sqrt(settings.expression_prior)
             centre = np.zeros(n_vars)
             if prior_mean is not None:
-                centre[:n_id] = prior_mean.identity[group].double().mean(0).cpu().numpy()
+                centre[:n_id] = prior_mean.identity[group, :n_id].double().mean(0).cpu().numpy()
                 for k, b in enumerate(group):
                     centre[n_id + k * n_exp : n_id + (k + 1) * n_exp] = prior_mean.expression[b].double().cpu().numpy()
             design = np.concatenate(rows + [np.diag(prior)])
             rhs_vec = np.concatenate(rhs_all + [prior * centre])
             lo = np.concatenate([np.full(n_id, -np.inf), np.full(n_exp * len(group), lower)])
             hi = np.concatenate([np.full(n_id, np.inf), np.full(n_exp * len(group), upper)])
-            solution = bounded_least_squares(design, rhs_vec, lo, hi)
+            linear = None
+            if bounded and lower >= 0 and settings.expression_l1 > 0:
+                linear = np.concatenate([np.zeros(n_id), np.full(n_exp * len(group), settings.expression_l1)])
+            solution = bounded_least_squares(design, rhs_vec, lo, hi, linear)
             for k, b in enumerate(group):
-                coeffs.identity[b] = torch.as_tensor(solution[:n_id], dtype=coeffs.identity.dtype)
+                coeffs.identity[b, :n_id] = torch.as_tensor(solution[:n_id], dtype=coeffs.identity.dtype)
                 exp = solution[n_id + k * n_exp : n_id + (k + 1) * n_exp]
                 coeffs.expression[b] = torch.as_tensor(exp, dtype=coeffs.expression.dtype)
-    return coeffs
 
 
 def refine_photometric(
@@ -326,16 +501,6 @@ def refine_photometric(
                                optimise_texture_only)
 
 
-@contextmanager
-def single_torch_thread() -> Iterator[None]:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 def _refine_photometric(
     model: FaceModel, renderer, images: torch.Tensor, landmarks: torch.Tensor | np.ndarray, init: Coefficients,
     settings: PhotometricSettings, shared_identity: bool, optimise_texture_only: bool,
@@ -352,6 +517,10 @@ def _refine_photometric(
     weights = landmark_weights(nose_mouth_weight=20.0, device=device)
     reg = RegularizerWeights()
     skin_faces = model.triangles[model.skin_triangles]
+    if settings.face_region_only:
+        in_face = torch.zeros(model.n_vertices, dtype=torch.bool, device=device)
+        in_face[model.face_vertices] = True
+        skin_faces = skin_faces[in_face[skin_faces].all(1)]
     size = settings.resolution
     if tuple(renderer.image_size) != (size, size):
         raise ValueError(f"renderer image_size {renderer.image_size} != photometric resolution {size}")
@@ -362,6 +531,7 @@ def _refine_photometric(
     scale = size / model.camera.image_size
     to_pixels = torch.tensor([scale, scale, 1.0], device=device)
     face_index = None
+    skin = None  # (B, H, W) photo pixels of skin colour, from the first render's footprint
 
     def current() -> Coefficients:
         values = dict(params)
@@ -374,15 +544,15 @@ def _refine_photometric(
         optimiser.zero_grad()
         coeffs = current()
         geometry = model.geometry(coeffs)
-        # pixel centres: x' = (x + 0.5) * s - 0.5
-        screen = (geometry.screen + torch.tensor([0.5, 0.5, 0.0], device=device)) * to_pixels
-        screen = screen - torch.tensor([0.5, 0.5, 0.0], device=device)
+        screen = geometry.screen * to_pixels  # continuous coordinates (msma.pixels): resizing is a product
         if face_index is None or step % settings.rasterize_every == 0:
             face_index = renderer.rasterize(screen.detach(), skin_faces).face_index
         fragments = renderer.fragments_from_face_index(screen, skin_faces, face_index)  # differentiable bary
         out = renderer.render_colors(screen, skin_faces, geometry.colors, fragments=fragments)
         residual = ((out.image - images) ** 2).sum(-1)  # (B, H, W)
-        mask = out.mask
+        if skin is None:
+            skin = _skin_colour_mask(images, out.mask, settings.skin_colour_tolerance)
+        mask = out.mask & skin
         if settings.trim_fraction > 0 and mask.any():
             with torch.no_grad():
                 threshold = torch.quantile(residual[mask], 1.0 - settings.trim_fraction)
@@ -394,6 +564,24 @@ def _refine_photometric(
         loss.backward()
         optimiser.step()
     return current().detach()
+
+
+def _skin_colour_mask(images: torch.Tensor, footprint: torch.Tensor, tolerance: float) -> torch.Tensor:
+    """(B, H, W) bool: pixels whose chromaticity is within ``tolerance`` of the median inside the face footprint and
+    whose brightness is not far from it (hair, beard, glasses, background and occluders drop out)."""
+    with torch.no_grad():
+        brightness = images.sum(-1, keepdim=True).clamp_min(1e-3)
+        chroma = images / brightness
+        out = torch.zeros_like(footprint)
+        for b in range(images.shape[0]):
+            if not footprint[b].any():
+                continue
+            centre = chroma[b][footprint[b]].median(0).values
+            level = brightness[b][footprint[b]].median()
+            close = (chroma[b] - centre).norm(dim=-1) < tolerance
+            lit = (brightness[b, ..., 0] > 0.3 * level) & (brightness[b, ..., 0] < 2.5 * level)
+            out[b] = close & lit
+        return out
 
 
 def _landmark_term(predicted: torch.Tensor, target: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:

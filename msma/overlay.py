@@ -22,6 +22,8 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from msma.pixels import opencv_affine
+
 __all__ = [
     "DETECTED_COLOR",
     "FITTED_COLOR",
@@ -268,8 +270,8 @@ def warp_to_photo(
     mask = _as_float_mask(render_mask, rgb.shape[:2])
     h, w = int(photo_shape[0]), int(photo_shape[1])
     matrix = np.asarray(crop_to_photo, dtype=np.float64).reshape(2, 3)
-    rgb = cv2.warpAffine(rgb, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-    mask = cv2.warpAffine(mask, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    rgb = cv2.warpAffine(rgb, opencv_affine(matrix), (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    mask = cv2.warpAffine(mask, opencv_affine(matrix), (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
     return rgb, np.clip(mask, 0.0, 1.0)
 
 

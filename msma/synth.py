@@ -634,6 +634,19 @@ class SyntheticCache(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.arrays["images"])
 
+    def batch(self, indices) -> dict[str, torch.Tensor]:
+        """Items ``indices`` stacked, in one fancy-indexing call per array (what `__getitem__` gives, batched)."""
+        a, idx = self.arrays, np.asarray(indices, dtype=np.int64)
+        out = {
+            "image": torch.from_numpy(a["images"][idx]).permute(0, 3, 1, 2).float() / 255.0,
+            "mask": torch.from_numpy(a["mask"][idx].astype(bool)),
+            "landmarks": torch.from_numpy(a["landmarks"][idx]),
+            "texture_valid": torch.from_numpy(a["texture_valid"][idx].astype(bool)),
+        }
+        for f in fields(Coefficients):
+            out[f.name] = torch.from_numpy(a[f.name][idx].astype(np.float32))
+        return out
+
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         a = self.arrays
         item = {

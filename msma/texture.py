@@ -35,8 +35,6 @@ uncovered texels so bilinear sampling at UV seams never reads black.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import cv2
@@ -49,6 +47,7 @@ from scipy.spatial import cKDTree
 
 from msma.face_model import MEAN_SKIN_ALBEDO, FaceModel, vertex_normals
 from msma.render import Renderer
+from msma.threads import single_torch_thread
 
 __all__ = ["TextureUnwrapper", "UnwrapResult", "atlas_layout"]
 
@@ -225,19 +224,6 @@ def _normalize(v: np.ndarray) -> np.ndarray:
     return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
 
 
-@contextmanager
-def _single_torch_thread() -> Iterator[None]:
-    """Small CPU rasterisations: one intra-op thread is as fast and immune to oversubscription on busy machines."""
-    previous = torch.get_num_threads()
-    if previous > 1:
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        if torch.get_num_threads() != previous:
-            torch.set_num_threads(previous)
-
-
 def _squeeze_vertices(x, name: str, n: int) -> np.ndarray:
     a = _as_numpy(x, np.float64)
     if a.ndim == 3 and a.shape[0] == 1:
@@ -272,6 +258,7 @@ class TextureUnwrapper:
         depth_tolerance: float = 0.005,
         facing_range: tuple[float, float] = (0.05, 0.35),
         silhouette_margin: float = 0.015,
+        photo_on_face_only: bool = True,
     ) -> None:
         if texture_size < 16:
             raise ValueError(f"texture_size must be >= 16, got {texture_size}")
@@ -282,6 +269,9 @@ class TextureUnwrapper:
         self.depth_tolerance = float(depth_tolerance)
         self.facing_range = (float(facing_range[0]), float(facing_range[1]))
         self.silhouette_margin = float(silhouette_margin)
+        # Photo pixels only on the face region (and the eyes): what projects onto the scalp, ears and neck is mostly
+        # hair, background and clothes, so those texels take the face's skin colour instead.
+        self.photo_on_face_only = bool(photo_on_face_only)
         self.triangles = model.triangles.detach().cpu().numpy().astype(np.int64)
         mean = model.mean.detach().cpu().numpy().astype(np.float64)
         n = len(mean)
@@ -317,6 +307,7 @@ class TextureUnwrapper:
         face[model.face_vertices.detach().cpu().numpy()] = True
         self.texel_skin = skin[self.texel_face]
         self.texel_face_region = self.texel_skin & face[corners].all(1)
+        self.texel_takes_photo = self.texel_face_region | ~self.texel_skin
 
         # mirror map on the mean shape, rejected beyond 3 local texel spacings
         tree = cKDTree(self.texel_position)
@@ -368,7 +359,7 @@ class TextureUnwrapper:
         verts[:, 0] = (verts[:, 0] - x0) * zs
         verts[:, 1] = (verts[:, 1] - y0) * zs
         renderer = Renderer((hz, wz), backend=self.renderer_backend, cull_backfaces=True)
-        with torch.no_grad(), _single_torch_thread():
+        with torch.no_grad(), single_torch_thread():
             frag = renderer.rasterize(torch.as_tensor(verts, dtype=torch.float32)[None],
                                       torch.as_tensor(self.triangles))
         mask = frag.mask[0].cpu().numpy().astype(np.float32)
@@ -476,6 +467,8 @@ class TextureUnwrapper:
             norm = cv2.GaussianBlur(self.texel_mask.astype(np.float32), (0, 0), sigma)
             soft = (blurred / np.maximum(norm, 1e-6)).reshape(-1)[self.texel_index]
             w = visible * facing * silhouette * np.clip(soft, 0.0, 1.0)
+            if self.photo_on_face_only:
+                w = w * self.texel_takes_photo
             # photo crop (downscaled when much larger than the texture), bilinear sampling at texel positions
             crop = photo[y0:y1, x0:x1]
             factor = min(1.0, 2.0 * s / max(crop.shape[:2]))

@@ -4,6 +4,12 @@
         --steps 4000 --batch-size 16 --image-size 128 --out runs/light --max-minutes 50
     python -m msma train ... --resume                 # continue runs/light/checkpoint.pt (step count continues)
     python -m msma train ... --export weights/msma_light.safetensors   # fp16 safetensors at the end
+    python -m msma train ... --init weights/msma_light.safetensors     # fine-tune from existing weights
+
+The same arguments train distributed (DDP through `accelerate`; ``--batch-size`` is per process, every process
+takes its own slice of each global batch, the main process logs and checkpoints):
+    torchrun --nproc_per_node 2 -m msma.train --device cpu ...               # 2 CPU processes (gloo)
+    accelerate launch --multi_gpu --num_processes 8 -m msma.train ...        # 8 GPUs (NCCL, bf16 autocast)
 
 Two kinds of batches:
 * synthetic (exact ground truth, `msma.synth`): supervised coefficient L2 per attribute, vertex error (mm) on the
@@ -16,8 +22,13 @@ Two kinds of batches:
 
 Network outputs are used as `Coefficients` directly (what `msma.api.Reconstructor.predict` does); note that the
 lighting head starts at its DEFAULT_AMBIENT, which training absorbs.
-Adam with step decay (x ``--decay-gamma`` at the ``--decay-at`` fractions of ``--steps``), AMP (float16) on CUDA,
-resumable checkpoints (model + optimiser + step + elapsed time), tqdm, CSV log (+ TensorBoard when installed).
+Adam with step decay (x ``--decay-gamma`` at the ``--decay-at`` fractions of ``--steps``), autocast on CUDA (bf16
+where supported, else fp16 with loss scaling), resumable checkpoints (model + optimiser + step + elapsed time), tqdm,
+CSV log (+ TensorBoard when installed), held-out validation metrics with ``--val CACHE --val-every N``.
+
+Expression (why the first light weights learnt none, see weights/README.md): the translation depth term is down-
+weighted (``translation_z``), and with ``--expression-activation clamp`` the ARKit weights are clamp(raw, 0, 1)
+trained by ``expression_l1`` on the raw values (no sigmoid slope; the median of a sparse weight is 0).
 """
 
 from __future__ import annotations
@@ -55,10 +66,16 @@ class LossWeights:
 
     # supervised, synthetic batches (coefficient terms are per-coefficient mean squared errors)
     identity: float = 1.0
-    expression: float = 20.0
+    expression: float = 20.0  # MSE of the ARKit weights (after the sigmoid)
+    expression_bce: float = 0.0  # binary cross-entropy on the logits with the weights as soft targets (sigmoid)
+    expression_l1: float = 0.0  # mean absolute error; on the raw values for the "clamp" activation
     texture: float = 0.05
     angles: float = 10.0  # radians^2
-    translation: float = 10.0  # model units (dm)^2
+    translation: float = 10.0  # model units (dm)^2, x and y
+    # z (depth) is barely observable in a 5-point aligned crop (the alignment fixes the face's image size, so depth
+    # follows the head's true size): its residual stays near the prior variance (~0.7 dm^2) and, at the x/y weight,
+    # its gradient into stage 4 was ~25x the expression gradient. The landmark term already ties z to the image scale.
+    translation_z: float = 10.0
     lighting: float = 5.0
     vertex: float = 0.1  # mean Euclidean vertex error on the face region, mm
     landmark: float = 200.0  # `losses.landmark_loss` (squared distance / 224^2, nose + inner mouth x20)
@@ -97,11 +114,20 @@ class TrainConfig:
     amp: bool = True
     identity_net: str | None = None
     backgrounds: str | None = None  # for on-the-fly synthesis
+    init: str | None = None  # start from these network weights (safetensors; shapes must fit the preset)
+    pretrained: bool = False  # ImageNet-initialised timm trunk (Hub download; standard width only)
+    head_hidden: int = 0  # NetworkConfig.head_hidden
+    expression_activation: str | None = None  # NetworkConfig.expression_activation (None: the preset's)
+    mlka_dilation: str = "scaled"  # NetworkConfig.mlka_dilation (the paper presets keep "fixed")
+    val: str | None = None  # held-out synthetic cache: expression / identity / pose metrics every val_every steps
+    val_every: int = 0
+    val_items: int = 256
     weights: LossWeights = field(default_factory=LossWeights)
 
 
-def network_config(preset: str, model: FaceModel, image_size: int):
-    """NetworkConfig for a preset, sized for ``model`` (ICT: 100/53/80, sigmoid expression weights)."""
+def network_config(preset: str, model: FaceModel, image_size: int, **overrides):
+    """NetworkConfig for a preset, sized for ``model`` (ICT: 100/53/80, sigmoid expression weights).
+    ``overrides``: further NetworkConfig fields (head_hidden, mlka_dilation)."""
     from msma.net import NetworkConfig
 
     sizes = {
@@ -110,6 +136,7 @@ def network_config(preset: str, model: FaceModel, image_size: int):
         "n_texture": model.n_texture,
         "expression_activation": "sigmoid" if model.expression_range is not None else "none",
         "image_size": image_size,
+        **overrides,
     }
     if preset == "light":
         return NetworkConfig.light(**sizes)
@@ -131,11 +158,24 @@ def predictions_to_coefficients(outputs: dict[str, torch.Tensor]) -> Coefficient
 def supervised_losses(
     model: FaceModel, pred: Coefficients, target: Coefficients, target_landmarks: torch.Tensor,
     w: LossWeights, texture_valid: torch.Tensor | None = None, lm_weights: torch.Tensor | None = None,
+    expression_logits: torch.Tensor | None = None, expression_activation: str = "sigmoid",
 ) -> dict[str, torch.Tensor]:
-    """Synthetic-batch terms (unweighted values); ``target_landmarks`` (B, 68, 2) in 224-crop pixels."""
+    """Synthetic-batch terms (unweighted values); ``target_landmarks`` (B, 68, 2) in 224-crop pixels;
+    ``expression_logits``: the network's pre-sigmoid expression values (for ``w.expression_bce``)."""
     terms: dict[str, torch.Tensor] = {}
-    for name in ("identity", "expression", "angles", "translation", "lighting"):
+    for name in ("identity", "expression", "angles", "lighting"):
         terms[name] = (getattr(pred, name) - getattr(target, name)).pow(2).mean()
+    terms["translation"] = (pred.translation[:, :2] - target.translation[:, :2]).pow(2).mean() * (2 / 3)
+    terms["translation_z"] = (pred.translation[:, 2] - target.translation[:, 2]).pow(2).mean() / 3
+    if w.expression_l1:
+        raw = expression_logits if expression_activation == "clamp" and expression_logits is not None else None
+        values = raw.float() if raw is not None else pred.expression
+        terms["expression_l1"] = (values - target.expression).abs().mean()
+    if expression_logits is not None and w.expression_bce and expression_activation == "sigmoid":
+        # through a sigmoid started near 0 the MSE gradient is scaled by p (1 - p) ~ 0.02: the expression head
+        # and, worse, the trunk features it needs barely move. Cross-entropy on the logits has gradient p - t.
+        terms["expression_bce"] = F.binary_cross_entropy_with_logits(
+            expression_logits.float(), target.expression.clamp(0, 1))
     tex = (pred.texture - target.texture).pow(2).mean(-1)
     if texture_valid is not None:
         tex = tex * texture_valid.float()
@@ -221,10 +261,19 @@ def _augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
 
 class _Loop:
-    """An endless shuffled iterator over a Dataset (deterministic per seed, resumable by epoch + position)."""
+    """An endless shuffled iterator over a Dataset (deterministic per seed, resumable by epoch + position).
 
-    def __init__(self, dataset, batch_size: int, seed: int) -> None:
+    Distributed: every process draws the same global batch of ``batch_size * world`` indices and takes its own
+    slice, so the processes see disjoint samples and the state (epoch, position) is the same on all of them.
+    Datasets with a ``batch(indices)`` method (`SyntheticCache`) are indexed in one call instead of item by item.
+    """
+
+    def __init__(self, dataset, batch_size: int, seed: int, rank: int = 0, world: int = 1) -> None:
         self.dataset, self.batch_size, self.seed = dataset, batch_size, seed
+        self.rank, self.world = rank, world
+        if batch_size * world > len(dataset):
+            raise ValueError(f"a global batch of {batch_size} x {world} processes is more than the {len(dataset)} "
+                             "items of the dataset")
         self.epoch, self.pos = 0, 0
         self._perm = self._permutation()
 
@@ -239,35 +288,70 @@ class _Loop:
         self._perm = self._permutation()
 
     def next(self) -> dict[str, torch.Tensor]:
-        if self.pos + self.batch_size > len(self._perm):
+        step = self.batch_size * self.world
+        if self.pos + step > len(self._perm):
             self.epoch, self.pos = self.epoch + 1, 0
             self._perm = self._permutation()
-        idx = self._perm[self.pos : self.pos + self.batch_size]
-        self.pos += self.batch_size
+        idx = self._perm[self.pos : self.pos + step][self.rank * self.batch_size : (self.rank + 1) * self.batch_size]
+        self.pos += step
+        if hasattr(self.dataset, "batch"):
+            return self.dataset.batch(idx)
         items = [self.dataset[int(i)] for i in idx]
         return {k: torch.stack([it[k] for it in items]) for k in items[0]}
 
 
 class _OnlineSynthetic:
-    """Synthetic batches rendered on the fly (no cache); sample i of the training seed is fixed."""
+    """Synthetic batches rendered on the fly (no cache); sample i of the training seed is fixed. Distributed: process
+    r renders samples r, r + world, ... of every global batch (the renderer runs on the training device)."""
 
-    def __init__(self, model, seed, image_size, batch_size, backgrounds=None) -> None:
+    def __init__(self, model, seed, image_size, batch_size, backgrounds=None, rank: int = 0, world: int = 1) -> None:
         from msma.synth import SyntheticFaceGenerator
 
         self.gen = SyntheticFaceGenerator(model, seed=seed, image_size=image_size, backgrounds=backgrounds)
-        self.batch_size = batch_size
+        self.batch_size, self.rank, self.world = batch_size, rank, world
+        self.counter = 0
 
     def state(self) -> dict:
-        return {"counter": self.gen._counter}
+        return {"counter": self.counter}
 
     def load(self, state: dict) -> None:
-        self.gen._counter = int(state.get("counter", 0))
+        self.counter = int(state.get("counter", 0))
 
     def next(self) -> dict[str, torch.Tensor]:
-        b = self.gen.sample(self.batch_size)
+        start = self.counter + self.rank * self.batch_size
+        self.counter += self.batch_size * self.world
+        b = self.gen.render_indices(range(start, start + self.batch_size))
         item = {"image": b.images, "landmarks": b.landmarks2d, "texture_valid": b.texture_valid, "mask": b.mask}
         item.update(b.coefficients.as_dict())
         return item
+
+
+# ---------------------------------------------------------------------- validation
+@torch.no_grad()
+def validate(net, cache, image_size: int, device, n: int = 256, batch: int = 32) -> dict[str, float]:
+    """Held-out synthetic metrics of ``net`` on the first ``n`` items of ``cache``: expression MAE (and the MAE of
+    answering neutral), identity MSE (the prior's variance is what answering the mean face gives), pose (deg)."""
+    from msma.evaluate import rotation_error_deg
+
+    was_training = net.training
+    net.eval()
+    sums = {"expression_mae": 0.0, "expression_mae_neutral": 0.0, "identity_mse": 0.0, "identity_mse_mean": 0.0,
+            "pose_deg": 0.0}
+    n = min(n, len(cache))
+    for start in range(0, n, batch):
+        b = cache.batch(np.arange(start, min(n, start + batch)))
+        images = b["image"].to(device)
+        if images.shape[-1] != image_size:
+            images = F.interpolate(images, size=image_size, mode="bilinear", align_corners=False, antialias=True)
+        out = net(images)
+        exp, gt = out["expression"].float().cpu(), b["expression"]
+        sums["expression_mae"] += float((exp - gt).abs().mean(-1).sum())
+        sums["expression_mae_neutral"] += float(gt.abs().mean(-1).sum())
+        sums["identity_mse"] += float((out["identity"].float().cpu() - b["identity"]).pow(2).mean(-1).sum())
+        sums["identity_mse_mean"] += float(b["identity"].pow(2).mean(-1).sum())
+        sums["pose_deg"] += float(rotation_error_deg(out["angles"].float().cpu(), b["angles"]).sum())
+    net.train(was_training)
+    return {"val_" + k: v / n for k, v in sums.items()}
 
 
 # ---------------------------------------------------------------------- training
@@ -276,155 +360,207 @@ def learning_rate(cfg: TrainConfig, step: int) -> float:
     return cfg.lr * cfg.decay_gamma**passed
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+def _accelerator(cfg: TrainConfig):
+    """accelerate's Accelerator: one process on CPU / one GPU, or every process of ``accelerate launch`` /
+    ``torchrun`` (DDP; gloo on CPU, NCCL on GPUs). Mixed precision on CUDA only (bf16 where supported)."""
+    try:
+        from accelerate import Accelerator
+    except ImportError as exc:  # pragma: no cover - accelerate is in requirements.txt
+        raise ImportError("training needs `accelerate` (pip install accelerate)") from exc
+    cpu = cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available())
+    precision = "no"
+    if cfg.amp and not cpu:
+        precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return Accelerator(cpu=cpu, mixed_precision=precision)
 
 
 def train(cfg: TrainConfig, resume: bool = False, export: str | None = None, progress: bool = True) -> dict:
-    """Run (or continue) a training run; returns a summary dict (also written to ``out/summary.json``)."""
+    """Run (or continue) a training run; returns a summary dict (also written to ``out/summary.json``).
+
+    The same function runs alone or as one process of a distributed launch: ``cfg.batch_size`` is per process,
+    the main process logs, validates and writes checkpoints; the others only train."""
     from msma.net import MSMANet, save_checkpoint
+    from msma.net.checkpoint import load_matching_weights
     from msma.render import Renderer
     from msma.synth import SyntheticCache
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    device = _device(cfg.device)
+    acc = _accelerator(cfg)
+    device, rank, world, main = acc.device, acc.process_index, acc.num_processes, acc.is_main_process
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / "checkpoint.pt"
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     model = FaceModel.ict().to(device)
 
-    net = MSMANet(network_config(cfg.preset, model, cfg.image_size)).to(device)
+    overrides = {"head_hidden": cfg.head_hidden}
+    if cfg.expression_activation:
+        overrides["expression_activation"] = cfg.expression_activation
+    if not cfg.preset.endswith("paper"):
+        overrides["mlka_dilation"] = cfg.mlka_dilation
+    net = MSMANet(network_config(cfg.preset, model, cfg.image_size, **overrides), pretrained=cfg.pretrained)
+    if cfg.init and not (resume and ckpt_path.is_file()):
+        fresh = load_matching_weights(net, cfg.init)
+        from msma.net import read_checkpoint_metadata
+
+        init_config, _ = read_checkpoint_metadata(cfg.init)
+        if init_config.expression_activation != net.config.expression_activation and "expression" in net.heads.fc:
+            # the stored layer was trained for another activation (sigmoid logits ~ +0.4 are weights of 0.4 once
+            # clamped): start that layer at zero = neutral
+            torch.nn.init.zeros_(net.heads.fc["expression"].weight)
+            torch.nn.init.zeros_(net.heads.fc["expression"].bias)
+        if fresh and acc.is_main_process:
+            print(f"--init {cfg.init}: {len(fresh)} tensors not in the file start fresh ({', '.join(fresh[:4])} ...)")
+    net = net.to(device)
     optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    use_amp = cfg.amp and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
 
     if cfg.synthetic:
-        synthetic = _Loop(SyntheticCache(cfg.synthetic), cfg.batch_size, cfg.seed)
+        synthetic = _Loop(SyntheticCache(cfg.synthetic), cfg.batch_size, cfg.seed, rank, world)
     else:
-        synthetic = _OnlineSynthetic(model, cfg.seed, cfg.image_size, cfg.batch_size, cfg.backgrounds)
+        synthetic = _OnlineSynthetic(model, cfg.seed, cfg.image_size, cfg.batch_size, cfg.backgrounds, rank, world)
     real = None
     if cfg.real and cfg.real_every > 0:
         from msma.data import RealFaceDataset
 
         real_ds = RealFaceDataset(cfg.real)
         if len(real_ds):
-            real = _Loop(real_ds, min(cfg.real_batch, len(real_ds)), cfg.seed + 1)
+            real = _Loop(real_ds, min(cfg.real_batch, len(real_ds) // world), cfg.seed + 1, rank, world)
+    val = SyntheticCache(cfg.val, max_items=cfg.val_items) if cfg.val and cfg.val_every and main else None
     renderer = Renderer(cfg.image_size) if real is not None else None
     identity_loss = IdentityPerceptualLoss(cfg.identity_net).to(device) if cfg.identity_net and real else None
 
     step, elapsed = 0, 0.0
-    aug_gen = torch.Generator().manual_seed(cfg.seed)
+    aug_gen = torch.Generator().manual_seed(cfg.seed + 7919 * rank)
     if resume and ckpt_path.is_file():
-        state = torch.load(ckpt_path, map_location=device, weights_only=False)
-        net.load_state_dict(state["model"])
+        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        from msma.net.checkpoint import remap_legacy_keys
+
+        net.load_state_dict(remap_legacy_keys(state["model"]))
         optimizer.load_state_dict(state["optimizer"])
-        if state.get("scaler") and use_amp:
-            scaler.load_state_dict(state["scaler"])
         step, elapsed = int(state["step"]), float(state.get("elapsed", 0.0))
         synthetic.load(state["synthetic_state"])
         if real is not None and state.get("real_state"):
             real.load(state["real_state"])
-        aug_gen.manual_seed(cfg.seed + step)
-    elif resume:
+        aug_gen.manual_seed(cfg.seed + step + 7919 * rank)
+    elif resume and main:
         print(f"--resume: no checkpoint in {out}, starting from scratch")
-    (out / "config.json").write_text(json.dumps(_jsonable(cfg), indent=1))
+    net, optimizer = acc.prepare(net, optimizer)
+    bare = acc.unwrap_model(net)
 
+    if main:
+        (out / "config.json").write_text(json.dumps(_jsonable(cfg), indent=1))
     lm_w = landmark_weights(device=device)
     log_path = out / "log.csv"
     columns = ["step", "elapsed_s", "lr", "loss", "images_per_s"] + [
         k for k in asdict(cfg.weights) if k != "real"
-    ] + ["real_loss"]
-    new_log = not log_path.is_file()
-    log_file = open(log_path, "a", newline="")
-    writer = csv.DictWriter(log_file, fieldnames=columns, extrasaction="ignore")
-    if new_log:
-        writer.writeheader()
-    tb = None
-    try:
-        from torch.utils.tensorboard import SummaryWriter
+    ] + ["real_loss", *(f"val_{k}" for k in ("expression_mae", "expression_mae_neutral", "identity_mse",
+                                              "identity_mse_mean", "pose_deg"))]
+    log_file = writer = tb = bar = None
+    if main:
+        new_log = not log_path.is_file()
+        log_file = open(log_path, "a", newline="")
+        writer = csv.DictWriter(log_file, fieldnames=columns, extrasaction="ignore")
+        if new_log:
+            writer.writeheader()
+        try:
+            from torch.utils.tensorboard import SummaryWriter
 
-        tb = SummaryWriter(str(out / "tensorboard"))
-    except Exception:  # tensorboard not installed
-        tb = None
+            tb = SummaryWriter(str(out / "tensorboard"))
+        except Exception:  # tensorboard not installed
+            tb = None
+        try:
+            from tqdm import tqdm
 
-    try:
-        from tqdm import tqdm
-
-        bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc=f"train {cfg.preset}", smoothing=0.05)
-    except ImportError:  # pragma: no cover
-        bar = None
+            bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc=f"train {cfg.preset}",
+                       smoothing=0.05)
+        except ImportError:  # pragma: no cover
+            bar = None
     start = time.time()
     window_t, window_n = time.time(), 0
     running: dict[str, float] = {}
+    last_val: dict[str, float] = {}
     net.train()
 
     def save():
+        if not main:
+            return
         state = {
-            "model": net.state_dict(),
+            "model": bare.state_dict(),
             "optimizer": optimizer.state_dict(),
-            "scaler": scaler.state_dict() if use_amp else None,
             "step": step,
             "elapsed": elapsed + time.time() - start,
             "synthetic_state": synthetic.state(),
             "real_state": real.state() if real is not None else None,
             "config": _jsonable(cfg),
-            "network_config": net.config.to_dict(),
+            "network_config": bare.config.to_dict(),
+            "world_size": world,
         }
         tmp = ckpt_path.with_suffix(".tmp")
         torch.save(state, tmp)
         os.replace(tmp, ckpt_path)
 
+    def resized(images):
+        if images.shape[-1] != cfg.image_size:
+            images = F.interpolate(images, size=cfg.image_size, mode="bilinear", align_corners=False, antialias=True)
+        return images
+
     stopped_by_time = False
+    activation = bare.config.expression_activation
+    want_logits = (cfg.weights.expression_bce > 0 and activation == "sigmoid") or (
+        cfg.weights.expression_l1 > 0 and activation == "clamp")
     while step < cfg.steps:
-        if cfg.max_minutes is not None and time.time() - start > cfg.max_minutes * 60:
+        if cfg.max_minutes is not None and main and time.time() - start > cfg.max_minutes * 60:
+            acc.set_trigger()
+        if cfg.max_minutes is not None and acc.check_trigger():  # every process stops at the same step
             stopped_by_time = True
             break
         lr = learning_rate(cfg, step)
         for g in optimizer.param_groups:
             g["lr"] = lr
         batch = {k: v.to(device) for k, v in synthetic.next().items()}
-        images = batch["image"]
-        if images.shape[-1] != cfg.image_size:
-            images = F.interpolate(images, size=cfg.image_size, mode="bilinear", align_corners=False, antialias=True)
-        images = _augment(images, aug_gen)
+        images = _augment(resized(batch["image"]), aug_gen)
+        n_syn = images.shape[0]
         target = Coefficients.from_dict({k: batch[k] for k in ("identity", "expression", "texture", "angles",
                                                                 "translation", "lighting")})
         target_lm = batch["landmarks"] * (model.camera.image_size / batch["image"].shape[-1])
-        optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-            outputs = net(images)
-        pred = predictions_to_coefficients(outputs)
-        terms = supervised_losses(model, pred, target, target_lm, cfg.weights, batch["texture_valid"], lm_w)
-        loss = weighted_sum(terms, cfg.weights)
-        real_loss = None
+        rb = None
         if real is not None and step % cfg.real_every == 0:
             rb = {k: v.to(device) for k, v in real.next().items()}
-            rimg = rb["image"]
-            if rimg.shape[-1] != cfg.image_size:
-                rimg = F.interpolate(rimg, size=cfg.image_size, mode="bilinear", align_corners=False, antialias=True)
-            with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-                routputs = net(rimg)
+            rimg = resized(rb["image"])
+            images = torch.cat([images, rimg])  # one forward pass: DDP sees one graph per step
+        optimizer.zero_grad(set_to_none=True)
+        outputs = net(images, return_logits=want_logits)
+        syn_out = {k: v[:n_syn].float() for k, v in outputs.items()}
+        logits = syn_out.pop("expression_logits", None)
+        pred = predictions_to_coefficients(syn_out)
+        terms = supervised_losses(model, pred, target, target_lm, cfg.weights, batch["texture_valid"], lm_w,
+                                  expression_logits=logits, expression_activation=activation)
+        loss = weighted_sum(terms, cfg.weights)
+        real_loss = None
+        if rb is not None:
+            routputs = {k: v[n_syn:].float() for k, v in outputs.items() if k != "expression_logits"}
             rterms = self_supervised_losses(model, renderer, predictions_to_coefficients(routputs), rimg,
                                             rb["landmarks"], rb.get("valid"), identity_loss)
             real_loss = weighted_sum(rterms, cfg.weights)
             loss = loss + cfg.weights.real * real_loss
             terms.update(rterms)
-        if not torch.isfinite(loss):
-            print(f"step {step}: non-finite loss, batch skipped")
+        finite = torch.isfinite(loss.detach()).float()
+        if world > 1:
+            finite = acc.reduce(finite, reduction="min")
+        if not bool(finite):  # all processes skip together
+            if main:
+                print(f"step {step}: non-finite loss, batch skipped")
             step += 1
             continue
-        scaler.scale(loss).backward()
-        scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 10.0)
-        scaler.step(optimizer)
-        scaler.update()
+        acc.backward(loss)
+        if acc.sync_gradients:
+            acc.clip_grad_norm_(net.parameters(), 10.0)
+        optimizer.step()
         step += 1
-        window_n += images.shape[0]
+        window_n += n_syn * world
         for k, v in terms.items():
             v = float(v.detach()) if torch.is_tensor(v) else float(v)
             running[k] = running[k] * 0.9 + v * 0.1 if k in running else v
@@ -432,31 +568,36 @@ def train(cfg: TrainConfig, resume: bool = False, export: str | None = None, pro
         running["loss"] = running.get("loss", loss_value) * 0.9 + loss_value * 0.1
         if real_loss is not None:
             running["real_loss"] = float(real_loss.detach())
+        if not main:
+            continue
         if bar:
             bar.update(1)
             bar.set_postfix(loss=f"{running['loss']:.3f}", vtx=f"{running['vertex']:.2f}mm", lr=f"{lr:.1e}")
+        row = None
         if step % cfg.log_every == 0 or step == cfg.steps:
             now = time.time()
             row = {"step": step, "elapsed_s": round(elapsed + now - start, 1), "lr": lr,
                    "images_per_s": round(window_n / max(now - window_t, 1e-9), 2)}
             row.update({k: round(v, 6) for k, v in running.items()})
+            window_t, window_n = now, 0
+        if val is not None and (step % cfg.val_every == 0 or step == cfg.steps):
+            metrics = validate(bare, val, cfg.image_size, device)
+            last_val.update(metrics)
+            row = row or {"step": step, "elapsed_s": round(elapsed + time.time() - start, 1), "lr": lr}
+            row.update({k: round(v, 6) for k, v in metrics.items()})
+        if row is not None:
             writer.writerow(row)
             log_file.flush()
             if tb is not None:
                 for k, v in row.items():
                     if k != "step":
                         tb.add_scalar(k, v, step)
-            window_t, window_n = now, 0
         if step % cfg.save_every == 0:
             save()
         if cfg.keep_every and step % cfg.keep_every == 0:
-            save_checkpoint(net, out / f"model_step{step:06d}.safetensors", metadata={"step": step})
+            save_checkpoint(bare, out / f"model_step{step:06d}.safetensors", metadata={"step": step})
+    acc.wait_for_everyone()
     save()
-    if bar:
-        bar.close()
-    log_file.close()
-    if tb is not None:
-        tb.close()
     total = elapsed + time.time() - start
     summary = {
         "preset": cfg.preset,
@@ -464,18 +605,31 @@ def train(cfg: TrainConfig, resume: bool = False, export: str | None = None, pro
         "planned_steps": cfg.steps,
         "stopped_by_time": stopped_by_time,
         "wall_time_s": round(total, 1),
-        "images_seen": step * cfg.batch_size,
+        "images_seen": step * cfg.batch_size * world,
+        "processes": world,
         "final_losses": {k: round(v, 5) for k, v in running.items()},
-        "network": net.config.to_dict(),
-        "parameters": net.num_parameters(),
+        "validation": {k: round(v, 5) for k, v in last_val.items()},
+        "network": bare.config.to_dict(),
+        "parameters": bare.num_parameters(),
+        # identical on every process of a distributed run when the gradients were synchronised
+        "parameter_checksum": float(sum(p.detach().double().sum() for p in bare.parameters())),
         "device": str(device),
+        "init": cfg.init,
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    metadata = {"training": summary, "losses": asdict(cfg.weights),
-                "data": {"synthetic": cfg.synthetic or "online", "real": cfg.real}}
-    save_checkpoint(net, out / "model.safetensors", metadata=metadata)
-    if export:
-        save_checkpoint(net, export, metadata=metadata, fp16=True)
+    if main:
+        if bar:
+            bar.close()
+        log_file.close()
+        if tb is not None:
+            tb.close()
+        (out / "summary.json").write_text(json.dumps(summary, indent=1))
+        metadata = {"training": summary, "losses": asdict(cfg.weights),
+                    "data": {"synthetic": cfg.synthetic or "online", "real": cfg.real}}
+        save_checkpoint(bare, out / "model.safetensors", metadata=metadata)
+        if export:
+            save_checkpoint(bare, export, metadata=metadata, fp16=True)
+    acc.wait_for_everyone()
+    acc.end_training()
     return summary
 
 
@@ -517,6 +671,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                                                              "perceptual loss (e.g. an ArcFace export)")
     parser.add_argument("--backgrounds", default=None, help="photo folder for on-the-fly synthesis backgrounds")
     parser.add_argument("--weights", default=None, help='loss weights as JSON, e.g. \'{"vertex": 0.2}\'')
+    parser.add_argument("--init", default=None, help="start from these network weights (safetensors, e.g. the "
+                                                     "shipped light weights); ignored when --resume finds a checkpoint")
+    parser.add_argument("--pretrained", action="store_true", help="ImageNet-initialised timm trunk (downloads "
+                                                                  "through the Hugging Face Hub; width 1 only)")
+    parser.add_argument("--head-hidden", type=int, default=d.head_hidden, help="hidden width of the identity and "
+                                                                               "expression heads (0: linear)")
+    parser.add_argument("--mlka-dilation", choices=("scaled", "fixed"), default=d.mlka_dilation,
+                        help="MLKA dilations scaled to the stage maps at --image-size, or the paper's (the paper "
+                             "presets always use the paper's)")
+    parser.add_argument("--expression-activation", choices=("sigmoid", "clamp", "none"), default=None,
+                        help="expression output: sigmoid (ICT default), clamp (train with expression_l1) or none")
+    parser.add_argument("--val", default=None, help="held-out synthetic cache for validation metrics in log.csv")
+    parser.add_argument("--val-every", type=int, default=d.val_every)
+    parser.add_argument("--val-items", type=int, default=d.val_items)
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     parser.add_argument("--export", default=None, help="also write fp16 safetensors weights here at the end")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -532,7 +700,10 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         real_batch=args.real_batch, max_minutes=args.max_minutes, save_every=args.save_every,
         keep_every=args.keep_every,
         log_every=args.log_every, seed=args.seed, threads=args.threads, device=args.device, amp=not args.no_amp,
-        identity_net=args.identity_net, backgrounds=args.backgrounds, weights=weights,
+        identity_net=args.identity_net, backgrounds=args.backgrounds, weights=weights, init=args.init,
+        pretrained=args.pretrained, head_hidden=args.head_hidden, expression_activation=args.expression_activation,
+        mlka_dilation=args.mlka_dilation, val=args.val,
+        val_every=args.val_every, val_items=args.val_items,
     )
 
 

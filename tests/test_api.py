@@ -50,6 +50,17 @@ def test_overlay_and_exports(result, tmp_path: Path) -> None:
     files = result[0].export(tmp_path, stem="portrait", formats=("glb", "obj", "ply", "json"))
     assert trimesh.load(files["glb"], force="mesh").vertices.shape[0] > 1000
     assert files["obj"].is_file() and files["json"].is_file() and files["ply"].is_file()
+    # the default GLB is the rig: 53 ARKit-named morph targets, posed at the fitted weights
+    import pygltflib
+
+    gltf = pygltflib.GLTF2().load(str(files["glb"]))
+    face_mesh = gltf.meshes[next(n.mesh for n in gltf.nodes if n.name == "face")]
+    assert len(face_mesh.primitives[0].targets) == 53 and "jawOpen" in face_mesh.extras["targetNames"]
+    assert np.allclose(face_mesh.weights, list(result[0].blendshapes.values()), atol=1e-6)
+    rig = result[0].rig()
+    np.testing.assert_allclose(rig.posed_vertices(), result[0].vertices, atol=1e-4)
+    static = result[0].export(tmp_path, stem="static", formats=("glb",), rigged=False)["glb"]
+    assert not pygltflib.GLTF2().load(str(static)).meshes[0].primitives[0].targets
 
 
 def test_repose_changes_only_requested_expression(result, reconstructor: Reconstructor) -> None:

@@ -67,9 +67,9 @@ def test_load_photo_none_and_non_image(tmp_path):
     bogus.write_text("this is not an image")
     with pytest.raises(H.AppError, match="notes.txt cannot be used: not a recognised image"):
         H.load_photo(str(bogus))
-    # Gradio payloads (preprocess=False) carry the original file name
+    # uploads checked by client_upload carry the original file name
     with pytest.raises(H.AppError, match="^holiday.jpg cannot be used"):
-        H.load_photo({"path": str(bogus), "orig_name": "holiday.jpg"})
+        H.load_photo(H.client_upload({"path": str(bogus), "orig_name": "holiday.jpg"}, roots=[tmp_path]))
 
 
 def test_load_photo_tiny_and_corrupt(tmp_path):
@@ -333,4 +333,7 @@ def test_build_demo_and_ui_errors(models):
     with pytest.raises(gr.Error) as info:
         crash()
     assert "internal detail" not in str(info.value) and "RuntimeError" in str(info.value)
-    assert app.auth_pairs(app.parse_args(["--auth", "a:b", "--auth", "c:d:e"])) == [("a", "b"), ("c", "d:e")]
+    assert app.auth_pairs(app.parse_args(["--auth", "a:password", "--auth", "c:pass:word"])) == [
+        ("a", "password"), ("c", "pass:word")]
+    with pytest.raises(SystemExit, match="shorter than 8"):
+        app.auth_pairs(app.parse_args(["--auth", "a:short"]))

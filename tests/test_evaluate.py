@@ -130,14 +130,14 @@ def test_read_dlib_xml(tmp_path):
            "</image></images></dataset>")
     (tmp_path / "l.xml").write_text(xml)
     [(file, box, lm)] = read_dlib_xml(tmp_path / "l.xml")
-    assert file == "a.jpg" and np.allclose(box, [2, 1, 12, 21]) and lm.shape == (68, 2) and lm[5, 1] == 10
+    assert file == "a.jpg" and np.allclose(box, [2, 1, 12, 21]) and lm.shape == (68, 2) and lm[5, 1] == 10.5
 
 
 def test_synthetic_benchmark_runs_with_a_stub_method(model):
     from msma.evaluate import synthetic_benchmark
     from msma.face_model import Coefficients
 
-    def mean_face(crops, landmarks):
+    def mean_face(crops, landmarks, dense=None):
         return Coefficients.zeros(model, len(crops))
 
     res = synthetic_benchmark({"mean face": mean_face}, n=2, batch=2, model=model, progress=False)

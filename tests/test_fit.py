@@ -4,9 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from msma.face_model import Coefficients, FaceModel
+from msma.face_model import Coefficients, FaceModel, euler_to_matrix
 from msma.fit import (
     ContourTracker,
+    LandmarkFitSettings,
+    MeshPoints,
     PhotometricSettings,
     bounded_least_squares,
     fit_landmarks,
@@ -63,7 +65,8 @@ def test_landmark_fit_reprojects_noisy_landmarks(ict: FaceModel, contour: Contou
     truth = random_faces(ict, 4, seed=1)
     target = ict.project_landmarks(truth)
     noisy = target + torch.randn(target.shape, generator=torch.Generator().manual_seed(0)) * 1.0
-    fitted = fit_landmarks(ict, noisy, contour=contour)
+    weak_prior = LandmarkFitSettings(identity_prior=1.0, expression_l1=4.0)  # the solver, not the default priors
+    fitted = fit_landmarks(ict, noisy, contour=contour, settings=weak_prior)
     error = (ict.project_landmarks(fitted) - target).norm(dim=-1).mean().item()
     assert error < 2.0  # pixels in the 224 crop; mean face alone is far worse
     baseline = Coefficients.zeros(ict, 4)
@@ -72,6 +75,37 @@ def test_landmark_fit_reprojects_noisy_landmarks(ict: FaceModel, contour: Contou
     yaw_error = (fitted.angles[:, 1] - truth.angles[:, 1]).abs().max().item()
     assert np.rad2deg(yaw_error) < 8
     assert fitted.expression.min() >= 0 and fitted.expression.max() <= 1
+
+
+def test_dense_mesh_points_constrain_identity(ict: FaceModel, contour: ContourTracker) -> None:
+    """With mediapipe's mesh points (here: their exact projections) the identity is recovered better than from the
+    68 landmarks alone, and the fit reprojects the mesh points."""
+    mesh = MeshPoints.for_model(ict)
+    if mesh is None:
+        pytest.skip("no mediapipe -> ICT table")
+    truth = random_faces(ict, 2, seed=6)
+    truth.expression.zero_()
+    rotation = euler_to_matrix(truth.angles.double()).numpy()
+    dense = np.stack([
+        ict.camera.project(torch.as_tensor(mesh.vertices_of(truth.identity[b].double().numpy(),
+                                                            truth.expression[b].double().numpy())
+                                           @ rotation[b].T + truth.translation[b].double().numpy())[None])[0, :, :2]
+        .numpy() for b in range(2)])
+    weak_prior = LandmarkFitSettings(identity_prior=1.0, expression_l1=4.0)
+    target = ict.project_landmarks(truth)
+    with_dense = fit_landmarks(ict, target, contour=contour, settings=weak_prior, dense=dense, mesh_points=mesh)
+    only68 = fit_landmarks(ict, target, contour=contour, settings=weak_prior)
+    assert (with_dense.identity - truth.identity).norm() < (only68.identity - truth.identity).norm()
+
+
+def test_neutral_face_keeps_neutral_expression(ict: FaceModel, contour: ContourTracker) -> None:
+    """The default sparse, left/right-coupled expression prior leaves a neutral face's weights near zero."""
+    truth = random_faces(ict, 4, seed=7)
+    truth.expression.zero_()
+    target = ict.project_landmarks(truth)
+    noisy = target + torch.randn(target.shape, generator=torch.Generator().manual_seed(3)) * 1.0
+    fitted = fit_landmarks(ict, noisy, contour=contour)
+    assert fitted.expression.max().item() <= 0.15
 
 
 def test_shared_identity_fit_uses_one_identity(ict: FaceModel, contour: ContourTracker) -> None:
@@ -85,8 +119,9 @@ def test_shared_identity_fit_uses_one_identity(ict: FaceModel, contour: ContourT
 def test_prior_mean_pulls_towards_the_network_estimate(ict: FaceModel, contour: ContourTracker) -> None:
     truth = random_faces(ict, 1, seed=4)
     target = ict.project_landmarks(truth)
-    free = fit_landmarks(ict, target, contour=contour)
-    anchored = fit_landmarks(ict, target, contour=contour, prior_mean=truth)
+    weak_prior = LandmarkFitSettings(identity_prior=1.0)
+    free = fit_landmarks(ict, target, contour=contour, settings=weak_prior)
+    anchored = fit_landmarks(ict, target, contour=contour, prior_mean=truth, settings=weak_prior)
     error_free = (free.identity - truth.identity).norm()
     error_anchored = (anchored.identity - truth.identity).norm()
     assert error_anchored < error_free

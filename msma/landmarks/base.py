@@ -47,12 +47,12 @@ class FaceLandmarks:
         return float(np.linalg.norm(self.landmarks68[45] - self.landmarks68[36]))
 
     def scaled(self, sx: float, sy: float | None = None) -> FaceLandmarks:
-        """Copy with all coordinates mapped by x' = (x + 0.5) * sx - 0.5 (pixel centres at integers)."""
+        """Copy for the image resized by (sx, sy): x' = x * sx (continuous coordinates, see msma.pixels)."""
         sy = sx if sy is None else sy
         s = np.array([sx, sy])
 
         def f(p: np.ndarray | None) -> np.ndarray | None:
-            return None if p is None else (np.asarray(p, np.float64) + 0.5) * s - 0.5
+            return None if p is None else np.asarray(p, np.float64) * s
 
-        box = (self.box.reshape(2, 2) + 0.5) * s - 0.5
+        box = self.box.reshape(2, 2) * s
         return FaceLandmarks(box.reshape(4), f(self.landmarks68), self.score, self.detector, f(self.dense))

@@ -20,6 +20,7 @@ import numpy as np
 
 from msma.landmarks.base import FaceLandmarks, box_from_points
 from msma.landmarks.mapping import mesh_to_68
+from msma.pixels import from_pixel_index, opencv_affine
 
 __all__ = ["DETECTORS", "available_detectors", "detect_faces", "clear_model_cache"]
 
@@ -118,7 +119,7 @@ def _validate_image(image: np.ndarray) -> np.ndarray:
 
 
 def _downscaled(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
-    """Copy no larger than max_side and the factor s so that photo = (small + 0.5) / s - 0.5."""
+    """Copy no larger than max_side and the factor s so that photo = small / s (continuous coordinates)."""
     h, w = image.shape[:2]
     if max(h, w) <= max_side:
         return image, 1.0
@@ -131,7 +132,7 @@ def _downscaled(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
 
 
 def _to_photo(box: np.ndarray, s: float) -> np.ndarray:
-    return (np.asarray(box, np.float64) + 0.5) / s - 0.5
+    return np.asarray(box, np.float64) / s
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -156,8 +157,7 @@ def _square_crop(image: np.ndarray, cx: float, cy: float, side: float, out: int)
     import cv2
 
     s = out / side
-    m = np.array([[s, 0.0, out / 2 - 0.5 - s * cx], [0.0, s, out / 2 - 0.5 - s * cy]])
-    # (out/2 - 0.5) is the crop centre in pixel-centre coordinates.
+    m = np.array([[s, 0.0, out / 2 - s * cx], [0.0, s, out / 2 - s * cy]])  # continuous coordinates (msma.pixels)
     src, warp = image, m
     if s < 0.7:
         # warpAffine does not low-pass filter: shrink the covered region with INTER_AREA first, then warp from it.
@@ -168,12 +168,12 @@ def _square_crop(image: np.ndarray, cx: float, cy: float, side: float, out: int)
             sub = image[y0:y1, x0:x1]
             size = (max(1, round((x1 - x0) * s)), max(1, round((y1 - y0) * s)))
             src = cv2.resize(sub, size, interpolation=cv2.INTER_AREA)
-            # sub-image pixel u maps to photo x = x0 + (u + 0.5) / r - 0.5 with r = size / (x1 - x0)
+            # sub-image point u maps to photo x = x0 + u / r with r = size / (x1 - x0)
             rx, ry = size[0] / (x1 - x0), size[1] / (y1 - y0)
-            to_photo = np.array([[1 / rx, 0.0, x0 + 0.5 / rx - 0.5], [0.0, 1 / ry, y0 + 0.5 / ry - 0.5]])
+            to_photo = np.array([[1 / rx, 0.0, x0], [0.0, 1 / ry, y0]])
             warp = np.vstack([m, [0, 0, 1]]) @ np.vstack([to_photo, [0, 0, 1]])
             warp = warp[:2]
-    crop = cv2.warpAffine(np.ascontiguousarray(src), warp, (out, out), flags=cv2.INTER_LINEAR,
+    crop = cv2.warpAffine(np.ascontiguousarray(src), opencv_affine(warp), (out, out), flags=cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
     inv = np.array([[1 / s, 0.0, -m[0, 2] / s], [0.0, 1 / s, -m[1, 2] / s]])
     return crop, inv
@@ -256,8 +256,8 @@ def _mp_mesh_in_box(image: np.ndarray, box: np.ndarray) -> np.ndarray | None:
         return None
     best, best_d = None, math.inf
     for face in res.multi_face_landmarks:
-        pts = np.array([(p.x * MESH_CROP_SIZE - 0.5, p.y * MESH_CROP_SIZE - 0.5) for p in face.landmark])
-        d = float(np.linalg.norm(pts.mean(0) - (MESH_CROP_SIZE / 2 - 0.5)))
+        pts = np.array([(p.x * MESH_CROP_SIZE, p.y * MESH_CROP_SIZE) for p in face.landmark])
+        d = float(np.linalg.norm(pts.mean(0) - MESH_CROP_SIZE / 2))
         if d < best_d:
             best, best_d = pts, d
     assert best is not None
@@ -322,7 +322,7 @@ def _dlib_shape(image: np.ndarray, box: np.ndarray) -> np.ndarray:
     rect = dlib.rectangle(int(round(b[0])), int(round(b[1])), int(round(b[2])), int(round(b[3])))
     with _lock:
         shape = predictor(img, rect)
-    pts = np.array([(shape.part(i).x, shape.part(i).y) for i in range(68)], dtype=np.float64)
+    pts = from_pixel_index(np.array([(shape.part(i).x, shape.part(i).y) for i in range(68)], dtype=np.float64))
     return _apply(inv, pts)
 
 
@@ -388,7 +388,7 @@ def _detect_face_alignment(image: np.ndarray) -> list[FaceLandmarks]:
     preds, lscores, _ = result if isinstance(result, tuple) else (result, None, None)
     faces = []
     for i, lm in enumerate(preds or []):
-        lm = _to_photo(np.asarray(lm)[:, :2], s)
+        lm = _to_photo(from_pixel_index(np.asarray(lm)[:, :2]), s)
         score = float(np.mean(lscores[i])) if lscores is not None else 1.0
         faces.append(FaceLandmarks(box_from_points(lm), lm, float(np.clip(score, 0, 1)), "face_alignment"))
     return _dedupe(faces)

@@ -14,7 +14,8 @@ from msma.net.config import NetworkConfig
 from msma.net.model import MSMANet
 
 FORMAT = "msma-net"
-FORMAT_VERSION = "1"
+# 1: hand-written ResNet trunk (keys "backbone.conv1.weight", ...); 2: timm trunk ("backbone.body.conv1.weight")
+FORMAT_VERSION = "2"
 _MAX_LISTED = 12
 
 
@@ -78,12 +79,14 @@ def load_checkpoint(
 
 
 def load_weights(model: MSMANet, path: str | Path) -> MSMANet:
-    """Load the tensors of `path` into an existing model (strict); CheckpointMismatchError names what differs."""
+    """Load the tensors of `path` into an existing model (strict); CheckpointMismatchError names what differs.
+    Format-1 files (hand-written trunk) are remapped to the timm layout on the way in."""
     path = _existing(path)
     tensors: dict[str, torch.Tensor] = {}
     with safe_open(str(path), framework="pt", device="cpu") as f:
         for key in f.keys():
             tensors[key] = f.get_tensor(key)
+    tensors = remap_legacy_keys(tensors)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
@@ -97,6 +100,29 @@ def load_weights(model: MSMANet, path: str | Path) -> MSMANet:
     state = {k: v.to(expected[k].dtype) for k, v in tensors.items()}
     model.load_state_dict(state, strict=True)
     return model
+
+
+def remap_legacy_keys(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Format-1 state dicts (the hand-written trunk) -> the timm layout: the trunk moved under ``backbone.body``
+    with torchvision-style names unchanged. Already-current dicts are returned as they are."""
+    if any(k.startswith("backbone.body.") for k in tensors):
+        return tensors
+    prefix = "backbone."
+    return {("backbone.body." + k[len(prefix):]) if k.startswith(prefix) else k: v for k, v in tensors.items()}
+
+
+def load_matching_weights(model: MSMANet, path: str | Path) -> list[str]:
+    """Initialise ``model`` from every tensor of ``path`` whose name and shape fit (fine-tuning into a grown
+    architecture, e.g. new heads); returns the names of the model's tensors left at their fresh initialisation."""
+    path = _existing(path)
+    with safe_open(str(path), framework="pt", device="cpu") as f:
+        tensors = remap_legacy_keys({key: f.get_tensor(key) for key in f.keys()})
+    state = model.state_dict()
+    fits = {k: v.to(state[k].dtype) for k, v in tensors.items() if k in state and state[k].shape == v.shape}
+    if not fits:
+        raise CheckpointMismatchError(f"no tensor of {path} fits the model layout")
+    model.load_state_dict(fits, strict=False)
+    return sorted(set(state) - set(fits))
 
 
 def _existing(path: str | Path) -> Path:

@@ -6,7 +6,8 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 BACKBONES = ("resnet18", "resnet34", "resnet50")
-EXPRESSION_ACTIVATIONS = ("sigmoid", "none")
+EXPRESSION_ACTIVATIONS = ("sigmoid", "clamp", "none")
+MLKA_DILATIONS = ("scaled", "fixed")
 
 
 @dataclass
@@ -23,7 +24,14 @@ class NetworkConfig:
     image_size: the size the network is trained on (the aligned crop, 224). The network itself is resolution
         agnostic (global pooling), so smaller images work for tests.
     width: channel multiplier of the backbone (1.0 = standard ResNet; 0.5 = light CPU variant).
-    expression_activation: "sigmoid" (ICT ARKit weights in [0, 1]) or "none" (BFM, unbounded).
+    expression_activation: "sigmoid" (ICT ARKit weights in [0, 1]), "clamp" (ARKit weights = clamp(raw, 0, 1):
+        the raw values are trained with an L1 loss, whose minimiser is the conditional median, so a weight the
+        network is unsure about is exactly 0 and nothing saturates) or "none" (BFM, unbounded).
+    mlka_dilation: "scaled" (dilations lowered to fit the stage maps at `image_size`, see `msma.net.mlka`) or
+        "fixed" (the paper's 2/3/4 whatever the map size; what checkpoints written before this field used).
+    head_hidden: 0 = one linear layer per attribute on the globally pooled features (paper); > 0 = the identity
+        and expression heads read a 4 x 4 pooled grid of their stage through a hidden layer of this width
+        (position-aware, see `msma.net.heads`).
     """
 
     backbone: str = "resnet18"
@@ -36,6 +44,8 @@ class NetworkConfig:
     width: float = 1.0
     expression_activation: str = "sigmoid"
     multi_depth_heads: bool | None = None
+    mlka_dilation: str = "scaled"
+    head_hidden: int = 0
 
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONES:
@@ -44,6 +54,10 @@ class NetworkConfig:
             raise ValueError(
                 f"expression_activation must be one of {EXPRESSION_ACTIVATIONS}, got {self.expression_activation!r}"
             )
+        if self.mlka_dilation not in MLKA_DILATIONS:
+            raise ValueError(f"mlka_dilation must be one of {MLKA_DILATIONS}, got {self.mlka_dilation!r}")
+        if int(self.head_hidden) < 0:
+            raise ValueError(f"head_hidden must be >= 0, got {self.head_hidden}")
         if not 0.0 < self.width <= 4.0:
             raise ValueError(f"width must be in (0, 4], got {self.width}")
         for name in ("n_identity", "n_expression", "n_texture"):
@@ -68,7 +82,13 @@ class NetworkConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown NetworkConfig field(s): {unknown}")
+        data = dict(data)
+        data.setdefault("mlka_dilation", "fixed")  # configs saved before the field existed ran the fixed dilations
         return cls(**data)
+
+    def stage_map_sizes(self) -> tuple[int, int, int]:
+        """H (= W) of the stage 2/3/4 maps at `image_size` (strides 8/16/32, rounded up like the convolutions)."""
+        return tuple(-(-self.image_size // s) for s in (8, 16, 32))  # type: ignore[return-value]
 
     # ------------------------------------------------------------------ presets
     @classmethod
@@ -85,6 +105,7 @@ class NetworkConfig:
             "n_expression": 64,
             "n_texture": 80,
             "expression_activation": "none",
+            "mlka_dilation": "fixed",
         }
         return cls(**{**base, **overrides})
 

@@ -30,6 +30,10 @@ EXPRESSION_LOGIT_OFFSET = -4.0
 DEFAULT_AMBIENT = 0.0
 N_LIGHTING = 27
 
+HIDDEN_HEADS = ("identity", "expression")
+SPATIAL_GRID = 4
+SPATIAL_CHANNELS = 32
+
 # attribute -> index into the (stage2, stage3, stage4) list it reads (multi-depth layout)
 HEAD_STAGES: dict[str, int] = {
     "identity": 2,
@@ -58,11 +62,12 @@ class MultiAttributeHeads(nn.Module):
         multi_depth: bool = True,
         expression_activation: str = "sigmoid",
         ambient: float = DEFAULT_AMBIENT,
+        hidden: int = 0,
     ) -> None:
         super().__init__()
         if len(stage_channels) != 3:
             raise ValueError("heads read three stages (2, 3, 4)")
-        if expression_activation not in ("sigmoid", "none"):
+        if expression_activation not in ("sigmoid", "clamp", "none"):
             raise ValueError(f"unknown expression_activation {expression_activation!r}")
         self.multi_depth = multi_depth
         self.expression_activation = expression_activation
@@ -77,30 +82,58 @@ class MultiAttributeHeads(nn.Module):
             "translation_xy": 2,
         }
         self.stage_of = {name: (stage if multi_depth else 2) for name, stage in HEAD_STAGES.items()}
-        self.fc = nn.ModuleDict({name: nn.Linear(stage_channels[self.stage_of[name]], n) for name, n in sizes.items()})
+        spatial = HIDDEN_HEADS if hidden else ()
+        self.fc = nn.ModuleDict({
+            name: nn.Linear(stage_channels[self.stage_of[name]], n) for name, n in sizes.items() if name not in spatial
+        })
+        # optional position-aware heads (identity / expression): global average pooling keeps *what* the trunk saw
+        # but not *where*; an open jaw or a blink is a local pattern at a known place of the aligned crop. These
+        # heads pool to a 4 x 4 grid, reduce channels (1x1 conv) and read the flattened grid through a hidden layer.
+        self.hidden = nn.ModuleDict({
+            name: nn.Sequential(
+                nn.AdaptiveAvgPool2d(SPATIAL_GRID),
+                nn.Conv2d(stage_channels[self.stage_of[name]], SPATIAL_CHANNELS, 1, bias=False),
+                nn.BatchNorm2d(SPATIAL_CHANNELS),
+                nn.ReLU(inplace=True),
+                nn.Flatten(1),
+                nn.Linear(SPATIAL_CHANNELS * SPATIAL_GRID**2, hidden),
+                nn.ReLU(inplace=True),
+                nn.Linear(hidden, sizes[name]),
+            )
+            for name in spatial
+        }) if hidden else None
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        for layer in self.fc.values():
+        last = list(self.fc.values()) + ([seq[-1] for seq in self.hidden.values()] if self.hidden else [])
+        for layer in last:
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
 
-    def forward(self, feats: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
+    def forward(self, feats: Sequence[torch.Tensor], return_logits: bool = False) -> dict[str, torch.Tensor]:
+        """``return_logits``: also return "expression_logits" (B, n_expression), the values before the activation
+        (with the sigmoid's offset) for losses that work on them."""
         used = sorted(set(self.stage_of.values()))
         pooled = {s: torch.flatten(self.pool(feats[s]), 1) for s in used}  # (B, C_s)
         raw = {name: layer(pooled[self.stage_of[name]]) for name, layer in self.fc.items()}
+        if self.hidden is not None:
+            raw.update({name: head(feats[self.stage_of[name]]) for name, head in self.hidden.items()})
 
         expression = raw["expression"]  # (B, n_expression)
+        logits = expression
         if self.expression_activation == "sigmoid":
-            expression = torch.sigmoid(expression + EXPRESSION_LOGIT_OFFSET)
+            logits = expression + EXPRESSION_LOGIT_OFFSET
+            expression = torch.sigmoid(logits)
+        elif self.expression_activation == "clamp":
+            expression = expression.clamp(0.0, 1.0)
 
         lighting = raw["lighting"].view(-1, 3, 9)  # (B, RGB, SH band)
         ambient = torch.zeros(9, dtype=lighting.dtype, device=lighting.device)
         ambient[0] = self.ambient
         lighting = (lighting + ambient).reshape(-1, N_LIGHTING)  # (B, 27)
 
-        return {
+        out = {
             "identity": raw["identity"],  # (B, n_identity)
             "expression": expression,  # (B, n_expression)
             "texture": raw["texture"],  # (B, n_texture)
@@ -108,3 +141,6 @@ class MultiAttributeHeads(nn.Module):
             "translation": torch.cat([raw["translation_xy"], raw["translation_z"]], dim=1),  # (B, 3)
             "lighting": lighting,  # (B, 27)
         }
+        if return_logits:
+            out["expression_logits"] = logits
+        return out

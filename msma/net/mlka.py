@@ -13,6 +13,11 @@
                                                    # so the block starts as the identity
 The author pads the channel count to a multiple of 3 with extra 1x1 convs (513/1026/2049); here the three groups
 simply take C//3, C//3 and the remainder, which needs no extra layers.
+
+Dilations scaled to the map (``map_size``): the paper's dilations assume 224 px input (stage maps 28/14/7). On smaller
+maps a dilated tap mostly lands in the zero padding (the 9x9 dilation-4 kernel spans 33 px); with ``map_size`` given
+each dilation is lowered until its kernel spans at most the map, down to 1 (weights are unchanged: dilation has no
+parameters, so checkpoints load either way).
 """
 
 from __future__ import annotations
@@ -62,10 +67,18 @@ class _LargeKernelBranch(nn.Module):
 MLKA_BRANCHES: tuple[tuple[int, int, int], ...] = ((3, 5, 2), (5, 7, 3), (7, 9, 4))
 
 
-class MLKA(nn.Module):
-    """forward(x (B, C, H, W)) -> (B, C, H, W). Needs C >= 3."""
+def scaled_dilation(dilated_kernel: int, dilation: int, map_size: int | None) -> int:
+    """The largest dilation <= ``dilation`` whose kernel extent (k - 1) * d + 1 fits in ``map_size`` (at least 1)."""
+    if map_size is None:
+        return dilation
+    return max(1, min(dilation, (int(map_size) - 1) // (dilated_kernel - 1)))
 
-    def __init__(self, channels: int, scale_init: float = 0.0) -> None:
+
+class MLKA(nn.Module):
+    """forward(x (B, C, H, W)) -> (B, C, H, W). Needs C >= 3. ``map_size``: the H (= W) the block is trained on,
+    to scale the dilations (None: the paper's fixed dilations)."""
+
+    def __init__(self, channels: int, scale_init: float = 0.0, map_size: int | None = None) -> None:
         super().__init__()
         if channels < 3:
             raise ValueError(f"MLKA needs at least 3 channels, got {channels}")
@@ -73,8 +86,9 @@ class MLKA(nn.Module):
         self.groups = (third, third, channels - 2 * third)
         self.norm = LayerNorm2d(channels)
         self.proj_in = nn.Conv2d(channels, 2 * channels, 1)
+        self.dilations = tuple(scaled_dilation(kd, d, map_size) for _, kd, d in MLKA_BRANCHES)
         self.branches = nn.ModuleList(
-            _LargeKernelBranch(c, k, kd, d) for c, (k, kd, d) in zip(self.groups, MLKA_BRANCHES)
+            _LargeKernelBranch(c, k, kd, d) for c, (k, kd, _), d in zip(self.groups, MLKA_BRANCHES, self.dilations)
         )
         self.proj_out = nn.Conv2d(channels, channels, 1)
         self.scale = nn.Parameter(torch.full((1, channels, 1, 1), float(scale_init)))

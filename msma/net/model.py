@@ -26,16 +26,20 @@ class MSMANet(nn.Module):
     size is `config.image_size` (224, the aligned crop).
     With fusion=False and attention=False (and multi_depth_heads left at None) the network is a plain ResNet
     regressor whose heads all read the last stage: `fusion` and `attention` are then None, no extra module exists.
+    ``pretrained``: ImageNet-initialised timm trunk (downloads through the Hub; standard width only).
     """
 
-    def __init__(self, config: NetworkConfig | None = None) -> None:
+    def __init__(self, config: NetworkConfig | None = None, pretrained: bool = False) -> None:
         super().__init__()
         self.config = config if config is not None else NetworkConfig()
         cfg = self.config
-        self.backbone = ResNetBackbone(cfg.backbone, width=cfg.width)
+        self.backbone = ResNetBackbone(cfg.backbone, width=cfg.width, pretrained=pretrained)
         stage_channels = self.backbone.channels[1:]  # stages 2, 3, 4
         self.fusion: CrossStageFusion | None = CrossStageFusion(stage_channels) if cfg.fusion else None
-        self.attention: nn.ModuleList | None = nn.ModuleList(MLKA(c) for c in stage_channels) if cfg.attention else None
+        maps = cfg.stage_map_sizes() if cfg.mlka_dilation == "scaled" else (None, None, None)
+        self.attention: nn.ModuleList | None = (
+            nn.ModuleList(MLKA(c, map_size=s) for c, s in zip(stage_channels, maps)) if cfg.attention else None
+        )
         self.heads = MultiAttributeHeads(
             stage_channels,
             n_identity=cfg.n_identity,
@@ -43,6 +47,7 @@ class MSMANet(nn.Module):
             n_texture=cfg.n_texture,
             multi_depth=cfg.uses_multi_depth_heads,
             expression_activation=cfg.expression_activation,
+            hidden=cfg.head_hidden,
         )
         # non-persistent: not learnable state, kept out of checkpoints
         self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
@@ -77,5 +82,6 @@ class MSMANet(nn.Module):
             feats = [block(f) for block, f in zip(self.attention, feats)]
         return feats
 
-    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.heads(self.features(images))
+    def forward(self, images: torch.Tensor, return_logits: bool = False) -> dict[str, torch.Tensor]:
+        """``return_logits``: add "expression_logits" (see `MultiAttributeHeads.forward`)."""
+        return self.heads(self.features(images), return_logits=return_logits)

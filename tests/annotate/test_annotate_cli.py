@@ -9,7 +9,7 @@ def test_cli_end_to_end(tmp_path: Path, photo_folder: Path, capsys) -> None:
     d = str(tmp_path / "proj")
     assert main(["init", "-d", d]) == 0
     assert main(["import", str(photo_folder), "-d", d]) == 0
-    assert main(["users", "add", "lab", "-d", d, "--role", "labeler", "--password", "pw1234"]) == 0
+    assert main(["users", "add", "lab", "-d", d, "--role", "labeler", "--password", "pw123456"]) == 0
     assert main(["users", "list", "-d", d]) == 0
     assert main(["status", "-d", d]) == 0
     for fmt in ("pts", "coco", "dlib", "hf"):

@@ -141,7 +141,7 @@ def test_hf_dataset_roundtrip_through_store(tmp_path: Path, store: Store) -> Non
     write_photo(tmp_path / "src" / "a" / "b.png", 0)
     ds = to_hf_dataset([(tmp_path / "src" / "a" / "b.png", labels[0])])
     assert set(ds) == {"test"} and ds["test"].num_rows == 1
-    report = import_hf(store, ds)
+    report = import_hf(store, ds, image_root=tmp_path / "src")  # path-only images: read inside image_root only
     assert report.ok and report.faces_imported == 1, report.summary()
     ann = store.get_annotations(store.list_images()[0].id)[0]
     np.testing.assert_array_equal(ann.points, labels[0].faces[0].points)

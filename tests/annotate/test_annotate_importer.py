@@ -124,6 +124,6 @@ def test_hf_import_refuses_escaping_names_and_dedups(store: Store, tmp_path: Pat
         features=datasets.Features({"image": datasets.Image(), "image_name": datasets.Value("string"),
                                     "landmarks": datasets.Array2D((68, 2), "float64"),
                                     "face": datasets.Value("int32")}))
-    r = import_hf(store, ds)
+    r = import_hf(store, ds, image_root=tmp_path)
     assert len(r.added) == 1 and r.faces_imported == 2  # two faces of one image
     assert [n for n, _ in r.refused] == ["../../b.png"]

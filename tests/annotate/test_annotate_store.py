@@ -147,10 +147,10 @@ def test_roles_and_auth(filled_store: Store) -> None:
     s = filled_store
     img = first_image(s)
     assert not s.auth_enabled  # no users: open
-    s.add_user("lab", "secret1", "labeler")
-    s.add_user("rev", "secret1", "reviewer")
+    s.add_user("lab", "secret12", "labeler")
+    s.add_user("rev", "secret12", "reviewer")
     assert s.auth_enabled
-    assert s.authenticate("lab", "secret1") and not s.authenticate("lab", "wrong") and not s.authenticate("x", "y")
+    assert s.authenticate("lab", "secret12") and not s.authenticate("lab", "wrong") and not s.authenticate("x", "y")
     salts = s._conn().execute("SELECT salt, hash FROM users").fetchall()
     assert salts[0]["hash"] != salts[1]["hash"]  # salted: same password, different hashes
     ann = s.get_annotation(img.id)

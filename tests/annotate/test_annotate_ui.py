@@ -91,8 +91,8 @@ def test_conflict_between_two_sessions_then_reload_and_undo(ann: Annotator) -> N
 
 
 def test_auth_on_anonymous_cannot_write_and_labeler_cannot_approve(ann: Annotator) -> None:
-    ann.store.add_user("lab", "pw1234", "labeler")
-    ann.store.add_user("rev", "pw1234", "reviewer")
+    ann.store.add_user("lab", "pw123456", "labeler")
+    ann.store.add_user("rev", "pw123456", "reviewer")
     st = opened(ann, None)
     rev = st["revision"]
     before = ann.points(st)[20].copy()
@@ -153,7 +153,11 @@ def test_gradio_blocks_build_and_mount(filled_store: Store) -> None:
             ann = build_annotation_tabs(str(filled_store.db_path))
     assert ann.project.name == "default" and len(outer.fns) > 20
     assert launch_kwargs(filled_store) == {}
-    filled_store.add_user("lab", "pw1234", "labeler")
+    filled_store.add_user("lab", "pw123456", "labeler")
+    import asyncio
+    import inspect
+
     auth = launch_kwargs(filled_store)["auth"]
-    assert auth("lab", "pw1234") and not auth("lab", "nope")
+    assert inspect.iscoroutinefunction(auth)  # Gradio awaits it only then (else a coroutine is truthy: any password)
+    assert asyncio.run(auth("lab", "pw123456")) and not asyncio.run(auth("lab", "nope"))
     assert "ann-next" in shortcut_js()

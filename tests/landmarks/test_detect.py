@@ -56,8 +56,8 @@ def test_large_photo_points_map_back(shared_data):
     big = cv2.resize(img, None, fx=6, fy=6, interpolation=cv2.INTER_LINEAR)  # 3000x2250 > DETECT_MAX_SIDE
     faces = detect_faces(big)
     assert len(faces) >= len(base) - 1
-    # the largest face lands on the same place, scaled (pixel centres at integers)
-    expected = (base[0].landmarks68 + 0.5) * 6 - 0.5
+    # the largest face lands on the same place, scaled (continuous coordinates: resizing is a product)
+    expected = base[0].landmarks68 * 6
     iod = np.linalg.norm(expected[45] - expected[36])
     assert np.linalg.norm(faces[0].landmarks68 - expected, axis=1).mean() / iod < 0.08
 
@@ -67,10 +67,11 @@ def test_square_crop_geometry(side):
     from msma.landmarks.detect import _apply, _square_crop
 
     img = np.zeros((3000, 3000, 3), np.uint8)
-    img[1195:1206, 1495:1506] = 255  # 11x11 block centred at (1500, 1200)
+    img[1195:1206, 1495:1506] = 255  # 11x11 block centred on pixel (1500, 1200): continuous (1500.5, 1200.5)
     crop, inv = _square_crop(img, 1490.0, 1195.0, side, 256)
     fwd = np.linalg.inv(np.vstack([inv, [0, 0, 1]]))[:2]
-    expected = _apply(fwd, np.array([[1500.0, 1200.0]]))[0]
+    expected = _apply(fwd, np.array([[1500.5, 1200.5]]))[0]
     ys, xs = np.nonzero(crop[..., 0].astype(float) > 0)
     w = crop[ys, xs, 0].astype(float)
-    np.testing.assert_allclose([np.average(xs, weights=w), np.average(ys, weights=w)], expected, atol=0.5)
+    centre = np.array([np.average(xs, weights=w), np.average(ys, weights=w)]) + 0.5  # pixel index -> continuous
+    np.testing.assert_allclose(centre, expected, atol=0.5)

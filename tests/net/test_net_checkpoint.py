@@ -52,8 +52,8 @@ def test_round_trip(tmp_path, trained_like, fp16):
     assert config == trained_like.config and metadata == {"epoch": 3, "note": "x"}
     with safe_open(str(path), framework="pt") as f:
         header = f.metadata()
-        dtype = f.get_tensor("backbone.conv1.weight").dtype
-        steps = f.get_tensor("backbone.bn1.num_batches_tracked")
+        dtype = f.get_tensor("backbone.body.conv1.weight").dtype
+        steps = f.get_tensor("backbone.body.bn1.num_batches_tracked")
     assert json.loads(header["config"])["n_identity"] == 20
     assert dtype == (torch.float16 if fp16 else torch.float32)
     assert steps.dtype == torch.int64  # integer buffers are never cast

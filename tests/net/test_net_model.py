@@ -90,7 +90,7 @@ def test_backward_reaches_every_stage():
     out = model(torch.rand(2, 3, 64, 64))
     loss = sum(v.square().mean() for v in out.values())
     loss.backward()
-    assert model.backbone.conv1.weight.grad is not None and model.backbone.conv1.weight.grad.abs().sum() > 0
+    assert model.backbone.body.conv1.weight.grad is not None and model.backbone.body.conv1.weight.grad.abs().sum() > 0
     for blk in model.attention:
         assert blk.proj_in.weight.grad.abs().sum() > 0
     assert model.fusion.transforms[2][0][0].weight.grad.abs().sum() > 0  # stage 2 -> stage 4 down path

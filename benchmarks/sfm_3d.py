@@ -1,0 +1,224 @@
+"""Out-of-model 3D benchmark: Surrey Face Model faces rendered as photos, reconstructed by every method, NoW-scored.
+
+    .venv/bin/python benchmarks/sfm_3d.py --split test            # 12 subjects x 6 views -> benchmarks/results/
+    .venv/bin/python benchmarks/sfm_3d.py --split dev --subjects 8 --methods fitting,mean  # tuning runs
+
+Protocol (see `benchmarks/sfm_faces.py` for the faces):
+- subject k of a split: SFM shape coefficients ~ N(0, 1) from ``default_rng([split seed, k])`` (dev seed 1, test
+  seed 2: tuning uses dev only, tables are reported on test), textured from a real photo of ../shared/data/old_photos
+  (photo k mod 5, fitted by eos), rendered at (yaw, pitch) = (0,0) (20,0) (40,0) (60,0) (0,15) (0,-15) degrees,
+  512 px, plain gradient background;
+- every method gets the same detected 68 landmarks (`msma.landmarks.detect_faces`, detector "auto") of the render;
+- score (NoW): the identity-only (neutral) mesh in mm is aligned to the ground-truth neutral SFM mesh by a
+  similarity transform on the 51 inner iBUG landmarks (49 have an SFM vertex), refined by rigid ICP; the error is
+  the distance from every ground-truth point within 95 mm of the nose tip to the predicted surface (mean / median);
+- rows: the untouched mean ICT face, each `Reconstructor` method, eos fitting the SFM itself on the same 68
+  landmarks (an in-model peer: it fits the very model the faces come from), the SFM mean (reference), and
+  "several photos": all 6 views of a subject fitted with one shared identity (`Reconstructor.reconstruct_person`).
+Results: benchmarks/results/sfm_3d_<split>.json / .md (written only by this script).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from sfm_faces import SFM_DIR, SurreyModel, photo_texture, render_face, sfm_available  # noqa: E402
+
+from msma.benchmark3d import scan_error  # noqa: E402
+from msma.face_model import MODEL_UNITS_TO_MM  # noqa: E402
+
+VIEWS = ((0, 0), (20, 0), (40, 0), (60, 0), (0, 15), (0, -15))
+SPLIT_SEEDS = {"dev": 1, "test": 2}
+TEXTURE_PHOTOS = ("Adele_crop.png", "Julia_Roberts_crop.png", "Justin_Timberlake_crop.png", "Paris_Hilton_crop.png",
+                  "Blake_Lively.jpg")
+DEFAULT_METHODS = ("mean", "network", "network+refine", "fitting", "eos", "sfm-mean")
+
+
+def load_textures(sfm: SurreyModel) -> list[np.ndarray]:
+    from msma.image_io import load_image
+    from msma.landmarks import detect_faces
+
+    folder = ROOT.parent / "shared" / "data" / "old_photos"
+    textures = []
+    for name in TEXTURE_PHOTOS:
+        photo = load_image(folder / name)
+        faces = detect_faces(photo)
+        if faces:
+            textures.append(photo_texture(sfm, photo, faces[0].landmarks68))
+    return textures
+
+
+class EosPeer:
+    """eos fitting the SFM shape (+ its 6 expression blendshapes) to 68 landmarks; returns the neutral SFM shape."""
+
+    def __init__(self, sfm: SurreyModel) -> None:
+        import eos
+
+        self.sfm = sfm
+        self.mapper = eos.core.LandmarkMapper(str(SFM_DIR / "ibug_to_sfm.txt"))
+        self.edges = eos.morphablemodel.load_edge_topology(str(SFM_DIR / "sfm_3448_edge_topology.json"))
+        self.contour = eos.fitting.ContourLandmarks.load(str(SFM_DIR / "ibug_to_sfm.txt"))
+        self.model_contour = eos.fitting.ModelContour.load(str(SFM_DIR / "sfm_model_contours.json"))
+
+    def __call__(self, image: np.ndarray, landmarks68: np.ndarray) -> np.ndarray:
+        import eos
+
+        lms = [eos.core.Landmark(str(i + 1), [float(x), float(y)]) for i, (x, y) in enumerate(landmarks68)]
+        h, w = image.shape[:2]
+        _, _, shape_coeffs, _ = eos.fitting.fit_shape_and_pose(
+            self.sfm.eos_model, lms, self.mapper, w, h, self.edges, self.contour, self.model_contour)
+        return self.sfm.shape(np.asarray(shape_coeffs))
+
+
+def score_ict(model, neutral_mm: np.ndarray, gt: dict, sfm: SurreyModel) -> dict:
+    lm = model.landmarks68.cpu().numpy()
+    return scan_error(neutral_mm, gt["ict_faces"], gt["points"], gt["nose"], pred_region=gt["ict_region"],
+                      scan_landmarks=gt["landmarks"], pred_landmarks=neutral_mm[lm[sfm.inner_ibug]],
+                      pred_nose_tip=neutral_mm[lm[30]], similarity=True).as_dict()
+
+
+def score_sfm(vertices_mm: np.ndarray, gt: dict, sfm: SurreyModel) -> dict:
+    return scan_error(vertices_mm, sfm.faces, gt["points"], gt["nose"], scan_landmarks=gt["landmarks"],
+                      pred_landmarks=vertices_mm[sfm.inner_vertices], pred_nose_tip=vertices_mm[sfm.nose_tip],
+                      similarity=True).as_dict()
+
+
+def run(split: str, n_subjects: int, methods: tuple[str, ...], multiview: bool = True) -> dict:
+    from msma.api import Reconstructor
+    from msma.landmarks import detect_faces
+
+    sfm = SurreyModel()
+    textures = load_textures(sfm)
+    reconstructors = {m: Reconstructor(method=m) for m in methods if m not in ("mean", "eos", "sfm-mean")}
+    any_rec = next(iter(reconstructors.values()), None) or Reconstructor(method="fitting")
+    model = any_rec.model
+    ict_faces = model.triangles.cpu().numpy()[model.skin_triangles.cpu().numpy()]
+    ict_region = model.face_vertices.cpu().numpy()
+    mean_mm = model.mean.cpu().numpy().astype(np.float64) * MODEL_UNITS_TO_MM
+    eos_peer = EosPeer(sfm) if "eos" in methods else None
+    rows: list[dict] = []
+    failures: list[dict] = []
+    seed = SPLIT_SEEDS[split]
+    for subject in tqdm(range(n_subjects), desc=f"SFM {split} subjects"):
+        rng = np.random.default_rng([seed, subject])
+        truth = sfm.shape(rng.normal(size=sfm.n_modes))
+        dense = sfm.dense(truth)
+        gt = {"points": dense[::4], "nose": truth[sfm.nose_tip], "landmarks": truth[sfm.inner_vertices],
+              "ict_faces": ict_faces, "ict_region": ict_region}
+        texture = textures[subject % len(textures)]
+        renders, detections = [], []
+        for yaw, pitch in VIEWS:
+            sign = 1 if rng.random() < 0.5 else -1  # turn left or right
+            image = render_face(sfm, truth, texture, sign * yaw, pitch, seed=seed * 1000 + subject).image
+            found = detect_faces(image)
+            view = f"yaw{yaw}_pitch{pitch}"
+            if not found:
+                failures.append({"subject": subject, "view": view, "error": "no face detected"})
+                continue
+            renders.append((view, image))
+            detections.append(found[0])
+            for method in methods:
+                start = time.perf_counter()
+                if method == "mean":
+                    err = score_ict(model, mean_mm, gt, sfm)
+                elif method == "sfm-mean":
+                    err = score_sfm(sfm.mean, gt, sfm)
+                elif method == "eos":
+                    err = score_sfm(eos_peer(image, found[0].landmarks68), gt, sfm)
+                else:
+                    face = reconstructors[method].reconstruct_face(image, found[0], texture=False)
+                    err = score_ict(model, face.neutral_vertices * MODEL_UNITS_TO_MM, gt, sfm)
+                rows.append({"subject": subject, "view": view, "method": method, "detector": found[0].detector,
+                             "seconds": time.perf_counter() - start, **err})
+        if multiview and len(renders) > 1:
+            for method, rec in reconstructors.items():
+                if method == "network":
+                    continue
+                start = time.perf_counter()
+                faces = rec.reconstruct_person_from_detections([im for _, im in renders], detections, texture=False,
+                                                               method=method)
+                err = score_ict(model, faces[0].neutral_vertices * MODEL_UNITS_TO_MM, gt, sfm)
+                rows.append({"subject": subject, "view": "all", "method": f"{method} (all views, one identity)",
+                             "detector": "-", "seconds": time.perf_counter() - start, **err})
+    return {"split": split, "seed": seed, "n_subjects": n_subjects, "views": VIEWS, "rows": rows,
+            "failures": failures}
+
+
+def summarise(result: dict) -> dict:
+    rows = result["rows"]
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    summary = {}
+    for m in methods:
+        mine = [r for r in rows if r["method"] == m]
+        summary[m] = {"n": len(mine), "mean_mm": float(np.mean([r["mean_mm"] for r in mine])),
+                      "median_mm": float(np.mean([r["median_mm"] for r in mine])),
+                      "seconds": float(np.mean([r["seconds"] for r in mine])),
+                      "per_view": {v: float(np.mean([r["mean_mm"] for r in mine if r["view"] == v]))
+                                   for v in dict.fromkeys(r["view"] for r in mine)}}
+    for ref in ("mean", "eos"):
+        if ref in summary:
+            for m in methods:
+                # ratio on the same (subject, view) pairs; multi-view rows compare with the reference's mean
+                ref_rows = {(r["subject"], r["view"]): r["mean_mm"] for r in rows if r["method"] == ref}
+                ref_subject = {s: np.mean([v for (ss, _), v in ref_rows.items() if ss == s])
+                               for s in {k[0] for k in ref_rows}}
+                pairs = [(r["mean_mm"], ref_rows.get((r["subject"], r["view"]), ref_subject.get(r["subject"])))
+                         for r in rows if r["method"] == m]
+                pairs = [(a, b) for a, b in pairs if b is not None]
+                summary[m][f"vs_{ref}"] = float(np.mean([a for a, _ in pairs]) / np.mean([b for _, b in pairs]))
+    return summary
+
+
+def markdown(result: dict, summary: dict) -> str:
+    views = [f"yaw{y}_pitch{p}" for y, p in VIEWS]
+    lines = [f"# SFM out-of-model benchmark ({result['split']} split, seed {result['seed']}, "
+             f"{result['n_subjects']} subjects x {len(VIEWS)} views)", "",
+             "NoW-style: similarity on the inner landmarks + rigid ICP, ground-truth points within 95 mm of the nose "
+             "tip to the predicted neutral surface. Produced by `benchmarks/sfm_3d.py`.", "",
+             "| method | mean mm | median mm | vs mean face | vs eos | " + " | ".join(views) + " | s / photo |",
+             "|---" * (6 + len(views)) + "|"]
+    for m, s in summary.items():
+        per_view = " | ".join(f"{s['per_view'][v]:.2f}" if v in s["per_view"] else "-" for v in views)
+        lines.append(f"| {m} | {s['mean_mm']:.3f} | {s['median_mm']:.3f} | {s.get('vs_mean', float('nan')):.3f} | "
+                     f"{s.get('vs_eos', float('nan')):.3f} | {per_view} | {s['seconds']:.2f} |")
+    if result["failures"]:
+        lines += ["", f"Views with no detected face: {len(result['failures'])}"]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--split", choices=tuple(SPLIT_SEEDS), default="test")
+    parser.add_argument("--subjects", type=int, default=12)
+    parser.add_argument("--methods", default=",".join(DEFAULT_METHODS))
+    parser.add_argument("--no-multiview", action="store_true")
+    parser.add_argument("--name", default=None, help="result file stem (default sfm_3d_<split>)")
+    args = parser.parse_args()
+    if not sfm_available():
+        print(f"SFM files not found in {SFM_DIR} (build machines only)")
+        return 1
+    result = run(args.split, args.subjects, tuple(args.methods.split(",")), multiview=not args.no_multiview)
+    summary = summarise(result)
+    result["summary"] = summary
+    out = ROOT / "benchmarks" / "results"
+    stem = args.name or f"sfm_3d_{args.split}"
+    (out / f"{stem}.json").write_text(json.dumps(result, indent=1, default=float))
+    report = markdown(result, summary)
+    (out / f"{stem}.md").write_text(report)
+    print(report)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

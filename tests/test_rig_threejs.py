@@ -1,0 +1,137 @@
+"""The rigged, animated GLB loaded by three.js's GLTFLoader in headless Chromium (a real web consumer).
+
+Needs Chromium + chromedriver (`.ci/install_browser.sh`) and three.js from npm (`.ci/install_threejs.sh`, into
+$MSMA_THREEJS_DIR or ~/.cache/msma/threejs); skips cleanly without them.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import os
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from msma.export_rig import Rig, RigAnimation, euler_to_quaternion, export_rigged_glb
+
+THREE = Path(os.environ.get("MSMA_THREEJS_DIR", Path.home() / ".cache" / "msma" / "threejs")) / "node_modules" / "three"
+CHROME_FLAGS = ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--use-angle=swiftshader",
+                "--enable-unsafe-swiftshader", "--window-size=640,480")
+
+pytestmark = pytest.mark.browser
+
+PAGE = """<!doctype html><html><body><canvas id="c" width="256" height="256"></canvas>
+<script type="importmap">{"imports": {"three": "./three/build/three.module.js",
+                                      "three/addons/": "./three/examples/jsm/"}}</script>
+<script type="module">
+import * as THREE from 'three';
+import { GLTFLoader } from 'three/addons/loaders/GLTFLoader.js';
+const args = %s;
+new GLTFLoader().load('face.glb', (gltf) => {
+  let face = null;
+  gltf.scene.traverse((o) => { if (!face && o.isMesh && o.morphTargetDictionary) face = o; });
+  const out = {dictionary: Object.keys(face.morphTargetDictionary), defaults: Array.from(face.morphTargetInfluences),
+               animations: gltf.animations.map(a => ({name: a.name, tracks: a.tracks.map(t => t.name)})),
+               eyes: ['eyeLeft', 'eyeRight'].map(n => !!gltf.scene.getObjectByName(n)), faceName: face.name};
+  const pos = face.geometry.attributes.position;
+  let best = 0, bestD = Infinity;
+  const chin = new THREE.Vector3(...args.chin), v = new THREE.Vector3();
+  for (let i = 0; i < pos.count; i++) { v.fromBufferAttribute(pos, i); const d = v.distanceTo(chin);
+    if (d < bestD) { bestD = d; best = i; } }
+  face.morphTargetInfluences.fill(0);
+  const rest = face.getVertexPosition(best, new THREE.Vector3());
+  face.morphTargetInfluences[face.morphTargetDictionary['jawOpen']] = 1;
+  const open = face.getVertexPosition(best, new THREE.Vector3());
+  out.chinMatch = bestD; out.chinMove = [open.x - rest.x, open.y - rest.y, open.z - rest.z];
+  // draw it (WebGL through SwiftShader) and count lit pixels
+  const renderer = new THREE.WebGLRenderer({canvas: document.getElementById('c'), preserveDrawingBuffer: true});
+  const scene = new THREE.Scene(); scene.add(gltf.scene); scene.add(new THREE.AmbientLight(0xffffff, 2));
+  const camera = new THREE.PerspectiveCamera(30, 1, 0.01, 10); camera.position.set(0, 0.02, 0.6);
+  renderer.render(scene, camera);
+  const gl = renderer.getContext(), px = new Uint8Array(256 * 256 * 4);
+  gl.readPixels(0, 0, 256, 256, gl.RGBA, gl.UNSIGNED_BYTE, px);
+  let lit = 0; for (let i = 0; i < px.length; i += 4) if (px[i] + px[i + 1] + px[i + 2] > 30) lit++;
+  out.litFraction = lit / (256 * 256);
+  window.RESULT = out;
+}, undefined, (err) => { window.RESULT = {error: String(err)}; });
+</script></body></html>"""
+
+
+def find_browser() -> tuple[str, str] | None:
+    binary = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)),
+                  None)
+    driver = shutil.which("chromedriver") or ("/usr/lib/chromium/chromedriver"
+                                              if os.path.exists("/usr/lib/chromium/chromedriver") else None)
+    return (binary, driver) if binary and driver else None
+
+
+@pytest.fixture(scope="module")
+def browser():
+    found = find_browser()
+    if found is None:
+        pytest.skip("chromium + chromedriver not installed (run .ci/install_browser.sh)")
+    if not (THREE / "examples" / "jsm" / "loaders" / "GLTFLoader.js").is_file():
+        pytest.skip("three.js not installed (run .ci/install_threejs.sh)")
+    pytest.importorskip("selenium")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = found[0]
+    for flag in CHROME_FLAGS:
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(found[1]), options=options)
+    yield driver
+    driver.quit()
+
+
+def test_threejs_loads_rig_morphs_and_animation(browser, ict, tmp_path):
+    names = ict.expression_names
+    weights = np.zeros(len(names))
+    weights[names.index("mouthSmile_R")] = 0.4
+    texture = np.full((64, 64, 3), (200, 160, 140), np.uint8)
+    rig = Rig.from_model(ict, weights=weights, texture=texture)
+    t = 10
+    anim_weights = np.zeros((t, len(names)))
+    anim_weights[:, names.index("jawOpen")] = np.linspace(0, 1, t)
+    head = euler_to_quaternion(np.stack([np.zeros(t), np.linspace(0, 0.3, t), np.zeros(t)], 1))
+    export_rigged_glb(rig, tmp_path / "face.glb", animation=RigAnimation(np.arange(t) / 30, anim_weights, head))
+    (tmp_path / "three").symlink_to(THREE)
+    chin_vertex = int(ict.landmarks68[8])
+    chin = rig.mesh.vertices[chin_vertex] * 0.1
+    (tmp_path / "index.html").write_text(PAGE % json.dumps({"chin": chin.tolist()}))
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    handler.log_message = lambda *a, **k: None
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        browser.get(f"http://127.0.0.1:{server.server_address[1]}/index.html")
+        result = None
+        deadline = time.monotonic() + 60
+        while result is None and time.monotonic() < deadline:
+            result = browser.execute_script("return window.RESULT || null")
+            time.sleep(0.2)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result is not None, "three.js never finished loading the GLB"
+    assert "error" not in result, result.get("error")
+    assert len(result["dictionary"]) == 53 and "jawOpen" in result["dictionary"]
+    assert "browInnerUpLeft" in result["dictionary"]
+    defaults = dict(zip(result["dictionary"], result["defaults"]))
+    assert defaults["mouthSmileRight"] == pytest.approx(0.4, abs=1e-6) and defaults["jawOpen"] == 0
+    assert result["eyes"] == [True, True]
+    assert result["chinMatch"] < 1e-4
+    expected = rig.deltas[names.index("jawOpen"), chin_vertex] * 0.1
+    assert result["chinMove"][1] < -0.01  # the chin goes down
+    np.testing.assert_allclose(result["chinMove"], expected, atol=2e-4)
+    (animation,) = result["animations"]
+    assert "face.morphTargetInfluences" in animation["tracks"] and "head.quaternion" in animation["tracks"]
+    assert result["litFraction"] > 0.05, "WebGL drew nothing"

@@ -1,0 +1,93 @@
+"""Per-frame maths of the video tracker, on exact model projections (no video, no detector)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from msma.face_model import Coefficients
+from msma.track import EyeModel, FrameFitter, FrameState, TrackSettings, _hold, box_qp, gaze_to_eye_look
+
+
+@pytest.fixture(scope="module")
+def identity(ict):
+    return np.random.default_rng(3).normal(0, 0.8, ict.n_identity)
+
+
+def project(ict, identity, weights, angles, translation=(0.0, 0.0, 0.0)):
+    c = Coefficients.zeros(ict, 1)
+    c.identity = torch.as_tensor(identity, dtype=torch.float32)[None]
+    c.expression = torch.as_tensor(weights, dtype=torch.float32)[None]
+    c.angles = torch.as_tensor(angles, dtype=torch.float32)[None]
+    c.translation = torch.as_tensor(translation, dtype=torch.float32)[None]
+    with torch.no_grad():
+        return ict.project_landmarks(c)[0].numpy().astype(np.float64)
+
+
+def test_box_qp_matches_scipy():
+    from scipy.optimize import lsq_linear
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(40, 12))
+    b = rng.normal(size=40)
+    lo, hi = np.zeros(12), np.ones(12)
+    x = box_qp(a.T @ a, a.T @ b, lo, hi, start=rng.uniform(0, 1, 12))
+    ref = lsq_linear(a, b, bounds=(lo, hi)).x
+    assert np.allclose(x, ref, atol=1e-6)
+
+
+def test_frame_fitter_recovers_pose_and_expression(ict, identity):
+    names = ict.expression_names
+    weights = np.zeros(ict.n_expression)
+    weights[names.index("jawOpen")] = 0.6
+    weights[names.index("mouthSmile_L")] = 0.5
+    weights[names.index("mouthSmile_R")] = 0.5
+    weights[names.index("eyeBlink_R")] = 0.8
+    angles = np.radians([8.0, -20.0, 5.0])
+    target = project(ict, identity, weights, angles, (0.1, -0.2, 0.5))
+    fitter = FrameFitter(ict, identity, TrackSettings(fit_iterations=3, expression_prior=1.0, expression_l1=0.0))
+    state = fitter.fit(target)
+    assert np.degrees(np.abs(state.angles - angles)).max() < 1.0
+    assert state.residual_px < 0.3
+    for name in ("jawOpen", "mouthSmile_L"):
+        assert state.weights[names.index(name)] == pytest.approx(weights[names.index(name)], abs=0.1)
+    # six eyelid points leave blink / squint / look-down partly interchangeable
+    assert state.weights[names.index("eyeBlink_R")] > 0.5 > state.weights[names.index("eyeBlink_L")]
+    assert np.abs(state.weights - weights).mean() < 0.03
+    # warm start from the previous frame: a second fit changes nothing
+    again = fitter.fit(target, state)
+    assert np.abs(again.weights - state.weights).max() < 0.02
+
+
+def test_gaze_from_iris_pixels(ict, identity):
+    eyes = EyeModel.from_model(ict, identity)
+    assert eyes is not None and eyes.centres[0, 0] > 0 > eyes.centres[1, 0]
+    fitter = FrameFitter(ict, identity)
+    state = FrameState(np.radians([5.0, 15.0, 0.0]), np.zeros(3), np.zeros(ict.n_expression))
+    rotation = __import__("msma.export", fromlist=["euler_to_matrix"]).euler_to_matrix(state.angles)
+    want = np.radians([[12.0, -6.0], [12.0, -6.0]])  # both eyes: towards the face's left and down
+    iris = []
+    for e in range(2):
+        yaw, pitch = want[e]
+        direction = np.array([np.sin(yaw) * np.cos(pitch), np.sin(pitch), np.cos(yaw) * np.cos(pitch)])
+        yaw, pitch = yaw + eyes.rest[e, 0], pitch + eyes.rest[e, 1]  # gaze is relative to the rest axis
+        direction = np.array([np.sin(yaw) * np.cos(pitch), np.sin(pitch), np.cos(yaw) * np.cos(pitch)])
+        point = rotation @ (eyes.centres[e] + eyes.radius[e] * direction)
+        iris.append(fitter.project(point[None], np.zeros(3), np.zeros(3))[0])
+    got = eyes.gaze(fitter, state, np.array(iris))
+    assert np.degrees(np.abs(got - want)).max() < 0.5
+
+
+def test_gaze_to_eye_look_sides():
+    look = gaze_to_eye_look(np.radians([[15.0, 10.0], [15.0, 10.0]]))
+    assert look["eyeLookOut_L"] == pytest.approx(0.5) and look["eyeLookIn_L"] == 0.0
+    assert look["eyeLookIn_R"] == pytest.approx(0.5) and look["eyeLookOut_R"] == 0.0
+    assert look["eyeLookUp_L"] == pytest.approx(0.4) and look["eyeLookDown_R"] == 0.0
+
+
+def test_hold_fills_gaps_with_nearest_tracked_values():
+    values = np.arange(6, dtype=float)[:, None]
+    valid = np.array([False, True, True, False, False, True])
+    _hold(values, valid)
+    assert values[:, 0].tolist() == [1, 1, 2, 2, 2, 5]
