@@ -225,15 +225,6 @@ def test_compare_identities(models):
         assert len(_glb_vertices(glb)) > 10000
 
 
-def test_identity_threshold(tmp_path):
-    path = tmp_path / "roc.json"
-    assert H.identity_threshold(path) is None
-    path.write_text(json.dumps({"auc": 0.8, "threshold_mm": 2.5, "method": "fitting"}))
-    assert H.identity_threshold(path) == 2.5
-    assert H.identity_threshold(path, method="fitting") == 2.5
-    assert H.identity_threshold(path, method="network") is None
-
-
 @pytest.fixture(scope="module")
 def network_models(tmp_path_factory):
     """Random-initialised light network weights: enough to check the app offers and runs the network methods."""
