@@ -355,8 +355,11 @@ def main(argv: list[str] | None = None) -> None:
     models = BackgroundModels(
         lambda: H.AppModels.load(weights=args.weights, ablation_weights=args.ablation_weights, detector=args.detector,
                                  device=args.device, max_side=args.max_side, gpu=GPU_INFO),
-        methods, default, max_side=args.max_side, warmup=not args.no_warmup).start()
-    serve(build_demo(models, args), args, login)
+        methods, default, max_side=args.max_side, warmup=not args.no_warmup)
+    demo = build_demo(models, args)
+    serve(demo, args, login, prevent_thread_lock=True)
+    models.start()  # after the server is up: loading competes with serving the first page for the interpreter
+    demo.block_thread()
 
 
 def serve(demo: gr.Blocks, args: argparse.Namespace, login: dict, **extra):

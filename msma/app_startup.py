@@ -25,19 +25,20 @@ LOAD_WAIT_S = 300.0  # a request arriving during start-up waits this long for th
 def planned_methods(weights: str | os.PathLike | None = None,
                     ablation_weights: str | os.PathLike | None = None) -> tuple[list[str], str]:
     """(method keys, default key) that :meth:`AppModels.load` will offer, from the weight files alone (nothing
-    loaded, nothing downloaded). The default is ``msma.api.DEFAULT_METHOD`` when it is offered."""
-    from msma.api import DEFAULT_METHOD, DEFAULT_WEIGHTS_NAME, REPO_WEIGHTS_DIR, WEIGHTS_ENV, WEIGHTS_REPO_ENV
+    loaded, nothing downloaded). The default is ``msma.api.DEFAULT_METHOD`` (msma.defaults) when it is offered."""
+    from msma import defaults as d  # not msma.api: that imports torch, seconds of start-up
     from msma.assets import resolve_local_file
 
     try:
-        network = resolve_local_file(weights, WEIGHTS_ENV, REPO_WEIGHTS_DIR / DEFAULT_WEIGHTS_NAME,
-                                     "network weights") is not None or bool(os.environ.get(WEIGHTS_REPO_ENV))
+        network = resolve_local_file(weights, d.WEIGHTS_ENV, d.REPO_WEIGHTS_DIR / d.DEFAULT_WEIGHTS_NAME,
+                                     "network weights") is not None or bool(os.environ.get(d.WEIGHTS_REPO_ENV))
     except FileNotFoundError:  # an explicit path that does not exist: AppModels.load reports it
         network = True
     methods = ["network", "network+refine", "fitting"] if network else ["fitting"]
-    if ablation_weights or os.environ.get(ABLATION_WEIGHTS_ENV) or (REPO_WEIGHTS_DIR / ABLATION_WEIGHTS_NAME).is_file():
+    ablation = ablation_weights or os.environ.get(ABLATION_WEIGHTS_ENV)
+    if ablation or (d.REPO_WEIGHTS_DIR / ABLATION_WEIGHTS_NAME).is_file():
         methods.append("ablation")
-    default = DEFAULT_METHOD if DEFAULT_METHOD in methods else "fitting"
+    default = d.DEFAULT_METHOD if d.DEFAULT_METHOD in methods else "fitting"
     return methods, default
 
 

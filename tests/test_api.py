@@ -114,4 +114,6 @@ def test_bundled_network_weights_reconstruct(portrait: Path, result) -> None:
     assert face.method == "network"
     # The network's pose agrees with the fitted one within a few degrees on a near-frontal portrait.
     assert abs(face.pose.yaw - result[0].pose.yaw) < 15 and abs(face.pose.roll - result[0].pose.roll) < 10
-    assert Reconstructor().method == "network+refine"
+    from msma.api import DEFAULT_METHOD
+
+    assert Reconstructor().method == DEFAULT_METHOD  # "auto" is the one default (msma.api.DEFAULT_METHOD)
