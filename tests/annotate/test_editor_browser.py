@@ -55,9 +55,11 @@ def test_editor_gestures_round_trip_to_the_store(browser_paths, tmp_path: Path) 
     folder = tmp_path / "photos"
     write_photo(folder / "face.png", 0, size=(400, 320))
     write_pts(folder / "face.pts", face_points(0, cx=200, cy=160, size=180))
+    write_photo(folder / "second.ppm", 1, size=(300, 240))  # a .ppm (read by the app, so imported too)
+    write_pts(folder / "second.pts", face_points(1, cx=150, cy=120, size=120))
     store = Store(tmp_path / "project", create=True)
     store.create_project("default")
-    assert import_folder(store, folder, user="owner").ok
+    assert import_folder(store, folder, user="owner").ok and len(store.list_images()) == 2
     port = free_port()
     proc = serve(tmp_path / "project", port, tmp_path / "serve.log", "--open-access")
     driver = None
@@ -190,6 +192,23 @@ def test_editor_gestures_round_trip_to_the_store(browser_paths, tmp_path: Path) 
         np.testing.assert_allclose(page.js("e.points.map(p => [p[0], p[1]])"), other)
         assert not page.js("e.conflict")
         assert page.js("e.timings.every(t => t.t_saved !== null)")
+
+        # Done with a note: saved on this image, the next image opens in the editor, the note box is empty again
+        first = page.js("e.doc.image_id")
+        driver.find_element("css selector", "#ann-note textarea").send_keys("check the jaw")
+        driver.find_element("css selector", "#ann-done").click()
+        deadline = time.monotonic() + 20
+        while page.js("e.doc.image_id") == first or not page.js("!!e.image"):
+            assert time.monotonic() < deadline, "the next image did not open"
+            time.sleep(0.1)
+        assert store.get_image(first).status == "done" and store.get_image(first).comment == "check the jaw"
+        assert page.js("e.doc.width") == 300 and page.js("e.lastSeq") > 0
+        time.sleep(0.3)
+        assert driver.find_element("css selector", "#ann-note textarea").get_attribute("value") == ""
+        page.drag(page.client_of(33), 6, 0)  # edits now go to the second photo
+        page.wait_saved()
+        second = page.js("e.doc.image_id")
+        assert store.get_annotation(second).revision == 2 and store.get_annotation(second).updated_by is None
         driver.save_screenshot(str(tmp_path / "editor.png"))
     finally:
         if driver is not None:
