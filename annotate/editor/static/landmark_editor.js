@@ -161,8 +161,12 @@
 
     this.stage = el('div', { class: 'lmk-stage' }, root);
     this.stage.style.height = this.height + 'px';
-    this.canvas = el('canvas', { class: 'lmk-canvas' }, this.stage);
+    // two layers: the photo (repainted only when the view changes) under the points (repainted on every edit)
+    this.canvas = el('canvas', { class: 'lmk-canvas lmk-overlay' }, this.stage);
     this.ctx = this.canvas.getContext('2d');
+    this.photoCanvas = el('canvas', { class: 'lmk-canvas lmk-photo' }, this.stage);
+    this.photoCtx = this.photoCanvas.getContext('2d');
+    this.photoKey = null;
     this.empty = el('div', { class: 'lmk-empty' }, this.stage, 'no image open');
 
     var status = el('div', { class: 'lmk-status' }, root);
@@ -203,10 +207,13 @@
     var dpr = window.devicePixelRatio || 1;
     var old = this.cssSize;
     this.cssSize = { w: w, h: h };
-    this.canvas.style.width = w + 'px';
-    this.canvas.style.height = h + 'px';
-    this.canvas.width = Math.round(w * dpr);
-    this.canvas.height = Math.round(h * dpr);
+    [this.canvas, this.photoCanvas].forEach(function (c) {
+      c.style.width = w + 'px';
+      c.style.height = h + 'px';
+      c.width = Math.round(w * dpr);
+      c.height = Math.round(h * dpr);
+    });
+    this.photoKey = null;
     this.dpr = dpr;
     if (!this.view.fitted && this.doc) this.fitFace();
     else if (old && this.doc) {  // keep the centre of the view where it was
@@ -898,17 +905,29 @@
     for (var k = this.timings.length - 1; k >= 0 && this.timings[k].t_applied === null; k--) this.timings[k].t_applied = now;
   };
 
-  Editor.prototype.paint = function () {
-    var ctx = this.ctx, dpr = this.dpr, z = this.view.zoom;
+  Editor.prototype.paintPhoto = function () {
+    var z = this.view.zoom, dpr = this.dpr;
+    var key = [this.imageKey, !!this.image, z, this.view.ox, this.view.oy, this.photoCanvas.width,
+      this.photoCanvas.height, this.doc ? this.doc.image_id : null].join('|');
+    if (key === this.photoKey) return;
+    this.photoKey = key;
+    var ctx = this.photoCtx;
     ctx.setTransform(1, 0, 0, 1, 0, 0);
     ctx.fillStyle = '#2b2b2b';
-    ctx.fillRect(0, 0, this.canvas.width, this.canvas.height);
-    if (!this.doc || this.doc.image_id === null) return;
-    if (this.image) {
+    ctx.fillRect(0, 0, this.photoCanvas.width, this.photoCanvas.height);
+    if (this.image && this.doc && this.doc.image_id !== null) {
       ctx.setTransform(dpr * z, 0, 0, dpr * z, -this.view.ox * z * dpr, -this.view.oy * z * dpr);
       ctx.imageSmoothingEnabled = z < 3;
       ctx.drawImage(this.image, -0.5, -0.5, this.doc.width, this.doc.height);
     }
+  };
+
+  Editor.prototype.paint = function () {
+    var ctx = this.ctx, dpr = this.dpr;
+    this.paintPhoto();
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    ctx.clearRect(0, 0, this.canvas.width, this.canvas.height);
+    if (!this.doc || this.doc.image_id === null) return;
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     if (!this.opts.overlay) return;
     var self = this, n = this.n;
