@@ -338,7 +338,9 @@ def _annotation_tabs(args: argparse.Namespace) -> None:
         with gr.Tab("Annotate", id="annotate"):
             gr.Markdown(f"No annotation project at `{root}`. Create one and restart the app:\n\n"
                         f"```\npython -m annotate init {root}\npython -m annotate import PHOTO_FOLDER -d {root}\n"
-                        f"python app.py --annotate-dir {root}\n```")
+                        f"python -m annotate users add NAME --role labeler -d {root}\n"
+                        f"python app.py --annotate-dir {root}\n```\n\nWithout users the tabs are read-only "
+                        "(`--annotate-open-access` lets anyone edit).")
         return
     build_annotation_tabs(store, args.annotate_project)
     log.info("annotation tabs: project store %s", store.db_path)

@@ -272,6 +272,7 @@ def _build_review_tab(ann: Annotator) -> None:
     def view(st: dict, msg: str, user: str | None, before: int | None) -> tuple:
         faces = [f"face {f}" for f in st["faces"]] or [f"face {st['face']}"]
         comment_update = "" if st["image_id"] != before else gr.skip()  # a comment never carries over
+        st["selected"] = None  # no point name drawn in the corner, under the component's label
         return (st, ann.render(st), ann.info_markdown(st), msg, gr.update(choices=faces, value=f"face {st['face']}"),
                 ann.history_rows(st), ann.progress_markdown(user), comment_update)
 
