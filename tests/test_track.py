@@ -111,14 +111,14 @@ def test_fit_identity_shares_one_face_over_keyframes(ict, identity):
         assert np.abs(fitter.project(fitter.vertices(state.weights), state.angles, state.translation)
                       - target).max() < 1.0
     assert states[2].weights[names.index("jawOpen")] > states[0].weights[names.index("jawOpen")] + 0.3
-    # landmark geometry of the recovered neutral face matches the truth to ~a millimetre (ICT units: dm)
+    # landmark geometry (x, y) of the recovered neutral face is closer to the truth than the mean face (dm)
     lm = ict.landmarks68.numpy()
     with torch.no_grad():
         zero = torch.zeros(1, ict.n_expression)
         got = ict(torch.as_tensor(fitted, dtype=torch.float32)[None], zero)[0].numpy()[lm]
         want = ict(torch.as_tensor(identity, dtype=torch.float32)[None], zero)[0].numpy()[lm]
     got, want = got - got.mean(0), want - want.mean(0)
-    assert np.abs(got[:, :2] - want[:, :2]).mean() < 0.02
+    assert np.abs(got[:, :2] - want[:, :2]).mean() < 0.02  # the mean face is 0.028 off, this fit ~0.013
 
 
 def test_calibration_file_is_sane(ict):
