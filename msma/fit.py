@@ -91,11 +91,10 @@ class ContourTracker:
     small cached copy of the model restricted to landmark + candidate vertices so landmark fitting never
     touches the full bases."""
 
-    def __init__(self, model: FaceModel, band: float = 0.06, landmark_vertices: np.ndarray | None = None) -> None:
+    def __init__(self, model: FaceModel, band: float = 0.06) -> None:
         mean = model.mean.cpu().numpy()
         face = model.face_vertices.cpu().numpy()
-        self.landmarks = (model.landmarks68.cpu().numpy() if landmark_vertices is None
-                          else np.asarray(landmark_vertices, np.int64))
+        self.landmarks = model.landmarks68.cpu().numpy()
         self.candidates: dict[int, np.ndarray] = {}
         for j in list(range(0, 8)) + list(range(9, 17)):
             x, y, z = mean[self.landmarks[j]]
@@ -309,26 +308,6 @@ class MeshPoints:
     def vertices_of(self, identity: np.ndarray, expression: np.ndarray) -> np.ndarray:
         return (self.mean + np.einsum("n,nkc->kc", identity, self.identity_basis)
                 + np.einsum("n,nkc->kc", expression, self.expression_basis))
-
-
-def detector_landmark_vertices(model: FaceModel, mesh_points: MeshPoints | None = None) -> np.ndarray | None:
-    """(68,) model vertices where a 68-point detector's points lie: the 51 inner points through mediapipe's mesh
-    (iBUG point -> mesh point, `msma.landmarks.mapping.MEDIAPIPE_TO_IBUG68`, -> model surface, the derived table),
-    snapped to the nearest face vertex; the jaw keeps the model's markup (its contour logic picks the silhouette).
-    None when the model has no mediapipe table."""
-    from scipy.spatial import cKDTree
-
-    from msma.landmarks.mapping import MEDIAPIPE_TO_IBUG68
-
-    mesh_points = mesh_points or MeshPoints.for_model(model)
-    if mesh_points is None:
-        return None
-    out = model.landmarks68.cpu().numpy().copy()
-    face = model.face_vertices.cpu().numpy()
-    tree = cKDTree(model.mean.cpu().numpy()[face])
-    position = mesh_points.mean[MEDIAPIPE_TO_IBUG68[17:]]
-    out[17:] = face[tree.query(position)[1]]
-    return out
 
 
 def fit_landmarks(
