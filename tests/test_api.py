@@ -114,4 +114,8 @@ def test_bundled_network_weights_reconstruct(portrait: Path, result) -> None:
     assert face.method == "network"
     # The network's pose agrees with the fitted one within a few degrees on a near-frontal portrait.
     assert abs(face.pose.yaw - result[0].pose.yaw) < 15 and abs(face.pose.roll - result[0].pose.roll) < 10
-    assert Reconstructor().method == "network+refine"
+    from msma.api import DEFAULT_METHOD
+
+    auto = Reconstructor()
+    assert auto.method == DEFAULT_METHOD == "fitting"  # the most accurate measured (benchmarks/sfm_3d.py)
+    assert auto.network is not None  # weights still load for the app's other methods
