@@ -24,6 +24,7 @@ GPU, GPU_INFO = H.gpu_decorator(duration=60)  # spaces.GPU on ZeroGPU Spaces onl
 import gradio as gr  # noqa: E402 - after `spaces`; module level so handler annotations (gr.SelectData) resolve
 
 log = logging.getLogger("msma.app")
+TOAST_S = 7  # error / warning toasts close by themselves: a recovered error never sits beside a later good result
 PRIVATE = {"api_name": False, "api_visibility": "private"}  # UI-only events: not in the API page or client libraries
 
 
@@ -64,6 +65,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ann.add_argument("--annotate-dir", default=env("ANNOTATE_DIR", "annotation_project"),
                      help="annotation project folder (python -m annotate init DIR); tabs show set-up help when absent")
     ann.add_argument("--annotate-project", default=None, help="project name inside the store (default: the only one)")
+    ann.add_argument("--annotate-open-access", action="store_true",
+                     help="with no users in the annotation store, let anyone edit without a login (default: the "
+                          "tabs are read-only until `python -m annotate users add NAME --role labeler` adds one)")
     p.add_argument("--log-level", default="INFO")
     return p.parse_args(argv)
 
@@ -113,18 +117,18 @@ def ui(fn):
         except gr.Error:
             raise
         except (H.AppError, FileNotFoundError) as exc:
-            raise gr.Error(str(exc), duration=None, print_exception=False) from None
+            raise gr.Error(str(exc), duration=TOAST_S, print_exception=False) from None
         except Exception as exc:  # noqa: BLE001
             log.exception("handler %s failed", fn.__name__)
             raise gr.Error(f"Something went wrong ({type(exc).__name__}). Try another photo or method.",
-                           print_exception=False) from None
+                           duration=TOAST_S, print_exception=False) from None
 
     return wrapper
 
 
 def warn(messages: list[str]) -> None:
     for message in messages:
-        gr.Warning(message)
+        gr.Warning(message, duration=TOAST_S)
 
 
 def build_demo(models: H.AppModels, args: argparse.Namespace | None = None) -> gr.Blocks:
@@ -135,8 +139,10 @@ def build_demo(models: H.AppModels, args: argparse.Namespace | None = None) -> g
     info = models.describe()
 
     with gr.Blocks(title="MSMA: 3D face from one photo", delete_cache=(1800, 7200)) as demo:
-        gr.Markdown("# MSMA: an animatable 3D face from one photo\n"
-                    f"Face model **{info['face_model']}** · methods: {info['methods']} · device `{info['device']}`")
+        gr.Markdown("# MSMA: an animatable 3D face from one photo")
+        header = (f"Face model **{info['face_model']}** · methods: {info['methods']} · device `{info['device']}`")
+        loading = getattr(models, "status_markdown", None)  # msma.app_startup.BackgroundModels
+        model_status = gr.Markdown(loading() if loading else header, elem_id="model-status")
         with gr.Tabs():
             # ------------------------------------------------------------------------------ Reconstruct
             with gr.Tab("Reconstruct", id="reconstruct"):
@@ -298,14 +304,28 @@ def build_demo(models: H.AppModels, args: argparse.Namespace | None = None) -> g
             _annotation_tabs(args)
 
             with gr.Tab("About", id="about"):
-                gr.Markdown("\n".join(f"- **{k}**: {v}" for k, v in info.items()) + f"\n- **ZeroGPU**: {GPU_INFO}")
+                about = gr.Markdown(_about(info))
+
+        if loading is not None and "⏳" in loading():  # while the models load: progress, then what loaded
+            timer = gr.Timer(1.0)
+
+            def on_tick():
+                text = loading()
+                return text, _about(models.describe()), gr.Timer(active="⏳" in text)
+
+            timer.tick(on_tick, None, [model_status, about, timer], show_progress="hidden", api_name=False,
+                       api_visibility="private")
     return demo
+
+
+def _about(info: dict) -> str:
+    return "\n".join(f"- **{k}**: {v}" for k, v in info.items()) + f"\n- **ZeroGPU**: {GPU_INFO}"
 
 
 def _annotation_tabs(args: argparse.Namespace) -> None:
     """Mount annotate.ui.build_annotation_tabs, or an explanatory tab when it or the project store is missing."""
     try:
-        from annotate.store import Store
+        from annotate.cli import open_store_for_ui
         from annotate.ui import build_annotation_tabs
     except ImportError as exc:
         with gr.Tab("Annotate", id="annotate"):
@@ -313,7 +333,7 @@ def _annotation_tabs(args: argparse.Namespace) -> None:
         return
     root = Path(args.annotate_dir)
     try:
-        store = Store(root)
+        store = open_store_for_ui(root, open_access=args.annotate_open_access)
     except FileNotFoundError:
         with gr.Tab("Annotate", id="annotate"):
             gr.Markdown(f"No annotation project at `{root}`. Create one and restart the app:\n\n"
@@ -328,13 +348,18 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     login = login_kwargs(args, auth_pairs(args))  # before the models load: a bad login setup fails at once
-    models = H.AppModels.load(weights=args.weights, ablation_weights=args.ablation_weights, detector=args.detector,
-                              device=args.device, max_side=args.max_side, gpu=GPU_INFO)
-    for key, value in models.describe().items():
-        log.info("%-16s %s", key, value)
-    if not args.no_warmup:
-        log.info("warm-up reconstruction: %.1f s", models.warmup())
-    serve(build_demo(models, args), args, login)
+    # the page is served at once; the models load (and warm up) behind it, with their progress on the page
+    from msma.app_startup import BackgroundModels, planned_methods
+
+    methods, default = planned_methods(args.weights, args.ablation_weights)
+    models = BackgroundModels(
+        lambda: H.AppModels.load(weights=args.weights, ablation_weights=args.ablation_weights, detector=args.detector,
+                                 device=args.device, max_side=args.max_side, gpu=GPU_INFO),
+        methods, default, max_side=args.max_side, warmup=not args.no_warmup)
+    demo = build_demo(models, args)
+    serve(demo, args, login, prevent_thread_lock=True)
+    models.start()  # after the server is up: loading competes with serving the first page for the interpreter
+    demo.block_thread()
 
 
 def serve(demo: gr.Blocks, args: argparse.Namespace, login: dict, **extra):

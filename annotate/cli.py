@@ -22,7 +22,7 @@ def _user(args: argparse.Namespace) -> str:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    store = Store(args.project_dir, create=True, enforce_roles=False)
+    store = Store(args.dir or args.project_dir, create=True, enforce_roles=False)
     project = store.create_project(args.name, args.description or "", user=_user(args))
     print(f"project {project.name!r} in {store.db_path}")
     return 0
@@ -71,7 +71,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from annotate.exporter import export_project, push_to_hub
 
     store = _store(args)
-    statuses = [s.strip() for s in args.status.split(",")] if args.status else None
+    statuses = parse_statuses(args.status)
     try:
         report = export_project(store, args.out, args.format, project=args.project, statuses=statuses,
                                 copy_images=not args.no_images)
@@ -95,7 +95,7 @@ def cmd_users(args: argparse.Namespace) -> int:
         for name, role in store.list_users():
             print(f"{name}\t{role}")
         if not store.list_users():
-            print("no users: the UI runs without login (anyone may edit)")
+            print("no users: the web UI is read-only unless started with --open-access")
         return 0
     if not args.name:
         print("a user name is needed", file=sys.stderr)
@@ -138,13 +138,37 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from annotate.ui import create_app, launch_kwargs
 
-    store = Store(args.project_dir)
+    store = open_store_for_ui(args.project_dir, open_access=args.open_access)
     if not store.list_users():
-        print("warning: no users defined, so anyone who can reach the server can edit "
-              "(add some with `python -m annotate users add NAME --role labeler`)", file=sys.stderr)
+        if args.open_access:
+            print("warning: --open-access and no users: anyone who can reach the server can edit", file=sys.stderr)
+        else:
+            print("no users defined: the UI is read-only. Add labelers with `python -m annotate users add NAME "
+                  "--role labeler`, or pass --open-access to let anyone edit without a login", file=sys.stderr)
     demo = create_app(store, args.project, prelabeller=args.prelabeller)
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, **launch_kwargs(store))
     return 0
+
+
+def open_store_for_ui(path: str | os.PathLike, *, open_access: bool = False) -> Store:
+    """The store as the web UI uses it: with users, their logins and roles; without users, read-only unless the
+    owner chose ``open_access`` (anyone may edit, recorded under the name they type)."""
+    return Store(path, enforce_roles=None if open_access else True)
+
+
+def parse_statuses(text: str | None) -> list[str] | None:
+    """``--status``: comma-separated statuses, ``all`` for every image; default: done + approved only."""
+    from annotate.exporter import DEFAULT_EXPORT_STATUSES
+
+    if text is None:
+        return list(DEFAULT_EXPORT_STATUSES)
+    wanted = [s.strip() for s in text.split(",") if s.strip()]
+    if wanted == ["all"]:
+        return None
+    unknown = [s for s in wanted if s not in STATUSES]
+    if unknown or not wanted:
+        raise ValueError(f"unknown status {', '.join(unknown) or text!r}; use 'all' or some of {', '.join(STATUSES)}")
+    return wanted
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -158,7 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--project", "-p", default=None, help="project name (default: the only one)")
         return p
 
-    p = add("init", "create a project folder and database")
+    p = add("init", "create a project folder and database: python -m annotate init DIR")
+    p.add_argument("dir", nargs="?", default=None, help="project folder (default: --project-dir)")
     p.add_argument("--name", default="default")
     p.add_argument("--description", default="")
     p.set_defaults(func=cmd_init)
@@ -182,7 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("export", "export annotations")
     p.add_argument("--format", "-f", choices=("pts", "dlib", "coco", "hf"), required=True)
     p.add_argument("--out", "-o", required=True)
-    p.add_argument("--status", default=None, help=f"comma-separated statuses to export ({', '.join(STATUSES)})")
+    p.add_argument("--status", default=None,
+                   help="comma-separated statuses to export, or 'all' (default: done,approved - never unreviewed "
+                        f"pre-labels or rejected faces by accident); statuses: {', '.join(STATUSES)}")
     p.add_argument("--no-images", action="store_true", help="do not copy the photos next to the labels")
     p.add_argument("--push-to-hub", default=None, metavar="REPO_ID", help="upload the hf export (needs a token)")
     p.add_argument("--public", action="store_true", help="with --push-to-hub: make the dataset public")
@@ -208,6 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=7861)
     p.add_argument("--share", action="store_true")
     p.add_argument("--prelabeller", default="detector", help="used by the UI's 'pre-label' button")
+    p.add_argument("--open-access", action="store_true",
+                   help="with no users in the store, let anyone who reaches the server edit (default: read-only)")
     p.set_defaults(func=cmd_serve)
     return parser
 

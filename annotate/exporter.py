@@ -31,6 +31,9 @@ from annotate.importer import safe_name
 from annotate.store import ImageRecord, Store
 
 FORMATS = ("pts", "dlib", "coco", "hf")
+# What an export contains unless asked otherwise: finished work only, never raw pre-labels, work in progress or
+# rejected faces by accident. ``statuses="all"`` (CLI ``--status all``) exports every image.
+DEFAULT_EXPORT_STATUSES = ("done", "approved")
 
 
 @dataclass
@@ -40,9 +43,17 @@ class ExportReport:
     faces: int = 0
     files: list[Path] = field(default_factory=list)
     dataset: Any = None  # the DatasetDict for format 'hf'
+    statuses: tuple[str, ...] | None = None  # None: every status
+    left_out: dict[str, int] = field(default_factory=dict)  # status -> images not exported because of it
 
     def summary(self) -> str:
-        return f"exported {self.faces} face(s) on {self.images} image(s) to {self.out_dir} ({len(self.files)} file(s))"
+        text = f"exported {self.faces} face(s) on {self.images} image(s) to {self.out_dir} ({len(self.files)} file(s))"
+        if self.statuses is not None:
+            text += f"; statuses {', '.join(self.statuses)}"
+        if self.left_out:
+            parts = ", ".join(f"{n} {status.replace('_', ' ')}" for status, n in sorted(self.left_out.items()))
+            text += f"; left out {sum(self.left_out.values())} image(s): {parts} (--status all to include them)"
+        return text
 
 
 def collect(store: Store, project: Any = None, statuses: Sequence[str] | None = None,
@@ -103,14 +114,21 @@ def _remove_leftovers(out: Path) -> None:
 
 
 def export_project(store: Store, out_dir: str | os.PathLike, fmt: str, *, project: Any = None,
-                   statuses: Sequence[str] | None = None, copy_images: bool = True) -> ExportReport:
+                   statuses: Sequence[str] | str | None = DEFAULT_EXPORT_STATUSES,
+                   copy_images: bool = True) -> ExportReport:
+    """Export the images whose status is in ``statuses`` (default: done and approved; ``"all"`` or None: all)."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; use one of {FORMATS}")
+    statuses = None if statuses is None or statuses == "all" else tuple(statuses)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     _remove_leftovers(out)
-    report = ExportReport(out.resolve())
+    report = ExportReport(out.resolve(), statuses=statuses)
     items = collect(store, project, statuses)
+    if statuses is not None:
+        for rec in store.list_images(project, order="id"):
+            if rec.status not in statuses:
+                report.left_out[rec.status] = report.left_out.get(rec.status, 0) + 1
     report.images = len(items)
     report.faces = sum(len(lab.faces) for _, lab in items)
     if copy_images and fmt != "hf":

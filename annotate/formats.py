@@ -6,7 +6,7 @@ file and line of the problem. Writers are exact inverses of the readers for what
 ==========  ===========  ===========  ================================================================
 format      coordinates  visibility   notes
 ==========  ===========  ===========  ================================================================
-pts         float        no           one face per file; unknown points written as ``-1 -1``
+pts         float        no           one face per file; outside / unknown points written as ``-1 -1``
 dlib XML    integer      no           unknown (outside) points omitted, as imglab does; box kept
 COCO        float        0 / 1 / 2    v=0 (outside) has x=y=0 by the COCO convention
 HF datasets float64      0 / 1 / 2    one row per face; DatasetDict keyed by split
@@ -167,7 +167,9 @@ def write_pts(path: str | os.PathLike, points: np.ndarray, visibility: np.ndarra
     vis = _vis_default(pts) if visibility is None else np.asarray(visibility)
     out = ["version: 1", f"n_points:  {len(pts)}", "{"]
     for (x, y), v in zip(pts.tolist(), vis.tolist()):
-        if not (math.isfinite(x) and math.isfinite(y)) or (v == OUTSIDE and not math.isfinite(x)):
+        # .pts has no visibility: a point marked outside is written as unknown, whatever position it kept, so that
+        # reading the file back gives "outside" again (occluded points are written as positions: read back visible)
+        if v == OUTSIDE or not (math.isfinite(x) and math.isfinite(y)):
             out.append("-1 -1")
         else:
             out.append(f"{repr(float(x))} {repr(float(y))}")

@@ -37,7 +37,11 @@ from annotate.prelabel import Prelabeller, get_prelabeller, prelabel_image
 from annotate.skeleton import OUTSIDE
 from annotate.store import Store, StoreError, ValidationError, validate_points
 
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
+try:  # every photo format the app reads (.jpg, .png, .ppm, .pgm, .tif, .webp, ...)
+    from msma.image_io import PHOTO_EXTENSIONS as IMAGE_EXTS
+except ImportError:  # pragma: no cover - the toolkit without the core package
+    IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm"})
+LABEL_EXTS = (".xml", ".json", ".pts")
 
 
 class PathEscapeError(ValueError):
@@ -50,6 +54,7 @@ class ImportReport:
     duplicates: list[tuple[str, str]] = field(default_factory=list)  # (name, reason)
     unreadable: list[tuple[str, str]] = field(default_factory=list)  # (name, reason)
     refused: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, why): files that are neither photo nor label
     errors: list[str] = field(default_factory=list)  # malformed label files / rejected faces, "file:line: msg"
     warnings: list[str] = field(default_factory=list)
     faces_imported: int = 0
@@ -71,6 +76,11 @@ class ImportReport:
             lines.append(f"  unreadable: {name}: {why}")
         for name, why in self.refused:
             lines.append(f"  refused: {name}: {why}")
+        if self.skipped:
+            lines.append(f"  skipped {len(self.skipped)} file(s): " + skipped_summary(self.skipped))
+            lines += [f"  skipped: {name}: {why}" for name, why in self.skipped[:20]]
+            if len(self.skipped) > 20:
+                lines.append(f"  ... {len(self.skipped) - 20} more skipped")
         for err in self.errors:
             lines.append(f"  error: {err}")
         for w in self.warnings:
@@ -80,6 +90,15 @@ class ImportReport:
         if len(self.duplicates) > 20:
             lines.append(f"  ... {len(self.duplicates) - 20} more duplicates")
         return "\n".join(lines)
+
+
+def skipped_summary(skipped: list[tuple[str, str]]) -> str:
+    """'3 .txt (not a photo or label file), 1 .pts (no photo of that name)'."""
+    counts: dict[tuple[str, str], int] = {}
+    for name, why in skipped:
+        key = (Path(name).suffix.lower() or Path(name).name, why)
+        counts[key] = counts.get(key, 0) + 1
+    return ", ".join(f"{n} {ext} ({why})" for (ext, why), n in sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
 def inside(root: Path | Sequence[Path], path: Path) -> Path:
@@ -254,6 +273,7 @@ def _collect_labels(root: Path, files: Iterable[Path], report: ImportReport) -> 
         try:
             fmt = detect_format(f)
             if fmt not in ("dlib", "coco"):
+                report.skipped.append((str(f.relative_to(root)), "not a dlib XML or COCO keypoints file"))
                 continue
             images = read_dlib_xml(f) if fmt == "dlib" else read_coco(f)
         except FormatError as exc:  # one bad file is reported; the others still import
@@ -347,11 +367,17 @@ def import_folder(store: Store, folder: str | os.PathLike, *, project: Any = Non
     ingest = _Ingest(store, project, user, get_prelabeller(prelabeller), outside, update, report)
     images: list[Path] = []
     label_files: list[Path] = []
+    pts_files: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for fn in sorted(filenames):
             p = Path(dirpath) / fn
             suffix = p.suffix.lower()
+            if suffix == ".pts":
+                pts_files.append(p)
+            elif suffix not in IMAGE_EXTS and suffix not in LABEL_EXTS:
+                why = "hidden file" if fn.startswith(".") else "not a photo format the app reads or a label file"
+                report.skipped.append((str(p.relative_to(root)), why))
             if suffix in IMAGE_EXTS or suffix in (".xml", ".json"):
                 try:
                     inside(root, p)
@@ -361,6 +387,11 @@ def import_folder(store: Store, folder: str | os.PathLike, *, project: Any = Non
                 (images if suffix in IMAGE_EXTS else label_files).append(p)
     labels = _collect_labels(root, label_files, report)
     stems = {p.with_suffix("") for p in images}
+    for f in pts_files:  # photo.pts or photo_<k>.pts; anything else has no photo to go with
+        stem = f.with_suffix("")
+        base = re.sub(r"_\d+$", "", stem.name)
+        if stem not in stems and stem.with_name(base) not in stems:
+            report.skipped.append((str(f.relative_to(root)), "no photo of that name"))
     iterator: Iterable[Path] = images
     if progress:
         from tqdm import tqdm

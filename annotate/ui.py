@@ -3,7 +3,8 @@
 * :func:`build_annotation_tabs` adds the tabs inside an existing ``gr.Blocks`` (used by ``app.py``);
   :func:`create_app` builds a stand-alone app; :func:`launch_kwargs` gives ``auth=`` for ``Blocks.launch``.
 * All logic lives in :class:`annotate.labeling.Annotator` (plain methods on a per-session ``gr.State`` dict); the
-  handlers here only fetch the logged-in user from ``gr.Request`` and render the result.
+  handlers here only fetch the logged-in user from ``gr.Request`` and render the result. The photo and its points
+  are edited in the browser by :mod:`annotate.editor` (drag, zoom, pan), whose edits go through the same Annotator.
 """
 
 from __future__ import annotations
@@ -17,27 +18,25 @@ import gradio as gr  # module level: handler annotations (gr.Request, gr.SelectD
 
 from annotate.labeling import QUEUES, REVIEW_QUEUE, Annotator
 from annotate.login import LoginThrottle
-from annotate.skeleton import GROUPS, N_POINTS, OCCLUDED, OUTSIDE, POINT_NAMES, VISIBILITY_NAMES, VISIBLE, point_label
+from annotate.skeleton import GROUPS, POINT_NAMES
 from annotate.store import Store
 
-SHORTCUTS = {
-    "n": "ann-next", "p": "ann-prev", "s": "ann-skip", "z": "ann-undo", "y": "ann-redo", "v": "ann-vis",
-    "d": "ann-done", "r": "ann-review", ".": "ann-pt-next", ",": "ann-pt-prev",
-    "ArrowLeft": "ann-left", "ArrowRight": "ann-right", "ArrowUp": "ann-up", "ArrowDown": "ann-down",
-}
-SHORTCUT_HELP = ("Keys: **n**/**p** next/previous image, **s** skip, **z**/**y** undo/redo, **v** cycle visibility, "
-                 "**.**/**,** next/previous point, arrows nudge 1 px, **d** done, **r** needs review.")
+# Gradio-button shortcuts; the editor itself handles its keys (arrows, z/y, v, ., [, ], zoom...) - see its "?" help.
+SHORTCUTS = {"n": "ann-next", "p": "ann-prev", "s": "ann-skip", "d": "ann-done", "r": "ann-review"}
+SHORTCUT_HELP = ("Keys: **n**/**p** next/previous image, **s** skip, **d** done, **r** needs review; in the editor: "
+                 "drag points, wheel/pinch to zoom, drag the photo to pan, arrows nudge, **z**/**y** undo/redo, "
+                 "**v** visibility, **g** whole group, **[** **]** scale it, **1**/**2**/**4** zoom 100/200/400% "
+                 "(**?** in the editor lists them all). Every change is saved at once.")
 _SHORTCUT_JS = """
 if (!window.__msmaAnnotateKeys) {
   window.__msmaAnnotateKeys = true;
   const map = %s;
   document.addEventListener('keydown', (e) => {
     const t = e.target;
-    const typing = t && (t.tagName === 'INPUT' || t.tagName === 'TEXTAREA' || t.isContentEditable);
-    if (e.altKey || e.metaKey || typing) return;
-    const key = e.key;
-    if (e.ctrlKey && key !== 'z' && key !== 'y') return;
-    const id = map[key];
+    const typing = t && (t.tagName === 'INPUT' || t.tagName === 'TEXTAREA' || t.tagName === 'SELECT' ||
+                         t.isContentEditable);
+    if (e.altKey || e.metaKey || e.ctrlKey || typing || e.defaultPrevented) return;
+    const id = map[e.key];
     if (!id) return;
     const el = document.getElementById(id);
     if (!el || el.offsetParent === null) return;  // tab not visible
@@ -97,78 +96,71 @@ def launch_kwargs(store: Store | str) -> dict:
 def build_annotation_tabs(store: Store | str, project: str | None = None, *, prelabeller: Any = None,
                           display_size: int = 720) -> Annotator:
     """Add the "Annotate" and "Review" tabs to the enclosing ``gr.Blocks`` (call inside ``with gr.Blocks():``,
-    optionally inside ``with gr.Tabs():``). Returns the :class:`Annotator` behind them."""
+    optionally inside ``with gr.Tabs():``). Returns the :class:`Annotator` behind them.
+
+    The editor's edits reach Python through a server function (``EditorBridge.handle``, one HTTP round trip); the
+    buttons are ordinary events. Both hold the tab's session lock, so they never interleave (annotate.editor.bridge).
+    """
+    from annotate.editor.bridge import EditorBridge
+    from annotate.editor.component import LandmarkEditor
+
     ann = Annotator(store, project, prelabeller=prelabeller, display_size=display_size)
-    point_choices = [point_label(i) for i in range(N_POINTS)]
-    vis_choices = [VISIBILITY_NAMES[VISIBLE], VISIBILITY_NAMES[OCCLUDED], VISIBILITY_NAMES[OUTSIDE]]
+    bridge = EditorBridge(ann)
     stats_headers = ["user", "saves", "images", "done", "approved", "rejected"]
 
+    def lmk_apply(op):  # the editor's server function: page -> EditorBridge.handle -> new value
+        try:
+            return bridge.handle(op)
+        except Exception as exc:  # noqa: BLE001 - logged; the page keeps the edit and shows the error
+            log.exception("landmark editor op failed")
+            return {"error": f"the edit could not be applied ({type(exc).__name__}); reload the page", "ack": 0}
+
     with gr.Tab("Annotate"):
-        state = gr.State(None)
+        state = gr.State(None, delete_callback=bridge.sessions.drop)
         progress_md = gr.Markdown(ann.progress_markdown())
         with gr.Row():
             with gr.Column(scale=3):
-                image = gr.Image(label="click near a point to select it, click elsewhere to move it there",
-                                 interactive=False, type="numpy", format="jpeg", elem_id="ann-image",
-                                 buttons=["fullscreen"])
+                editor = LandmarkEditor(elem_id="ann-editor", server_functions=[lmk_apply])
                 message = gr.Markdown("", elem_id="ann-message")
                 with gr.Row():
                     prev_btn = gr.Button("◀ Prev (p)", elem_id="ann-prev", size="sm")
                     skip_btn = gr.Button("Skip (s)", elem_id="ann-skip", size="sm")
                     next_btn = gr.Button("Next ▶ (n)", elem_id="ann-next", size="sm")
-                    undo_btn = gr.Button("↶ Undo (z)", elem_id="ann-undo", size="sm")
-                    redo_btn = gr.Button("↷ Redo (y)", elem_id="ann-redo", size="sm")
                     reload_btn = gr.Button("⟳ Reload", elem_id="ann-reload", size="sm")
                 with gr.Row():
                     done_btn = gr.Button("✔ Done (d)", variant="primary", elem_id="ann-done", size="sm")
                     review_btn = gr.Button("? Needs review (r)", elem_id="ann-review", size="sm")
-                    note = gr.Textbox(label="note for reviewer (optional)", lines=1, scale=2)
+                    note = gr.Textbox(label="note for the reviewer (this image only)", lines=1, scale=2,
+                                      elem_id="ann-note")
                 gr.Markdown(SHORTCUT_HELP)
             with gr.Column(scale=1):
-                info_md = gr.Markdown("")
-                guest = gr.Textbox(label="your name (only used when login is off)", visible=not ann.store.auth_enabled)
+                info_md = gr.Markdown("", elem_id="ann-info")
+                guest = gr.Textbox(label="your name (recorded with your edits; login is off)",
+                                   visible=not ann.store.auth_enabled)
                 queue = gr.Dropdown(list(QUEUES), value=list(QUEUES)[0], label="queue")
                 order = gr.Radio(["queue", "name", "id"], value="queue", label="order (queue = worst pre-label first)")
                 with gr.Row():
                     goto_id = gr.Number(label="open image #", precision=0, scale=2)
                     goto_btn = gr.Button("Open", size="sm", scale=1)
-                point = gr.Dropdown(point_choices, label="point (number or name)", filterable=True)
-                with gr.Row():
-                    pt_prev = gr.Button("‹ point (,)", elem_id="ann-pt-prev", size="sm")
-                    pt_next = gr.Button("point › (.)", elem_id="ann-pt-next", size="sm")
-                vis = gr.Radio(vis_choices, label="visibility of the selected point")
-                vis_btn = gr.Button("cycle visibility (v)", elem_id="ann-vis", size="sm")
-                with gr.Row():
-                    left = gr.Button("←", elem_id="ann-left", size="sm", min_width=30)
-                    up = gr.Button("↑", elem_id="ann-up", size="sm", min_width=30)
-                    down = gr.Button("↓", elem_id="ann-down", size="sm", min_width=30)
-                    right = gr.Button("→", elem_id="ann-right", size="sm", min_width=30)
                 face = gr.Dropdown([], label="face", allow_custom_value=True)
                 with gr.Row():
                     add_face_btn = gr.Button("+ face", size="sm")
                     del_face_btn = gr.Button("delete face", size="sm")
                     detect_btn = gr.Button("pre-label", size="sm")
-                zoom = gr.Radio(["face", "full image"], value="face", label="zoom")
-                margin = gr.Slider(0.05, 1.5, value=0.35, step=0.05, label="margin around the face")
-                numbers = gr.Checkbox(label="show point numbers", value=False)
-                advance = gr.Checkbox(label="after a move, select the next point", value=False)
                 stats = gr.Dataframe(headers=stats_headers, label="per labeler", interactive=False)
         gr.HTML("", js_on_load=shortcut_js(), elem_id="ann-shortcuts")
 
-    outputs = [state, image, info_md, message, point, vis, face, progress_md, stats]
+    outputs = [state, editor, info_md, message, face, progress_md, stats, note]
 
-    def view(st: dict, msg: str, user: str | None) -> tuple:
-        img = ann.render(st)
-        sel = st["selected"]
+    def view(st: dict, msg: str, user: str | None, before: int | None = None) -> tuple:
         faces = [f"face {f}" for f in st["faces"]] or [f"face {st['face']}"]
         face_value = f"face {st['face']}"
         if face_value not in faces:
             faces.append(face_value)
-        return (st, img, ann.info_markdown(st), msg,
-                gr.update(value=point_label(sel) if sel is not None else None),
-                gr.update(value=VISIBILITY_NAMES[st["vis"][sel]] if sel is not None else None),
-                gr.update(choices=faces, value=face_value),
-                ann.progress_markdown(user), ann.stats_rows())
+        note_update = "" if st["image_id"] != before else gr.skip()  # a note belongs to one image
+        return (st, bridge.value(st, user, msg), ann.info_markdown(st), msg,
+                gr.update(choices=faces, value=face_value), ann.progress_markdown(user), ann.stats_rows(),
+                note_update)
 
     def who(request: gr.Request, guest_name: str | None) -> str | None:
         return _username(request) or ((guest_name or "").strip() or None if not ann.store.auth_enabled else None)
@@ -178,55 +170,52 @@ def build_annotation_tabs(store: Store | str, project: str | None = None, *, pre
 
     @_safe
     def on_load(st, guest_name, request: gr.Request):
-        st = ensure(st)
-        user = who(request, guest_name)
-        msg = ann.next_image(st, user) if st["image_id"] is None else ""
-        return view(st, msg, user)
+        with bridge.sessions.locked(ensure(st)) as st:
+            user = st["editor_user"] = who(request, guest_name)
+            msg = ann.next_image(st, user) if st["image_id"] is None else ""
+            st["editor_sent"] = None  # a (re)loaded page has no photo yet
+            return view(st, msg, user)
 
     @_safe
-    def on_click(st, guest_name, evt: gr.SelectData, request: gr.Request):
-        st = ensure(st)
-        user = who(request, guest_name)
-        u, v = evt.index[0], evt.index[1]
-        return view(st, ann.click(st, float(u), float(v), user), user)
+    def on_guest(st, guest_name, request: gr.Request):  # the typed name signs the editor's next edits
+        with bridge.sessions.locked(ensure(st)) as st:
+            st["editor_user"] = who(request, guest_name)
+            return st
 
     def simple(fn):
         @_safe
         def handler(st, guest_name, request: gr.Request):
-            st = ensure(st)
-            user = who(request, guest_name)
-            return view(st, fn(st, user), user)
+            with bridge.sessions.locked(ensure(st)) as st:
+                user = st["editor_user"] = who(request, guest_name)
+                before = st["image_id"]
+                return view(st, fn(st, user), user, before)
         return handler
 
     def with_value(fn):
         @_safe
         def handler(st, value, guest_name, request: gr.Request):
-            st = ensure(st)
-            user = who(request, guest_name)
-            return view(st, fn(st, value, user), user)
+            with bridge.sessions.locked(ensure(st)) as st:
+                user = st["editor_user"] = who(request, guest_name)
+                before = st["image_id"]
+                return view(st, fn(st, value, user), user, before)
         return handler
 
-    common = dict(outputs=outputs, show_progress="hidden", **PRIVATE)
-    image.select(on_click, [state, guest], **common)
+    common = dict(outputs=outputs, show_progress="hidden", concurrency_id="annotate", concurrency_limit=4, **PRIVATE)
+    guest.change(on_guest, [state, guest], [state], show_progress="hidden", **PRIVATE)
     for btn, fn in [
         (next_btn, lambda st, u: ann.next_image(st, u)),
         (skip_btn, lambda st, u: ann.next_image(st, u, skip=True)),
         (prev_btn, lambda st, u: ann.prev_image(st)),
-        (undo_btn, ann.undo), (redo_btn, ann.redo),
         (reload_btn, lambda st, u: ann.reload(st)),
-        (vis_btn, lambda st, u: ann.set_visibility(st, None, u)),
-        (pt_next, lambda st, u: ann.step_point(st, 1)), (pt_prev, lambda st, u: ann.step_point(st, -1)),
-        (left, lambda st, u: ann.nudge(st, -1, 0, u)), (right, lambda st, u: ann.nudge(st, 1, 0, u)),
-        (up, lambda st, u: ann.nudge(st, 0, -1, u)), (down, lambda st, u: ann.nudge(st, 0, 1, u)),
-        (add_face_btn, ann.add_face), (del_face_btn, ann.delete_face), (detect_btn, ann.detect),
+        (add_face_btn, ann.add_face), (del_face_btn, ann.delete_face),
     ]:
         btn.click(simple(fn), [state, guest], **common)
+    detect_btn.click(simple(ann.detect), [state, guest], outputs=outputs, show_progress="minimal",
+                     concurrency_id="annotate-prelabel", concurrency_limit=1, **PRIVATE)  # slow: own queue
     done_btn.click(with_value(lambda st, c, u: ann.set_status(st, "done", u, c or None)),
                    [state, note, guest], **common)
     review_btn.click(with_value(lambda st, c, u: ann.set_status(st, "needs_review", u, c or None)),
                      [state, note, guest], **common)
-    point.input(with_value(lambda st, v, u: ann.select(st, v)), [state, point, guest], **common)
-    vis.input(with_value(lambda st, v, u: ann.set_visibility(st, v, u)), [state, vis, guest], **common)
     face.input(with_value(lambda st, v, u: ann.switch_face(st, v)), [state, face, guest], **common)
     goto_btn.click(with_value(lambda st, v, u: ann.goto(st, v)), [state, goto_id, guest], **common)
 
@@ -240,10 +229,6 @@ def build_annotation_tabs(store: Store | str, project: str | None = None, *, pre
 
     queue.input(set_opt("queue", lambda v: list(QUEUES[v]), True), [state, queue, guest], **common)
     order.input(set_opt("order"), [state, order, guest], **common)
-    zoom.input(set_opt("zoom", lambda v: "face" if v == "face" else "full"), [state, zoom, guest], **common)
-    margin.release(set_opt("margin", float), [state, margin, guest], **common)
-    numbers.input(set_opt("show_numbers", bool), [state, numbers, guest], **common)
-    advance.input(set_opt("auto_advance", bool), [state, advance, guest], **common)
 
     _build_review_tab(ann)
 
@@ -251,7 +236,8 @@ def build_annotation_tabs(store: Store | str, project: str | None = None, *, pre
 
     root = Context.root_block
     if root is not None:
-        root.load(on_load, [state, guest], outputs=outputs, **PRIVATE)
+        root.load(on_load, [state, guest], outputs=outputs, concurrency_id="annotate", concurrency_limit=4,
+                  **PRIVATE)
     return ann
 
 
@@ -269,7 +255,8 @@ def _build_review_tab(ann: Annotator) -> None:
                     approve = gr.Button("✔ Approve", variant="primary", size="sm")
                     reject = gr.Button("✘ Reject", variant="stop", size="sm")
                     reopen = gr.Button("Reopen for labeling", size="sm")
-                comment = gr.Textbox(label="comment (required to reject)", lines=2)
+                comment = gr.Textbox(label="comment for this image (required to reject)", lines=2,
+                                     elem_id="rev-comment")
             with gr.Column(scale=2):
                 info_md = gr.Markdown("")
                 face = gr.Dropdown([], label="face", allow_custom_value=True)
@@ -280,19 +267,21 @@ def _build_review_tab(ann: Annotator) -> None:
             report_md = gr.Markdown("")
             report_plot = gr.Plot()
 
-    outputs = [rstate, image, info_md, message, face, history, progress_md]
+    outputs = [rstate, image, info_md, message, face, history, progress_md, comment]
 
-    def view(st: dict, msg: str, user: str | None) -> tuple:
+    def view(st: dict, msg: str, user: str | None, before: int | None) -> tuple:
         faces = [f"face {f}" for f in st["faces"]] or [f"face {st['face']}"]
+        comment_update = "" if st["image_id"] != before else gr.skip()  # a comment never carries over
         return (st, ann.render(st), ann.info_markdown(st), msg, gr.update(choices=faces, value=f"face {st['face']}"),
-                ann.history_rows(st), ann.progress_markdown(user))
+                ann.history_rows(st), ann.progress_markdown(user), comment_update)
 
     def handler(fn):
         @_safe
         def run(st, value, request: gr.Request):
             st = st or ann.new_state(REVIEW_QUEUE)
             user = _username(request)
-            return view(st, fn(st, value, user), user)
+            before = st["image_id"]
+            return view(st, fn(st, value, user), user, before)
         return run
 
     def review(status):

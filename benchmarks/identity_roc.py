@@ -93,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from msma.api import Reconstructor
     from msma.compare import identity_distance
+    from msma.identity_calibration import file_sha256, fingerprint
     from msma.landmarks import NoFaceError
 
     pairs = read_pairs(args.pairs)
@@ -103,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     tag = f"{rec.method}{'' if rec.photometric else '-nophoto'}"
     if rec.weights_path is not None and rec.method != "fitting":
         tag += "-" + hashlib.sha1(str(rec.weights_path).encode()).hexdigest()[:8]
-    cache_dir = CACHE / tag
+    code = fingerprint(rec.method, rec.weights_path if rec.network is not None else None)
+    cache_dir = CACHE / f"{tag}-{code[:12]}"  # shapes of another version of the code are never reused
     cache_dir.mkdir(parents=True, exist_ok=True)
     print(f"{len(pairs)} pairs, {len(photos)} photos, method {rec.method}, photometric {rec.photometric}")
 
@@ -162,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
         "different_mean_mm": float(dist[~labels].mean()),
         "seconds_per_photo": float(np.median(seconds)) if seconds else None,
         "failed_photos": failures,
+        "fingerprint": code,  # msma.identity_calibration.fingerprint: the code + weights these distances come from
+        "photo_sha256": {name: file_sha256(args.pairs.parent / name) for name in photos},
         "pairs": rows,
     }
     args.out.mkdir(parents=True, exist_ok=True)

@@ -19,6 +19,14 @@ import torch
 
 from msma.align import AlignedFace, align_face, transform_points
 from msma.assets import resolve_local_file
+from msma.defaults import (  # noqa: F401 - re-exported; DEFAULT_METHOD ("auto") is set in msma/defaults.py
+    DEFAULT_METHOD,
+    DEFAULT_WEIGHTS_NAME,
+    METHODS,
+    REPO_WEIGHTS_DIR,
+    WEIGHTS_ENV,
+    WEIGHTS_REPO_ENV,
+)
 from msma.face_model import MODEL_UNITS_TO_MM, Coefficients, FaceModel, load_face_model, vertex_normals
 from msma.fit import (
     ContourTracker,
@@ -32,14 +40,6 @@ from msma.image_io import ImageSource, load_image
 from msma.landmarks import FaceLandmarks, NoFaceError, detect_faces
 
 log = logging.getLogger(__name__)
-
-REPO_WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
-DEFAULT_WEIGHTS_NAME = "msma_light.safetensors"
-WEIGHTS_ENV = "MSMA_WEIGHTS"
-WEIGHTS_REPO_ENV = "MSMA_WEIGHTS_REPO"
-METHODS = ("auto", "network", "network+refine", "fitting")
-# What "auto" runs: the most accurate method on the out-of-model SFM benchmark (benchmarks/results/sfm_3d_test.md).
-DEFAULT_METHOD = "fitting"
 
 
 def resolve_weights_path(weights: str | os.PathLike | None = None) -> Path | None:

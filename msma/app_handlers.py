@@ -14,9 +14,9 @@
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -34,7 +34,6 @@ log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES_DIR = REPO_ROOT / "examples"
-ROC_RESULTS = REPO_ROOT / "benchmarks" / "results" / "identity_roc.json"
 OUTPUT_ROOT = Path(os.environ.get("MSMA_APP_OUTPUT", Path(tempfile.gettempdir()) / "msma_app"))
 OUTPUT_MAX_AGE_S = 2 * 3600
 APP_MAX_SIDE = 2048  # photos are downscaled to this before detection (keeps big uploads fast)
@@ -443,6 +442,17 @@ def select_face(models: AppModels, session: Session | None, index: int | None) -
     return _preview(models, session, [], start)
 
 
+def file_stem(name: str | None, fallback: str = "face") -> str:
+    """A photo's name as a safe file-name stem for downloads ('My photo (2).jpg' -> 'My_photo_2')."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name or "").stem).strip("._-")[:60]
+    return stem or fallback
+
+
+def download_stem(session: Session) -> str:
+    """``<photo>_face<k>``: every file of one face, the 3D viewer's GLB included, is named after the photo."""
+    return f"{file_stem(session.name)}_face{session.selected + 1}"
+
+
 def _preview(models: AppModels, session: Session, warnings: list[str], start: float) -> Preview:
     from msma.export import export_glb
 
@@ -450,7 +460,8 @@ def _preview(models: AppModels, session: Session, warnings: list[str], start: fl
         det = session.detections[session.selected]
         session.faces[session.selected] = _reconstruct(models, session.options, session.photo, det, session.selected)
     face = session.face
-    path = export_glb(face.mesh(), session.new_dir("preview") / "face.glb", texture_format=PREVIEW_TEXTURE_FORMAT)
+    path = export_glb(face.mesh(), session.new_dir("preview") / f"{download_stem(session)}.glb",
+                      texture_format=PREVIEW_TEXTURE_FORMAT)
     n = len(session.detections)
     label = models.engine(session.options.method).label
     status = (f"{session.name}: face {session.selected + 1} of {n} ({label}, detector {face.detector}) "
@@ -487,8 +498,7 @@ def _details(session: Session, wireframe: bool) -> Details:
     face = session.face
     overlay = ReconstructionResult(session.photo, [face], {}).overlay(wireframe=bool(wireframe))
     out = session.new_dir("downloads")
-    stem = f"{Path(session.name).stem or 'face'}_face{session.selected + 1}".replace(" ", "_")
-    files = face.export(out, stem=stem, formats=("obj.zip", "glb", "ply", "json"))
+    files = face.export(out, stem=download_stem(session), formats=("obj.zip", "glb", "ply", "json"))
     downloads = [str(files[k]) for k in ("obj.zip", "glb", "ply", "json") if k in files]
     pose = {k: round(v, 2) for k, v in face.pose.as_dict().items()}
     return Details(
@@ -538,7 +548,8 @@ def repose(models: AppModels, session: Session | None, expression_values: Sequen
     mesh = face.mesh()
     mesh = MeshData(vertices=vertices, faces=mesh.faces, uv=mesh.uv, face_uv_index=mesh.face_uv_index,
                     texture=mesh.texture, vertex_colors=mesh.vertex_colors, unit_m=mesh.unit_m)
-    return str(export_glb(mesh, session.new_dir("repose") / "face.glb", texture_format=PREVIEW_TEXTURE_FORMAT))
+    return str(export_glb(mesh, session.new_dir("repose") / f"{download_stem(session)}_edited.glb",
+                          texture_format=PREVIEW_TEXTURE_FORMAT))
 
 
 def face_gallery(session: Session, size: int = 128) -> list[tuple[np.ndarray, str]]:
@@ -650,8 +661,9 @@ def compare_methods(models: AppModels, value: Any, method_a: str, method_b: str,
         p = face.pose
         rows.append(f"| {tag.upper()} | {models.engine(key).label} | {seconds:.1f} s | {face.landmark_error_px:.1f} px "
                     f"| {p.pitch:+.1f}° / {p.yaw:+.1f}° / {p.roll:+.1f}° |")
-    glbs = [str(export_glb(f.mesh(), out / f"{tag}.glb", texture_format=PREVIEW_TEXTURE_FORMAT))
-            for tag, f in zip("ab", faces)]
+    glbs = [str(export_glb(f.mesh(), out / f"{file_stem(photo.name)}_{tag}_{file_stem(key)}.glb",
+                           texture_format=PREVIEW_TEXTURE_FORMAT))
+            for tag, f, key in zip("ab", faces, (method_a, method_b))]
     overlays = [ReconstructionResult(photo.image, [f], {}).overlay() for f in faces]
     dist = identity_distance(faces[0].neutral_vertices, faces[1].neutral_vertices,
                              region_vertex_indices=models.model.face_vertices.cpu().numpy())
@@ -671,15 +683,16 @@ class IdentityComparison:
     warnings: list[str]
 
 
-def identity_threshold(path: Path = ROC_RESULTS, method: str | None = None) -> float | None:
-    """The same/different decision threshold (mm) found by benchmarks/identity_roc.py, when it has been run (for
-    ``method``'s shapes only: distances of different methods are not comparable)."""
+def _upload_sha256(value: Any) -> str | None:
+    """SHA-256 of an already accepted upload / local path (None for arrays and anything else)."""
+    path = value.path if isinstance(value, Upload) else value if isinstance(value, (str, os.PathLike)) else None
+    if path is None:
+        return None
+    from msma.identity_calibration import file_sha256
+
     try:
-        data = json.loads(Path(path).read_text())
-        if method is not None and data.get("method") != method:
-            return None
-        return float(data["threshold_mm"])
-    except (OSError, KeyError, ValueError, TypeError, AttributeError):
+        return file_sha256(path)
+    except OSError:
         return None
 
 
@@ -699,10 +712,10 @@ def compare_identities(models: AppModels, value_a: Any, value_b: Any, method: st
     out.mkdir(parents=True, exist_ok=True)
     grey = np.full((len(faces[0].neutral_vertices), 3), 0.75)
     glbs = []
-    for tag, face in zip("ab", faces):
+    for tag, face, photo in zip("ab", faces, photos):
         mesh = MeshData(vertices=face.neutral_vertices, faces=face.faces, vertex_colors=grey,
                         unit_m=face.mesh().unit_m)
-        glbs.append(str(export_glb(mesh, out / f"identity_{tag}.glb")))
+        glbs.append(str(export_glb(mesh, out / f"{file_stem(photo.name)}_{tag}_identity.glb")))
     # heatmap on A's face region only (the back of the head is not observed)
     keep = np.zeros(len(faces[0].neutral_vertices), bool)
     keep[region] = True
@@ -712,13 +725,12 @@ def compare_identities(models: AppModels, value_a: Any, value_b: Any, method: st
     remap[used] = np.arange(len(used))
     fig = distance_heatmap_figure(faces[0].neutral_vertices[used], remap[tri], dist.per_vertex_mm[used],
                                   title="identity distance B → A (mm)")
-    threshold = identity_threshold(method=models.engine(options.method).method)
-    verdict = ""
-    if threshold is not None:
-        same = dist.mean_mm <= threshold
-        guess = "likely the same person" if same else "likely different people"
-        verdict = (f"\n\nAt the benchmark threshold {threshold:.2f} mm: **{guess}**"
-                   " (3D shape alone is a weak identity cue; see benchmarks/identity_roc.py).")
+    from msma.identity_calibration import fingerprint, identity_verdict
+
+    engine = models.engine(options.method)
+    weights = getattr(engine.reconstructor, "weights_path", None)
+    verdict = "\n\n" + identity_verdict(dist.mean_mm, engine.method, fingerprint(engine.method, weights),
+                                         (_upload_sha256(value_a), _upload_sha256(value_b)))
     summary = (f"**Mean identity distance: {dist.mean_mm:.2f} mm** (median {dist.median_mm:.2f}, "
                f"RMS {dist.rms_mm:.2f}, max {dist.max_mm:.2f} mm over {len(region)} face vertices, "
                f"after rigid alignment).{verdict}")

@@ -18,11 +18,25 @@ from typing import IO
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["ImageLoadError", "LoadedImage", "MIN_SIDE", "load_image", "load_image_with_scale"]
+__all__ = ["ImageLoadError", "LoadedImage", "MIN_SIDE", "PHOTO_EXTENSIONS", "load_image", "load_image_with_scale"]
 
 MIN_SIDE = 32
 # Refuse to decode more than this many pixels (after any JPEG draft reduction): ~1.2 GB of RGB.
 MAX_DECODED_PIXELS = 400_000_000
+
+# Raster photo formats read here (Pillow decoders that need no outside program): the app takes these uploads and the
+# annotation importer picks up files with these extensions.
+PHOTO_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "BMP", "DIB", "TIFF", "GIF", "PPM", "TGA", "JPEG2000", "AVIF", "QOI",
+                 "PCX", "SGI", "SUN", "PSD")
+
+
+def _photo_extensions() -> frozenset[str]:
+    Image.init()
+    return frozenset(ext for ext, fmt in Image.registered_extensions().items()
+                     if fmt in PHOTO_FORMATS and fmt in Image.OPEN)
+
+
+PHOTO_EXTENSIONS = _photo_extensions()  # ".jpg", ".png", ".ppm", ".pgm", ".tif", ...
 
 ImageSource = str | os.PathLike | bytes | bytearray | memoryview | Image.Image | np.ndarray | IO[bytes]
 

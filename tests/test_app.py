@@ -132,6 +132,7 @@ def test_reconstruct_preview_and_details(models, couple):
     session = preview.session
     assert len(session.detections) == 2 and session.selected == 0
     assert "face 1 of 2" in preview.status
+    assert Path(preview.glb).name == f"{Path(session.name).stem}_face1.glb"  # the viewer's download is named
     verts = _glb_vertices(preview.glb)
     assert len(verts) >= session.face.vertices.shape[0]
     extent = verts.max(0) - verts.min(0)
@@ -225,15 +226,6 @@ def test_compare_identities(models):
         assert len(_glb_vertices(glb)) > 10000
 
 
-def test_identity_threshold(tmp_path):
-    path = tmp_path / "roc.json"
-    assert H.identity_threshold(path) is None
-    path.write_text(json.dumps({"auc": 0.8, "threshold_mm": 2.5, "method": "fitting"}))
-    assert H.identity_threshold(path) == 2.5
-    assert H.identity_threshold(path, method="fitting") == 2.5
-    assert H.identity_threshold(path, method="network") is None
-
-
 @pytest.fixture(scope="module")
 def network_models(tmp_path_factory):
     """Random-initialised light network weights: enough to check the app offers and runs the network methods."""
@@ -249,7 +241,9 @@ def network_models(tmp_path_factory):
 def test_network_methods_offered_and_compared(network_models):
     keys = [k for _, k in network_models.choices()]
     assert keys == ["network", "network+refine", "fitting", "ablation"]
-    assert network_models.default == "fitting"  # msma.api.DEFAULT_METHOD, the most accurate measured
+    from msma.api import DEFAULT_METHOD
+
+    assert network_models.default == DEFAULT_METHOD  # the app offers msma.api's one default
     assert "ablation_weights" in network_models.describe()
     res = H.compare_methods(network_models, str(PORTRAIT), "network", "ablation", photometric=False)
     assert res.overlay_a.shape == res.overlay_b.shape
@@ -323,8 +317,9 @@ def test_build_demo_and_ui_errors(models):
     def bad():
         raise H.AppError("readable message")
 
-    with pytest.raises(gr.Error, match="readable message"):
+    with pytest.raises(gr.Error, match="readable message") as info:
         bad()
+    assert info.value.duration == app.TOAST_S <= 10  # closes by itself
 
     @app.ui
     def crash():
@@ -333,6 +328,7 @@ def test_build_demo_and_ui_errors(models):
     with pytest.raises(gr.Error) as info:
         crash()
     assert "internal detail" not in str(info.value) and "RuntimeError" in str(info.value)
+    assert info.value.duration == app.TOAST_S
     assert app.auth_pairs(app.parse_args(["--auth", "a:password", "--auth", "c:pass:word"])) == [
         ("a", "password"), ("c", "pass:word")]
     with pytest.raises(SystemExit, match="shorter than 8"):

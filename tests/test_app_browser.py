@@ -46,13 +46,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_app(port: int, log_path: Path, extra: tuple[str, ...] = (), temp_dir: Path | None = None) -> subprocess.Popen:
-    """`python app.py` on 127.0.0.1:port; with temp_dir, Gradio's cache and the app's outputs go there."""
+def start_app(port: int, log_path: Path, extra: tuple[str, ...] = (), temp_dir: Path | None = None,
+              warmup: bool = False) -> subprocess.Popen:
+    """`python app.py` on 127.0.0.1:port (``--no-warmup`` unless warmup); with temp_dir, Gradio's cache and the app's
+    outputs go there."""
     env = dict(os.environ)
     if temp_dir is not None:
         env.update(GRADIO_TEMP_DIR=str(temp_dir / "gradio"), MSMA_APP_OUTPUT=str(temp_dir / "outputs"))
     log = open(log_path, "w")  # noqa: SIM115 - closed with the process
-    return subprocess.Popen([sys.executable, "app.py", "--host", "127.0.0.1", "--port", str(port), "--no-warmup",
+    flags = () if warmup else ("--no-warmup",)
+    return subprocess.Popen([sys.executable, "app.py", "--host", "127.0.0.1", "--port", str(port), *flags,
                              *extra], cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
 
 

@@ -13,7 +13,7 @@ def test_cli_end_to_end(tmp_path: Path, photo_folder: Path, capsys) -> None:
     assert main(["users", "list", "-d", d]) == 0
     assert main(["status", "-d", d]) == 0
     for fmt in ("pts", "coco", "dlib", "hf"):
-        assert main(["export", "-d", d, "-f", fmt, "-o", str(tmp_path / f"out_{fmt}")]) == 0
+        assert main(["export", "-d", d, "-f", fmt, "-o", str(tmp_path / f"out_{fmt}"), "--status", "all"]) == 0
     assert main(["report", "-d", d, "--out", str(tmp_path / "report.html")]) == 0
     out = capsys.readouterr().out
     assert "added 4 image(s)" in out and "lab\tlabeler" in out and "0 of 4 done" in out

@@ -1,16 +1,17 @@
-"""Several labelers editing the same face through the Annotate tab's own Gradio handlers (the functions the
-browser's events call), in conflict: nothing anyone saved may be lost, and no save may put back a stale copy of a
-point someone else has moved since (the Reload -> Undo bug)."""
+"""Several labelers editing the same face through the Annotate tab's own handlers (the Gradio events of its buttons
+and the landmark editor's server function, exactly what the browser calls), in conflict: nothing anyone saved may
+be lost, and no save may put back a stale copy of a point someone else has moved since (the Reload -> Undo bug)."""
 
 from __future__ import annotations
 
+import itertools
 import random
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from annotate.labeling import SELECT_RADIUS
+from annotate.skeleton import OCCLUDED, OUTSIDE, VISIBLE
 from annotate.store import Store
 from tests.security_counts import record
 
@@ -18,7 +19,8 @@ gr = pytest.importorskip("gradio")
 
 
 class UI:
-    """The Annotate tab of create_app(store), driven handler by handler."""
+    """The Annotate tab of create_app(store), driven handler by handler; edits go through the editor's server
+    function as the page sends them (one op per gesture)."""
 
     def __init__(self, store: Store) -> None:
         from annotate.ui import create_app
@@ -34,7 +36,9 @@ class UI:
                         self.fns.setdefault((key, event), bf.fn)
             if getattr(bf.fn, "__name__", "") == "on_load":
                 self.fns[("page", "load")] = bf.fn
-        self.ann = None
+        editor = next(b for b in self.demo.blocks.values() if getattr(b, "elem_id", None) == "ann-editor")
+        self.apply = editor.lmk_apply
+        self.ids = itertools.count(1)
 
     def session(self, user: str) -> SimpleNamespace:
         request = SimpleNamespace(username=user)
@@ -52,35 +56,36 @@ class UI:
     def goto(self, s, image_id: int) -> str:
         return self._run(s, ("Open", "click"), image_id)
 
-    def pick(self, s, point: int) -> str:
-        return self._run(s, ("point (number or name)", "input"), str(point))
-
-    def click(self, s, u: float, v: float) -> str:
-        evt = gr.SelectData(None, {"index": [u, v], "value": None})
-        out = self.fns[("ann-image", "select")](s.state, None, evt, s.request)
-        s.state, s.last = out[0], out[3]
+    def op(self, s, kind: str, changes: list | None = None) -> str:
+        st = s.state
+        op = {"session": st["editor_session"], "id": next(self.ids), "op": kind, "image_id": st["image_id"],
+              "face": st["face"], "doc": st["editor_doc"]}
+        if changes is not None:
+            op["changes"] = changes
+        s.last = self.apply(op)["message"]
         return s.last
 
 
-def _display(ui: UI, st: dict, xy) -> np.ndarray:
-    view = st["view"]
-    return np.asarray(xy, float) * view["a"] + np.array([view["bx"], view["by"]])
+def move(ui: UI, s, point: int, rng: random.Random, image_wh: tuple[int, int]) -> str:
+    """Drag `point` somewhere in the photo (one editor op)."""
+    x, y = rng.uniform(5, image_wh[0] - 5), rng.uniform(5, image_wh[1] - 5)
+    return ui.op(s, "set", [[point, x, y, VISIBLE]])
 
 
-def move(ui: UI, s, point: int, rng: random.Random, image_wh: tuple[int, int]) -> str | None:
-    """Select `point` and click somewhere free (no other point within the select radius) to move it there."""
-    ui.pick(s, point)
-    st = s.state
-    pts = np.array([[np.nan if c is None else c for c in p] for p in st["points"]], float)
-    for _ in range(50):
-        x, y = rng.uniform(5, image_wh[0] - 5), rng.uniform(5, image_wh[1] - 5)
-        u, v = _display(ui, st, [x, y])
-        if 0 <= u < st["view"]["w"] and 0 <= v < st["view"]["h"]:
-            d = np.linalg.norm(_display(ui, st, pts) - [u, v], axis=1)
-            d[point] = np.inf
-            if not (d[np.isfinite(d)] <= SELECT_RADIUS + 1).any():
-                return ui.click(s, u, v)
-    return None
+def nudge(ui: UI, s, point: int, rng: random.Random) -> str:
+    x, y = s.state["points"][point]
+    if x is None:
+        return ""
+    dx, dy = rng.choice([(-1, 0), (1, 0), (0, -1), (0, 1)])
+    return ui.op(s, "set", [[point, x + dx, y + dy, s.state["vis"][point] or VISIBLE]])
+
+
+def cycle_visibility(ui: UI, s, point: int) -> str:
+    new = {VISIBLE: OCCLUDED, OCCLUDED: OUTSIDE, OUTSIDE: VISIBLE}[s.state["vis"][point]]
+    x, y = s.state["points"][point]
+    if x is None and new != OUTSIDE:
+        return ""
+    return ui.op(s, "set", [[point, x, y, new]])
 
 
 def _value(points, vis, i: int) -> tuple:
@@ -139,7 +144,7 @@ def test_reload_then_undo_keeps_the_other_labelers_save(labelled) -> None:
     msg = ui.press(alice, "ann-reload")
     assert "Undo" in msg and "10" in msg and "⚠" not in msg
     np.testing.assert_array_equal(np.array(alice.state["points"][30], float), bob_30)  # sees bob's version
-    assert "saved revision" in ui.press(alice, "ann-undo")
+    assert "saved revision" in ui.op(alice, "undo")
     final = store.get_annotation(image_id)
     np.testing.assert_array_equal(final.points[30], bob_30)  # bob's save kept
     np.testing.assert_array_equal(final.points[10], alice_10)  # alice's edit re-applied
@@ -173,15 +178,15 @@ def test_random_conflicting_sessions_lose_and_revert_nothing(labelled, seed: int
         action = rng.choices(["move", "undo", "redo", "reload", "nudge", "vis"], [5, 2, 1, 2, 1, 1])[0]
         point = rng.randrange(68)
         if action == "move":
-            msg = move(ui, s, point, rng, wh) or ""
+            msg = move(ui, s, point, rng, wh)
         elif action == "nudge":
-            ui.pick(s, point)
-            msg = ui.press(s, rng.choice(["ann-left", "ann-right", "ann-up", "ann-down"]))
+            msg = nudge(ui, s, point, rng)
         elif action == "vis":
-            ui.pick(s, point)
-            msg = ui.press(s, "ann-vis")
+            msg = cycle_visibility(ui, s, point)
+        elif action == "reload":
+            msg = ui.press(s, "ann-reload") if rng.random() < 0.5 else ui.op(s, "reload")
         else:
-            msg = ui.press(s, {"undo": "ann-undo", "redo": "ann-redo", "reload": "ann-reload"}[action])
+            msg = ui.op(s, action)
         conflicts += "conflict" in msg
         if action in ("move", "nudge", "vis"):
             # what the labeler chose for that point (kept even when the save was refused: a rebased Undo

@@ -152,13 +152,13 @@ def test_hf_dataset_roundtrip_through_store(tmp_path: Path, store: Store) -> Non
 @pytest.mark.parametrize("fmt", ["pts", "dlib", "coco", "hf"])
 def test_store_roundtrip_synthetic(tmp_path: Path, filled_store: Store, fmt: str) -> None:
     """import -> export -> import -> export -> import: the two re-imports are identical, and equal the original."""
-    first = export_project(filled_store, tmp_path / "e1", fmt)
+    first = export_project(filled_store, tmp_path / "e1", fmt, statuses="all")
     assert first.faces == 2
     s2 = Store(tmp_path / "p2", create=True)
     s2.create_project("default")
     r = import_source(s2, tmp_path / "e1")
     assert r.ok, r.summary()
-    export_project(s2, tmp_path / "e2", fmt)
+    export_project(s2, tmp_path / "e2", fmt, statuses="all")
     s3 = Store(tmp_path / "p3", create=True)
     s3.create_project("default")
     import_source(s3, tmp_path / "e2")
@@ -176,7 +176,7 @@ def test_roundtrip_is_exact_on_dlib_dev_set(shared_data: Path, tmp_path: Path, f
     src.create_project("default")
     r = import_folder(src, shared_data / "dlib_faces")
     assert r.ok and r.faces_imported == 43, r.summary()
-    export_project(src, tmp_path / "out", fmt)
+    export_project(src, tmp_path / "out", fmt, statuses="all")
     dst = Store(tmp_path / "dst", create=True)
     dst.create_project("default")
     r2 = import_source(dst, tmp_path / "out")

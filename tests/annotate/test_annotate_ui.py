@@ -145,7 +145,7 @@ def test_gradio_blocks_build_and_mount(filled_store: Store) -> None:
 
     demo = create_app(filled_store)
     config = demo.get_config_file()
-    assert any(c.get("props", {}).get("elem_id") == "ann-image" for c in config["components"])
+    assert any(c.get("props", {}).get("elem_id") == "ann-editor" for c in config["components"])
     with gr.Blocks() as outer:
         with gr.Tabs():
             with gr.Tab("Reconstruct"):
