@@ -492,13 +492,12 @@ def export_ply(mesh: MeshData, path: str | Path, unit: str = "m", binary: bool =
 # blendshapes + pose JSON
 # --------------------------------------------------------------------------------------------------------------
 def euler_to_matrix(angles: Sequence[float]) -> np.ndarray:
-    """(pitch, yaw, roll) radians -> 3x3 ``R = Rz(roll) @ Ry(yaw) @ Rx(pitch)`` (the library's convention)."""
-    pitch, yaw, roll = (float(a) for a in angles)
-    cx, sx, cy, sy, cz, sz = np.cos(pitch), np.sin(pitch), np.cos(yaw), np.sin(yaw), np.cos(roll), np.sin(roll)
-    rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
-    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
-    rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
-    return rz @ ry @ rx
+    """(pitch, yaw, roll) radians -> 3x3 numpy rotation: `msma.face_model.euler_to_matrix` (the one definition)."""
+    import torch
+
+    from msma.face_model import euler_to_matrix as euler_to_matrix_batched
+
+    return euler_to_matrix_batched(torch.tensor([[float(a) for a in angles]], dtype=torch.float64))[0].numpy()
 
 
 def _weights_dict(weights) -> dict[str, float]:

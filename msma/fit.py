@@ -71,6 +71,7 @@ class LandmarkFitSettings:
 @dataclass
 class PhotometricSettings:
     iterations: int = 40
+    texture_iterations: int = 10  # when only albedo and lighting are estimated (the default): a few steps suffice
     learning_rate: float = 0.01
     photometric_weight: float = 1.5
     landmark_weight: float = 3e-3
@@ -540,7 +541,8 @@ def _refine_photometric(
         values["expression"] = model.clamp_expression(values["expression"])
         return Coefficients.from_dict(values)
 
-    for step in range(settings.iterations):
+    iterations = settings.texture_iterations if optimise_texture_only else settings.iterations
+    for step in range(iterations):
         optimiser.zero_grad()
         coeffs = current()
         geometry = model.geometry(coeffs)

@@ -37,19 +37,6 @@ def landmark_loss(
     return (squared * w).sum() / w.sum().clamp_min(1e-8)
 
 
-def robust_landmark_loss(
-    predicted: torch.Tensor, target: torch.Tensor, weights: torch.Tensor, scale: torch.Tensor
-) -> torch.Tensor:
-    """Geman-McClure on distances normalised by face size: one bad landmark cannot drag the whole fit.
-
-    scale: (B,) inter-ocular distance in pixels.
-    """
-    squared = ((predicted - target) / scale[:, None, None]).pow(2).sum(-1)  # (B, 68)
-    sigma2 = 0.1**2
-    robust = squared / (squared + sigma2) * sigma2
-    return (robust * weights).sum(-1).mean() / weights.sum() * 68
-
-
 def photometric_loss(rendered: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean L2 colour distance inside the mask. rendered/target (B, H, W, 3), mask (B, H, W)."""
     distance = torch.sqrt(((rendered - target) ** 2).sum(-1) + 1e-8)  # (B, H, W)

@@ -660,10 +660,6 @@ class SyntheticCache(torch.utils.data.Dataset):
         return item
 
 
-def batch_to_coefficients(batch: dict[str, torch.Tensor]) -> Coefficients:
-    return Coefficients(**{f.name: batch[f.name] for f in fields(Coefficients)})
-
-
 def save_preview(batch: SyntheticBatch, path: str | os.PathLike, columns: int = 8, landmarks: bool = True) -> None:
     """A contact sheet of a batch (with landmarks) as PNG, to eyeball realism."""
     import cv2

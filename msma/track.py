@@ -10,10 +10,14 @@ Pipeline (the time of every stage is in ``TrackResult.timings``):
 2. landmarks: mediapipe's face mesh in video mode (it tracks from frame to frame and re-detects when it loses the
    face), 478 points with irises -> 68 iBUG points; faces are followed over frames by box overlap;
 3. identity: a few keyframes per face (the most frontal, most neutral frame of each stretch of the clip) fitted
-   together with one shared identity (`Reconstructor.estimate(..., shared_identity=True)`); the photo texture of
-   the rig is unwrapped from the most frontal frame;
-4. per frame, identity fixed: head pose and the 53 expression weights from the 68 landmarks, joint Gauss-Newton
-   steps warm-started from the previous frame (`fit_frame`);
+   together with one shared identity (`fit_identity`: the network's estimate from the keyframe crops as the prior,
+   then the same points, camera and priors as the per-frame fit); the photo texture of the rig is unwrapped from
+   the most frontal frame (`Reconstructor.reconstruct_face`);
+4. per frame, identity fixed: head pose and the 53 expression weights from the 68 landmarks (mediapipe's fixed
+   478 -> 68 mapping on ICT's landmark vertices; or ``dense``: all 468 mesh points on calibrated vertices),
+   joint Gauss-Newton steps warm-started from the previous frame with an L2 + L1 (sparsity) prior (`fit_frame`);
+   the mean head-pose offset of mediapipe's point layout, measured on synthetic renders by
+   `msma.track_calibration`, is subtracted;
 5. eye gaze: each iris centre back-projected onto the fitted eyeball sphere -> eye yaw / pitch in the head frame
    -> the eyeLook* weights (the landmark fit only sees the eyelids);
 6. One-Euro smoothing over time (`msma.smoothing`), restarted after every frame without a face.

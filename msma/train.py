@@ -200,20 +200,27 @@ def weighted_sum(terms: dict[str, torch.Tensor], w: LossWeights, names: dict[str
 class IdentityPerceptualLoss(torch.nn.Module):
     """1 - cosine similarity of face embeddings of the render and the photo (the paper's ArcFace loss).
 
-    ``path``: a TorchScript module mapping (B, 3, 112, 112) RGB in [-1, 1] to (B, D) embeddings. Not available
-    offline; training leaves this term out unless one is given.
+    ``path``: "dlib" = dlib's face-recognition ResNet ported to torch (`msma.face_embedding`, offline, from the
+    face-recognition-models package; the aligned crop resized to its 150 px chip), or a TorchScript module mapping
+    (B, 3, 112, 112) RGB in [-1, 1] to (B, D) embeddings (e.g. an ArcFace export).
     """
 
     def __init__(self, path: str | os.PathLike) -> None:
         super().__init__()
-        self.net = torch.jit.load(str(path), map_location="cpu").eval()
+        self.dlib = str(path) == "dlib"
+        if self.dlib:
+            from msma.face_embedding import CHIP_SIZE, DlibFaceEmbedder
+
+            self.net, self.size = DlibFaceEmbedder.from_package(), CHIP_SIZE
+        else:
+            self.net, self.size = torch.jit.load(str(path), map_location="cpu").eval(), 112
         for p in self.net.parameters():
             p.requires_grad_(False)
 
     def forward(self, rendered: torch.Tensor, photo: torch.Tensor) -> torch.Tensor:
         def embed(x):
-            x = F.interpolate(x, size=(112, 112), mode="bilinear", align_corners=False)
-            return F.normalize(self.net(x * 2 - 1), dim=-1)
+            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
+            return F.normalize(self.net(x * 255.0 if self.dlib else x * 2 - 1), dim=-1)
 
         return (1 - (embed(rendered) * embed(photo)).sum(-1)).mean()
 
@@ -667,8 +674,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--device", default=d.device)
     parser.add_argument("--no-amp", action="store_true", help="disable mixed precision on CUDA")
-    parser.add_argument("--identity-net", default=None, help="TorchScript face-embedding network for the identity "
-                                                             "perceptual loss (e.g. an ArcFace export)")
+    parser.add_argument("--identity-net", default=None, help="identity perceptual loss on real batches: 'dlib' (the "
+                                                             "offline dlib face-recognition ResNet in torch) or a "
+                                                             "TorchScript face embedder (e.g. an ArcFace export)")
     parser.add_argument("--backgrounds", default=None, help="photo folder for on-the-fly synthesis backgrounds")
     parser.add_argument("--weights", default=None, help='loss weights as JSON, e.g. \'{"vertex": 0.2}\'')
     parser.add_argument("--init", default=None, help="start from these network weights (safetensors, e.g. the "

@@ -85,3 +85,12 @@ def test_vertex_albedo_from_photo_recovers_albedo(model):
     ok = lower_face & (albedo.sum(-1) > 0)
     assert ok.sum() > 500
     assert np.median(np.abs(albedo[ok] - truth[ok])) < 0.03
+
+
+def test_cache_batch_equals_stacked_items(tmp_path, model):
+    prerender_cache(model, tmp_path / "c", n=4, seed=0, image_size=48, shard_size=2, progress=False)
+    cache = SyntheticCache(tmp_path / "c")
+    idx = [3, 0, 2]
+    batch = cache.batch(idx)
+    for key, value in batch.items():
+        assert torch.equal(value, torch.stack([cache[i][key] for i in idx])), key

@@ -46,7 +46,16 @@ def test_train_two_steps_and_resume(tmp_path):
     assert out_dict["identity"].shape == (1, 100)
 
 
-def test_train_on_cache_with_real_batches(tmp_path, model):
+@pytest.mark.parametrize("identity_net", [None, "dlib"])
+def test_train_on_cache_with_real_batches(tmp_path, model, identity_net):
+    if identity_net == "dlib":
+        pytest.importorskip("dlib")
+        from msma.face_embedding import package_model_path
+
+        try:
+            package_model_path()
+        except FileNotFoundError:
+            pytest.skip("face_recognition_models not installed")
     from msma.synth import SyntheticFaceGenerator, prerender_cache
 
     prerender_cache(model, tmp_path / "cache", n=4, seed=0, image_size=SIZE, shard_size=4, progress=False)
@@ -57,11 +66,14 @@ def test_train_on_cache_with_real_batches(tmp_path, model):
              names=np.array(["a", "b"]))
     out = tmp_path / "run"
     args = _args(out, 2, "--synthetic", str(tmp_path / "cache"), "--real", str(tmp_path / "real.npz"),
-                 "--real-every", "1", "--real-batch", "2", "--config", "plain-light")
+                 "--real-every", "1", "--real-batch", "2", "--config", "plain-light",
+                 *(["--identity-net", identity_net] if identity_net else []))
     assert train_mod.main(args) == 0
     with open(out / "log.csv") as f:
         rows = list(csv.DictReader(f))
     assert rows[-1]["photometric"] != "" and float(rows[-1]["real_loss"]) > 0
+    if identity_net:
+        assert 0 < float(rows[-1]["identity_perceptual"]) <= 2
 
 
 def test_loss_weights_from_json(tmp_path):

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The expression experiments of the model card (weights/README.md, "Issue 10"): fine-tunes of the shipped light
+# weights at 192 px on a seed-0 synthetic cache, validated every 50/100 steps on 256 held-out faces (seed 1000).
+#   bash scripts/network_experiments.sh cache      # render the caches (8,000 training faces, 500 held-out)
+#   bash scripts/network_experiments.sh probes     # x1-x4: expression-only losses, 150 steps each
+#   bash scripts/network_experiments.sh final      # MSMA + plain ablation, 700 steps each, the fixed losses
+#   bash scripts/network_experiments.sh evaluate   # the synthetic benchmark of both pairs of weights
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-python}
+run() {  # NAME STEPS ARGS...
+  local name=$1 steps=$2; shift 2
+  nice -n 10 $PY -m msma train --config light --synthetic runs/cache/synth192 --val runs/cache/val192 \
+    --val-items 256 --steps "$steps" --batch-size 16 --image-size 192 --threads 1 --out "runs/exp/$name" --quiet \
+    --log-every 20 --save-every 100 --resume "$@"
+}
+ZERO='"identity":0,"angles":0,"translation":0,"translation_z":0,"lighting":0,"texture":0,"vertex":0,"landmark":0'
+case "${1:-}" in
+  cache)
+    $PY -m msma.synth --out runs/cache/synth192 --n 8000 --image-size 192 --backgrounds ../shared/data/faces_in_the_wild
+    $PY -m msma.synth --out runs/cache/val192 --n 500 --seed 1000 --image-size 192 --backgrounds ../shared/data/old_photos
+    ;;
+  probes)
+    common=(--init weights/msma_light.safetensors --lr 5e-4 --decay-at --val-every 50)
+    run x1_mse 150 "${common[@]}" --weights "{$ZERO,\"expression\":20}"
+    run x2_bce 150 "${common[@]}" --weights "{$ZERO,\"expression\":0,\"expression_bce\":1}"
+    run x3_bce_spatial 150 "${common[@]}" --head-hidden 256 --weights "{$ZERO,\"expression\":0,\"expression_bce\":1}"
+    run x4_mse_spatial 150 "${common[@]}" --head-hidden 256 --weights "{$ZERO,\"expression\":20}"
+    ;;
+  final)
+    fixed=(--lr 2e-4 --decay-at 0.5 0.8 --val-every 100 --expression-activation clamp
+           --weights '{"translation_z": 0.1, "expression": 0, "expression_l1": 20}')
+    run msma192 700 --init weights/msma_light.safetensors "${fixed[@]}" --export runs/exp/msma192/export.safetensors
+    run plain192 700 --config plain-light --init weights/plain_light.safetensors "${fixed[@]}" \
+      --export runs/exp/plain192/export.safetensors
+    ;;
+  evaluate)
+    common=(--synthetic 64 --seed 1000 --backgrounds ../shared/data/old_photos --no-fitting --no-refine --reference
+            --threads 1)
+    $PY -m msma evaluate "${common[@]}" --weights runs/exp/msma192/export.safetensors \
+      --ablation-weights runs/exp/plain192/export.safetensors --name network_192_candidate
+    $PY -m msma evaluate "${common[@]}" --name network_shipped_64
+    $PY benchmarks/net_diagnostics.py --n 32 --out benchmarks/results --name net_diagnostics_shipped
+    $PY benchmarks/net_speed.py --size 192 --configs light,light-ablation --threads 1 --seconds 3 \
+      --out benchmarks/results --name net_speed_192
+    ;;
+  *) echo "usage: $0 cache|probes|final|evaluate" >&2; exit 2 ;;
+esac
