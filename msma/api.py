@@ -97,6 +97,8 @@ class FaceReconstruction:
     # the model's blendshape offsets (K, N, 3) model units, and its eyeball vertices: what `rig` needs
     expression_basis: np.ndarray | None = None
     eyeball_vertices: tuple[np.ndarray, np.ndarray] | None = None
+    # (F,) bool: triangles of the narrow face region (what the overlay draws; scalp, neck and ears hid the photo)
+    face_triangles: np.ndarray | None = None
 
     @property
     def landmark_error_px(self) -> float:
@@ -160,7 +162,8 @@ class ReconstructionResult:
         out = self.image
         for face in self.faces:
             render_rgb, render_mask = _shaded_render(face, out.shape[:2])
-            out = draw_overlay(out, face.projected[:, :2], face.faces, landmarks68=face.fitted_landmarks,
+            drawn = face.faces if face.face_triangles is None else face.faces[face.face_triangles]
+            out = draw_overlay(out, face.projected[:, :2], drawn, landmarks68=face.fitted_landmarks,
                                detected_landmarks68=face.detected_landmarks, alpha=alpha, render_rgb=render_rgb,
                                render_mask=render_mask, wireframe=wireframe, legend=face is self.faces[-1])
         return out
@@ -178,7 +181,8 @@ def _shaded_render(face: FaceReconstruction, shape: tuple[int, int], max_side: i
     height, width = shape
     rgb_full = np.zeros((height, width, 3), np.uint8)
     mask_full = np.zeros((height, width), np.float32)
-    xy = face.projected[:, :2]
+    triangles = face.faces if face.face_triangles is None else face.faces[face.face_triangles]
+    xy = face.projected[np.unique(triangles), :2]
     x0, y0 = np.floor(np.maximum(xy.min(0), 0)).astype(int)
     x1, y1 = np.ceil(np.minimum(xy.max(0) + 1, [width, height])).astype(int)
     if x1 <= x0 or y1 <= y0:
@@ -190,7 +194,7 @@ def _shaded_render(face: FaceReconstruction, shape: tuple[int, int], max_side: i
     screen[:, 0] = (screen[:, 0] - x0) * scale
     screen[:, 1] = (screen[:, 1] - y0) * scale
     verts = torch.as_tensor(face.vertices, dtype=torch.float32)[None]
-    faces = torch.as_tensor(face.faces, dtype=torch.long)
+    faces = torch.as_tensor(triangles, dtype=torch.long)
     camera_normals = vertex_normals(verts, faces)[0] @ _rotation(face).T
     shade = (0.25 + 0.75 * camera_normals[:, 2:3].clamp(0, 1)).expand(-1, 3) * torch.tensor([0.85, 0.85, 0.9])
     with torch.no_grad():
@@ -485,7 +489,15 @@ class Reconstructor:
             detector=detection.detector,
             expression_basis=model.expression_basis.detach().cpu().numpy().reshape(model.n_expression, -1, 3),
             eyeball_vertices=self._eyeball_vertices(),
+            face_triangles=self._face_triangles(),
         )
+
+    def _face_triangles(self) -> np.ndarray:
+        """(F,) bool: triangles whose vertices all lie in the model's narrow face region, and the eyeballs."""
+        in_face = np.zeros(self.model.n_vertices, bool)
+        in_face[self.model.narrow_face_vertices.cpu().numpy()] = True
+        triangles = self.model.triangles.cpu().numpy()
+        return in_face[triangles].all(1) | ~self.model.skin_triangles.cpu().numpy()
 
     def repose(self, face: FaceReconstruction, expression: dict[str, float] | None = None,
                identity: dict[int, float] | None = None) -> np.ndarray:

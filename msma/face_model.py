@@ -197,6 +197,7 @@ class FaceModel(nn.Module):
         face_vertices: np.ndarray | None = None,
         rigid_vertices: np.ndarray | None = None,
         camera: Camera | None = None,
+        narrow_face_vertices: np.ndarray | None = None,
     ) -> None:
         super().__init__()
         n = mean.shape[0]
@@ -217,6 +218,9 @@ class FaceModel(nn.Module):
         self.register_buffer("skin_triangles", torch.as_tensor(all_triangles, dtype=torch.bool))
         face = np.arange(n) if face_vertices is None else face_vertices
         self.register_buffer("face_vertices", torch.as_tensor(face, dtype=torch.long))
+        narrow = face if narrow_face_vertices is None else narrow_face_vertices
+        # the front of the face without forehead-to-scalp, ears and neck (ICT's "narrow_face")
+        self.register_buffer("narrow_face_vertices", torch.as_tensor(narrow, dtype=torch.long))
         rigid = face if rigid_vertices is None else rigid_vertices
         self.register_buffer("rigid_vertices", torch.as_tensor(rigid, dtype=torch.long))
         self.uv = None if uv is None else np.asarray(uv, np.float32)
@@ -335,6 +339,7 @@ class FaceModel(nn.Module):
             skin_triangles=skin[keep],
             face_vertices=face,
             rigid_vertices=data["rigid_vertices"],
+            narrow_face_vertices=data["narrow_face"] if "narrow_face" in data else None,
             # Project choice: the ICT head is real-size; a camera 12 dm away leaves a margin around the face in
             # the 224 crop at zero translation (Deep3DFaceRecon's BFM setup uses 10).
             camera=Camera(distance=12.0),

@@ -119,3 +119,15 @@ def test_bundled_network_weights_reconstruct(portrait: Path, result) -> None:
     auto = Reconstructor()
     assert auto.method == DEFAULT_METHOD == "fitting"  # the most accurate measured (benchmarks/sfm_3d.py)
     assert auto.network is not None  # weights still load for the app's other methods
+
+
+def test_overlay_shades_the_face_not_the_neck(result) -> None:
+    """The overlay's shaded mesh is the narrow face region: nothing well below the chin (no grey neck slab)."""
+    from msma.api import _shaded_render
+
+    face = result[0]
+    _, mask = _shaded_render(face, result.image.shape[:2])
+    chin_y = face.fitted_landmarks[8, 1]
+    face_height = chin_y - face.fitted_landmarks[19, 1]
+    assert mask[int(chin_y + 0.25 * face_height):].sum() == 0
+    assert mask[int(face.fitted_landmarks[30, 1]), int(face.fitted_landmarks[30, 0])] > 0.5  # the nose is drawn
