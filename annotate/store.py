@@ -249,14 +249,6 @@ def hash_password(password: str, salt: bytes | None = None, algo: str | None = N
     return "pbkdf2_sha256", salt, digest
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def resolve_store_path(path: str | os.PathLike) -> Path:
     p = Path(path)
     if p.suffix in (".sqlite", ".db", ".sqlite3"):
