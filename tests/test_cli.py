@@ -30,3 +30,18 @@ def test_reconstruct_batch_continues_after_bad_photos(shared_data: Path, tmp_pat
     assert (out / "img12_face0.glb").is_file()
     summary = json.loads((out / "summary.json").read_text())
     assert [entry["photo"] for entry in summary] == [str(good)]
+
+
+def test_reconstruct_prints_no_native_detector_logging(tmp_path: Path) -> None:
+    """mediapipe's C++ start-up lines (TFLite delegate, absl warnings) do not reach the user's terminal."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-m", "msma", "reconstruct", str(repo / "examples" / "01_portrait.jpg"),
+                           "-o", str(tmp_path), "--format", "json"], cwd=repo, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    noise = [line for line in done.stderr.splitlines() if "XNNPACK" in line or line.startswith(("W0000", "I0000"))
+             or "absl::InitializeLog" in line]
+    assert noise == []

@@ -7,12 +7,14 @@ face mesh, dlib shape predictor) runs on full-resolution crops.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import math
 import os
+import sys
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +51,30 @@ def _cached(key: str, factory: Callable[[], Any]) -> Any:
         if key not in _cache:
             _cache[key] = factory()
         return _cache[key]
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Send file descriptor 2 to /dev/null for the block. mediapipe's TFLite / absl C++ code prints INFO and
+    WARNING lines ("Created TensorFlow Lite XNNPACK delegate", "Feedback manager requires ...") straight to the
+    process's stderr when a graph is built and first run, which neither GLOG_minloglevel nor Python's warnings
+    reach. Used only while a model is created and warmed up (once per process, under the detector lock)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _warmed_up(model: Any) -> Any:
+    """A mediapipe solution, built and run once on a blank image with its native start-up logging silenced."""
+    with _native_stderr_silenced():
+        model.process(np.zeros((64, 64, 3), np.uint8))
+    return model
 
 
 # --------------------------------------------------------------------------------------------------- availability
@@ -192,20 +218,23 @@ def _mp_solutions() -> Any:
 
 
 def _mp_face_detector(model_selection: int) -> Any:
-    return _cached(
-        f"mp_det{model_selection}",
-        lambda: _mp_solutions().face_detection.FaceDetection(model_selection=model_selection,
-                                                             min_detection_confidence=0.5),
-    )
+    def build() -> Any:
+        with _native_stderr_silenced():
+            model = _mp_solutions().face_detection.FaceDetection(model_selection=model_selection,
+                                                                 min_detection_confidence=0.5)
+        return _warmed_up(model)
+
+    return _cached(f"mp_det{model_selection}", build)
 
 
 def _mp_face_mesh() -> Any:
-    return _cached(
-        "mp_mesh",
-        lambda: _mp_solutions().face_mesh.FaceMesh(
-            static_image_mode=True, max_num_faces=3, refine_landmarks=True, min_detection_confidence=0.3
-        ),
-    )
+    def build() -> Any:
+        with _native_stderr_silenced():
+            model = _mp_solutions().face_mesh.FaceMesh(
+                static_image_mode=True, max_num_faces=3, refine_landmarks=True, min_detection_confidence=0.3)
+        return _warmed_up(model)
+
+    return _cached("mp_mesh", build)
 
 
 def _mp_detect_boxes(image: np.ndarray) -> list[tuple[np.ndarray, float]]:
