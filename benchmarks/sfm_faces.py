@@ -106,11 +106,11 @@ def _bilinear(image: np.ndarray, xy: np.ndarray) -> np.ndarray:
     """Sample (H, W, 3) uint8 at continuous pixel coordinates (pixel centres at +0.5) -> (N, 3) float in [0, 1]."""
     import cv2
 
-    h, w = image.shape[:2]
-    coords = (xy - 0.5).astype(np.float32).reshape(-1, 256, 2) if len(xy) % 256 == 0 else None
-    if coords is None:  # cv2.remap needs maps shorter than 32767 on each side
-        pad = (-len(xy)) % 256
-        coords = np.concatenate([xy, np.zeros((pad, 2))]).astype(np.float32).reshape(-1, 256, 2) - 0.5
+    from msma.pixels import to_pixel_index
+
+    # cv2.remap wants maps shorter than 32767 per side: lay the N points out as rows of 256
+    pad = (-len(xy)) % 256
+    coords = to_pixel_index(np.concatenate([xy, np.zeros((pad, 2))])).astype(np.float32).reshape(-1, 256, 2)
     out = cv2.remap(image, coords[..., 0], coords[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     return out.reshape(-1, 3)[: len(xy)].astype(np.float64) / 255.0
 
