@@ -220,46 +220,50 @@ def _linear_system(
                             tracker.expression_basis[:, rows], target, sigma)
 
 
+def box_qp(hessian: np.ndarray, gradient: np.ndarray, lower: np.ndarray, upper: np.ndarray,
+           start: np.ndarray | None = None) -> np.ndarray:
+    """min 1/2 x'Hx - g'x subject to lower <= x <= upper (H positive definite), by an active set from a start.
+
+    Written here because scipy's lsq_linear (BVLS) re-factorises the tall matrix on every step, which is ~100x
+    slower for these small (<= a few hundred variables) problems. One variable is released per step, the most
+    violating one, for stable convergence.
+    """
+    n = len(gradient)
+    x = np.clip(np.zeros(n) if start is None else np.asarray(start, np.float64), lower, upper)
+    at_lower, at_upper = x <= lower, x >= upper
+    for _ in range(3 * n + 10):
+        free = ~(at_lower | at_upper)
+        x[at_lower], x[at_upper] = lower[at_lower], upper[at_upper]
+        if free.any():
+            fixed = ~free
+            rhs = gradient[free] - hessian[np.ix_(free, fixed)] @ x[fixed]
+            x[free] = np.linalg.solve(hessian[np.ix_(free, free)], rhs)
+        below, above = free & (x < lower - 1e-12), free & (x > upper + 1e-12)
+        if below.any() or above.any():
+            at_lower |= below
+            at_upper |= above
+            continue
+        grad = hessian @ x - gradient
+        release = (at_lower & (grad < -1e-9)) | (at_upper & (grad > 1e-9))
+        if not release.any():
+            break
+        worst = int(np.argmax(np.abs(grad) * release))
+        at_lower[worst] = at_upper[worst] = False
+    return np.clip(x, lower, upper)
+
+
 def bounded_least_squares(design: np.ndarray, rhs: np.ndarray, lower: np.ndarray, upper: np.ndarray,
                           linear: np.ndarray | None = None) -> np.ndarray:
-    """min ||design x - rhs||^2 + linear . x subject to lower <= x <= upper, by an active set on the normal equations.
+    """min ||design x - rhs||^2 + linear . x subject to lower <= x <= upper: `box_qp` on the normal equations.
 
-    The linear term is an L1 penalty on variables bounded below by 0 (sparse expression weights).
-
-    Written here because scipy's lsq_linear (BVLS) re-factorises the tall matrix on every step, which is
-    ~100x slower for these small (<= a few hundred variables) problems; single-threaded BLAS avoids thread
-    oversubscription on small matrices.
+    The linear term is an L1 penalty on variables bounded below by 0 (sparse expression weights). Single-threaded
+    BLAS avoids thread oversubscription on these small matrices.
     """
     with threadpool_limits(1):
-        hessian = design.T @ design
-        gradient_rhs = design.T @ rhs
+        gradient = design.T @ rhs
         if linear is not None:
-            gradient_rhs = gradient_rhs - 0.5 * np.asarray(linear, np.float64)
-        n = hessian.shape[0]
-        at_lower = np.zeros(n, bool)
-        at_upper = np.zeros(n, bool)
-        x = np.zeros(n)
-        for _ in range(3 * n + 10):
-            free = ~(at_lower | at_upper)
-            x[at_lower] = lower[at_lower]
-            x[at_upper] = upper[at_upper]
-            fixed = ~free
-            x[free] = np.linalg.solve(
-                hessian[np.ix_(free, free)], gradient_rhs[free] - hessian[np.ix_(free, fixed)] @ x[fixed]
-            )
-            below, above = free & (x < lower - 1e-12), free & (x > upper + 1e-12)
-            if below.any() or above.any():
-                at_lower |= below
-                at_upper |= above
-                continue
-            grad = hessian @ x - gradient_rhs
-            release = (at_lower & (grad < -1e-9)) | (at_upper & (grad > 1e-9))
-            if not release.any():
-                break
-            # release the most violating one only, for stable convergence
-            worst = np.argmax(np.abs(grad) * release)
-            at_lower[worst] = at_upper[worst] = False
-        return np.clip(x, lower, upper)
+            gradient = gradient - 0.5 * np.asarray(linear, np.float64)
+        return box_qp(design.T @ design, gradient, lower, upper)
 
 
 class MeshPoints:

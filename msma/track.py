@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from msma.align import estimate_transform, transform_points
+from msma.fit import box_qp
 from msma.landmarks.base import FaceLandmarks, NoFaceError, box_from_points, five_points_from_68
 from msma.smoothing import OneEuroSettings, smooth_series
 from msma.video import VideoDecodeError, VideoFrame, VideoInfo, frame_rate_report, open_video
@@ -176,33 +177,6 @@ def _angles(rotation: np.ndarray) -> np.ndarray:
     from msma.face_model import matrix_to_euler
 
     return matrix_to_euler(rotation)
-
-
-def box_qp(hessian: np.ndarray, gradient: np.ndarray, lower: np.ndarray, upper: np.ndarray,
-           start: np.ndarray | None = None) -> np.ndarray:
-    """min 1/2 x'Hx - g'x subject to lower <= x <= upper (H positive definite), active set from a warm start."""
-    n = len(gradient)
-    x = np.clip(np.zeros(n) if start is None else start, lower, upper)
-    at_lower, at_upper = x <= lower, x >= upper
-    for _ in range(2 * n + 10):
-        free = ~(at_lower | at_upper)
-        x[at_lower], x[at_upper] = lower[at_lower], upper[at_upper]
-        if free.any():
-            fixed = ~free
-            rhs = gradient[free] - hessian[np.ix_(free, fixed)] @ x[fixed]
-            x[free] = np.linalg.solve(hessian[np.ix_(free, free)], rhs)
-        below, above = free & (x < lower), free & (x > upper)
-        if below.any() or above.any():
-            at_lower |= below
-            at_upper |= above
-            continue
-        grad = hessian @ x - gradient
-        release = (at_lower & (grad < -1e-9)) | (at_upper & (grad > 1e-9))
-        if not release.any():
-            break
-        worst = int(np.argmax(np.abs(grad) * release))
-        at_lower[worst] = at_upper[worst] = False
-    return np.clip(x, lower, upper)
 
 
 @dataclass
