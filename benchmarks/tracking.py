@@ -117,22 +117,10 @@ def backgrounds(rng: np.random.Generator, k: int) -> list[np.ndarray]:
 def texture_bank(model: FaceModel) -> np.ndarray:
     from PIL import Image
 
-    from msma.align import align_face, transform_points
-    from msma.landmarks import detect_faces
-    from msma.synth import build_texture_bank
+    from msma.synth import texture_bank_from_photos
 
     paths = sorted((ROOT / "examples").glob("*.jpg")) + sorted((SHARED / "faces_in_the_wild").glob("img1*.jpg"))[:4]
-    template = model.five_point_template()
-    crops, lms = [], []
-    for path in paths:
-        photo = np.asarray(Image.open(path).convert("RGB"))
-        found = detect_faces(photo)
-        if not found:
-            continue
-        aligned = align_face(photo, found[0].five_points(), template=template)
-        crops.append(aligned.image)
-        lms.append(transform_points(found[0].landmarks68, aligned.matrix))
-    return build_texture_bank(model, np.stack(crops), np.stack(lms), progress=False)
+    return texture_bank_from_photos(model, [np.asarray(Image.open(p).convert("RGB")) for p in paths])
 
 
 def render_clip(model: FaceModel, generator, index: int, weights: np.ndarray, angles: np.ndarray,

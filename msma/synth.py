@@ -544,6 +544,26 @@ def build_texture_bank(
     return np.stack(bank) if bank else np.zeros((0, len(mean), 3), np.float16)
 
 
+def texture_bank_from_photos(model: FaceModel, photos: Sequence[np.ndarray], progress: bool = False) -> np.ndarray:
+    """`build_texture_bank` on the largest detected face of each photo (uint8 RGB); photos without a face are
+    skipped."""
+    from msma.align import align_face, transform_points
+    from msma.landmarks import detect_faces
+
+    template = model.five_point_template()
+    crops, landmarks = [], []
+    for photo in photos:
+        faces = detect_faces(photo)
+        if not faces:
+            continue
+        aligned = align_face(photo, faces[0].five_points(), template=template)
+        crops.append(aligned.image)
+        landmarks.append(transform_points(faces[0].landmarks68, aligned.matrix))
+    if not crops:
+        return np.zeros((0, model.n_vertices, 3), np.float16)
+    return build_texture_bank(model, np.stack(crops), np.stack(landmarks), progress=progress)
+
+
 # ---------------------------------------------------------------------- cache
 def prerender_cache(
     model: FaceModel,

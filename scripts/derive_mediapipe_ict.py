@@ -32,11 +32,10 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from msma.align import align_face, transform_points  # noqa: E402
 from msma.face_model import FaceModel  # noqa: E402
 from msma.image_io import load_image  # noqa: E402
 from msma.landmarks import detect_faces  # noqa: E402
-from msma.synth import SyntheticFaceGenerator, build_texture_bank  # noqa: E402
+from msma.synth import SyntheticFaceGenerator, texture_bank_from_photos  # noqa: E402
 
 TEXTURE_PHOTOS = ("Adele_crop.png", "Julia_Roberts_crop.png", "Justin_Timberlake_crop.png", "Paris_Hilton_crop.png",
                   "Blake_Lively.jpg")
@@ -46,17 +45,8 @@ OUT = ROOT / "msma" / "data" / "mediapipe_to_ict.npz"
 
 def texture_bank(model: FaceModel) -> np.ndarray:
     folder = ROOT.parent / "shared" / "data" / "old_photos"
-    template = model.five_point_template()
-    crops, landmarks = [], []
-    for name in TEXTURE_PHOTOS:
-        photo = load_image(folder / name)
-        faces = detect_faces(photo)
-        if not faces:
-            continue
-        aligned = align_face(photo, faces[0].five_points(), template=template)
-        crops.append(aligned.image)
-        landmarks.append(transform_points(faces[0].landmarks68, aligned.matrix))
-    return build_texture_bank(model, np.stack(crops), np.stack(landmarks), progress=False).astype(np.float32)
+    photos = [load_image(folder / name) for name in TEXTURE_PHOTOS]
+    return texture_bank_from_photos(model, photos).astype(np.float32)
 
 
 def collect(model: FaceModel, n: int, batch: int = 8) -> tuple[np.ndarray, np.ndarray]:

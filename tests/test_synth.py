@@ -94,3 +94,16 @@ def test_cache_batch_equals_stacked_items(tmp_path, model):
     batch = cache.batch(idx)
     for key, value in batch.items():
         assert torch.equal(value, torch.stack([cache[i][key] for i in idx])), key
+
+
+def test_texture_bank_from_photos_skips_photos_without_a_face(ict) -> None:
+    """One skin albedo per photo with a face; a blank photo adds nothing."""
+    from pathlib import Path
+
+    from msma.image_io import load_image
+    from msma.synth import texture_bank_from_photos
+
+    portrait = load_image(Path(__file__).resolve().parents[1] / "examples" / "01_portrait.jpg")
+    bank = texture_bank_from_photos(ict, [portrait, np.zeros((200, 200, 3), np.uint8)])
+    assert bank.shape == (1, ict.n_vertices, 3)
+    assert np.isfinite(bank.astype(np.float32)).all() and 0 <= bank.min() and bank.max() <= 1
