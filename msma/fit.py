@@ -356,9 +356,13 @@ def fit_landmarks(
     return coeffs
 
 
-def _cauchy_row_scale(residual_px: np.ndarray, sigma: np.ndarray, scale: float) -> np.ndarray:
-    """sqrt of the Cauchy IRLS weight 1 / (1 + (r / (scale sigma))^2), per point."""
-    return 1.0 / np.sqrt(1.0 + (residual_px / (scale * sigma)) ** 2)
+def _cauchy_row_scale(a_id: np.ndarray, a_exp: np.ndarray, rhs: np.ndarray, coeffs: Coefficients,
+                      scale: float) -> np.ndarray:
+    """(K,) sqrt of the Cauchy IRLS weight 1 / (1 + (r / scale)^2) of each point of a `_projection_rows` system at
+    the current coefficients (r: the point's residual in sigmas, the rows being scaled by 1 / sigma)."""
+    residual = (a_id @ coeffs.identity[0].double().cpu().numpy()
+                + a_exp @ coeffs.expression[0].double().cpu().numpy() - rhs)
+    return 1.0 / np.sqrt(1.0 + (np.hypot(*residual.reshape(2, -1)) / scale) ** 2)
 
 
 def _expression_pairs(model: FaceModel) -> list[tuple[int, int]]:
@@ -413,10 +417,8 @@ def _landmark_rounds(
             index = contour.correspondences(model, single)
             w68 = settings.dense_landmark68_weight if has_dense[b] else 1.0
             a_id, a_exp, rhs = _linear_system(model, contour, single, index, targets[b], sigma68 / w68)
-            if round_index:  # robust reweighting from the current residuals (in sigmas)
-                residual = np.hypot(*(a_id @ single.identity[0].double().cpu().numpy()
-                                      + a_exp @ single.expression[0].double().cpu().numpy() - rhs).reshape(2, -1))
-                scale68[b] = _cauchy_row_scale(residual, np.ones(68), settings.robust_scale)
+            if round_index:  # robust reweighting from the current residuals
+                scale68[b] = _cauchy_row_scale(a_id, a_exp, rhs, single, settings.robust_scale)
             row_scale = np.concatenate([scale68[b], scale68[b]])[:, None]
             mask = np.concatenate([valid[b], valid[b]])
             parts = [(a_id * row_scale)[mask], (a_exp * row_scale)[mask], (rhs * row_scale[:, 0])[mask]]
@@ -424,9 +426,7 @@ def _landmark_rounds(
                 d_id, d_exp, d_rhs = _projection_rows(model, single, mesh_points.mean, mesh_points.identity_basis,
                                                       mesh_points.expression_basis, dense[b], sigma_dense)
                 if round_index:
-                    residual = np.hypot(*(d_id @ single.identity[0].double().cpu().numpy()
-                                          + d_exp @ single.expression[0].double().cpu().numpy() - d_rhs).reshape(2, -1))
-                    scale_dense[b] = _cauchy_row_scale(residual, np.ones(len(residual)), settings.robust_scale)
+                    scale_dense[b] = _cauchy_row_scale(d_id, d_exp, d_rhs, single, settings.robust_scale)
                 seen = mesh_points.visible(single, model.camera.distance, settings.visibility_threshold)
                 d_scale = np.concatenate([scale_dense[b], scale_dense[b]])[:, None]
                 d_mask = np.concatenate([seen, seen])
