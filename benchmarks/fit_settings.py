@@ -23,8 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from sfm_3d import SPLIT_SEEDS, VIEWS, load_textures, score_ict  # noqa: E402
-from sfm_faces import SurreyModel, render_face  # noqa: E402
+from sfm_3d import load_textures, score_ict, subject_views  # noqa: E402
+from sfm_faces import SurreyModel  # noqa: E402
 
 from msma.face_model import MODEL_UNITS_TO_MM  # noqa: E402
 from msma.fit import LandmarkFitSettings, PhotometricSettings  # noqa: E402
@@ -64,25 +64,14 @@ GRID: dict[str, dict] = {
 }
 
 
-def dev_cases(n_subjects: int, distance_mm: float = 600.0) -> list[dict]:
-    from msma.landmarks import detect_faces
-
+def dev_cases(n_subjects: int, distance_mm: float = 600.0) -> tuple[list[dict], SurreyModel]:
     sfm = SurreyModel()
     textures = load_textures(sfm)
-    seed = SPLIT_SEEDS["dev"]
     cases = []
     for subject in tqdm(range(n_subjects), desc="dev renders"):
-        rng = np.random.default_rng([seed, subject])
-        truth = sfm.shape(rng.normal(size=sfm.n_modes))
-        gt = {"points": sfm.dense(truth)[::4], "nose": truth[sfm.nose_tip], "landmarks": truth[sfm.inner_vertices]}
-        for yaw, pitch in VIEWS:
-            sign = 1 if rng.random() < 0.5 else -1
-            image = render_face(sfm, truth, textures[subject % len(textures)], sign * yaw, pitch,
-                                seed=seed * 1000 + subject, distance_mm=distance_mm).image
-            found = detect_faces(image)
-            if found:
-                cases.append({"subject": subject, "view": f"yaw{yaw}_pitch{pitch}", "image": image,
-                              "detection": found[0], "gt": gt})
+        gt, views = subject_views(sfm, textures, "dev", subject, distance_mm)
+        cases += [{"subject": subject, "view": view, "image": image, "detection": detection, "gt": gt}
+                  for view, image, detection in views if detection is not None]
     return cases, sfm
 
 
@@ -100,10 +89,8 @@ def main() -> int:
     rec = Reconstructor(method="fitting", photometric=False)
     model = rec.model
     plain = rec
-    extra = {"ict_faces": model.triangles.cpu().numpy()[model.skin_triangles.cpu().numpy()],
-             "ict_region": model.face_vertices.cpu().numpy()}
     mean_mm = model.mean.cpu().numpy().astype(np.float64) * MODEL_UNITS_TO_MM
-    rows = {"mean face": {"mean_mm": float(np.mean([score_ict(model, mean_mm, {**c["gt"], **extra}, sfm)["mean_mm"]
+    rows = {"mean face": {"mean_mm": float(np.mean([score_ict(model, mean_mm, c["gt"], sfm)["mean_mm"]
                                                     for c in cases]))}}
     for name, change in grid.items():
         change = dict(change)
@@ -114,7 +101,7 @@ def main() -> int:
         errors, weights, views = [], [], {}
         for c in tqdm(cases, desc=name):
             face = rec.reconstruct_face(c["image"], c["detection"], texture=False)
-            errors.append(score_ict(model, face.neutral_vertices * MODEL_UNITS_TO_MM, {**c["gt"], **extra},
+            errors.append(score_ict(model, face.neutral_vertices * MODEL_UNITS_TO_MM, c["gt"],
                                     sfm)["mean_mm"])
             weights.append(max(face.blendshapes.values()))
             views.setdefault(c["view"], []).append(errors[-1])

@@ -81,9 +81,34 @@ class EosPeer:
         return self.sfm.shape(np.asarray(shape_coeffs))
 
 
+def subject_shape(sfm: SurreyModel, split: str, subject: int) -> tuple[np.ndarray, np.random.Generator, dict]:
+    """Subject ``subject`` of a split: its SFM shape (mm), the generator its views draw from, its ground truth."""
+    rng = np.random.default_rng([SPLIT_SEEDS[split], subject])
+    truth = sfm.shape(rng.normal(size=sfm.n_modes))
+    gt = {"points": sfm.dense(truth)[::4], "nose": truth[sfm.nose_tip], "landmarks": truth[sfm.inner_vertices]}
+    return truth, rng, gt
+
+
+def subject_views(sfm: SurreyModel, textures: list[np.ndarray], split: str, subject: int,
+                  distance_mm: float = 600.0):
+    """Ground truth of a subject and, for each of `VIEWS`, (view name, render, largest detection or None)."""
+    from msma.landmarks import detect_faces
+
+    truth, rng, gt = subject_shape(sfm, split, subject)
+    views = []
+    for yaw, pitch in VIEWS:
+        sign = 1 if rng.random() < 0.5 else -1  # turn left or right
+        image = render_face(sfm, truth, textures[subject % len(textures)], sign * yaw, pitch,
+                            seed=SPLIT_SEEDS[split] * 1000 + subject, distance_mm=distance_mm).image
+        found = detect_faces(image)
+        views.append((f"yaw{yaw}_pitch{pitch}", image, found[0] if found else None))
+    return gt, views
+
+
 def score_ict(model, neutral_mm: np.ndarray, gt: dict, sfm: SurreyModel) -> dict:
     lm = model.landmarks68.cpu().numpy()
-    return scan_error(neutral_mm, gt["ict_faces"], gt["points"], gt["nose"], pred_region=gt["ict_region"],
+    skin_faces = model.triangles.cpu().numpy()[model.skin_triangles.cpu().numpy()]
+    return scan_error(neutral_mm, skin_faces, gt["points"], gt["nose"], pred_region=model.face_vertices.cpu().numpy(),
                       scan_landmarks=gt["landmarks"], pred_landmarks=neutral_mm[lm[sfm.inner_ibug]],
                       pred_nose_tip=neutral_mm[lm[30]], similarity=True).as_dict()
 
@@ -96,38 +121,26 @@ def score_sfm(vertices_mm: np.ndarray, gt: dict, sfm: SurreyModel) -> dict:
 
 def run(split: str, n_subjects: int, methods: tuple[str, ...], multiview: bool = True) -> dict:
     from msma.api import Reconstructor
-    from msma.landmarks import detect_faces
 
     sfm = SurreyModel()
     textures = load_textures(sfm)
     reconstructors = {m: Reconstructor(method=m) for m in methods if m not in ("mean", "eos", "sfm-mean")}
     any_rec = next(iter(reconstructors.values()), None) or Reconstructor(method="fitting")
     model = any_rec.model
-    ict_faces = model.triangles.cpu().numpy()[model.skin_triangles.cpu().numpy()]
-    ict_region = model.face_vertices.cpu().numpy()
     mean_mm = model.mean.cpu().numpy().astype(np.float64) * MODEL_UNITS_TO_MM
     eos_peer = EosPeer(sfm) if "eos" in methods else None
     rows: list[dict] = []
     failures: list[dict] = []
     seed = SPLIT_SEEDS[split]
     for subject in tqdm(range(n_subjects), desc=f"SFM {split} subjects"):
-        rng = np.random.default_rng([seed, subject])
-        truth = sfm.shape(rng.normal(size=sfm.n_modes))
-        dense = sfm.dense(truth)
-        gt = {"points": dense[::4], "nose": truth[sfm.nose_tip], "landmarks": truth[sfm.inner_vertices],
-              "ict_faces": ict_faces, "ict_region": ict_region}
-        texture = textures[subject % len(textures)]
+        gt, views = subject_views(sfm, textures, split, subject)
         renders, detections = [], []
-        for yaw, pitch in VIEWS:
-            sign = 1 if rng.random() < 0.5 else -1  # turn left or right
-            image = render_face(sfm, truth, texture, sign * yaw, pitch, seed=seed * 1000 + subject).image
-            found = detect_faces(image)
-            view = f"yaw{yaw}_pitch{pitch}"
-            if not found:
+        for view, image, detection in views:
+            if detection is None:
                 failures.append({"subject": subject, "view": view, "error": "no face detected"})
                 continue
             renders.append((view, image))
-            detections.append(found[0])
+            detections.append(detection)
             for method in methods:
                 start = time.perf_counter()
                 if method == "mean":
@@ -135,11 +148,11 @@ def run(split: str, n_subjects: int, methods: tuple[str, ...], multiview: bool =
                 elif method == "sfm-mean":
                     err = score_sfm(sfm.mean, gt, sfm)
                 elif method == "eos":
-                    err = score_sfm(eos_peer(image, found[0].landmarks68), gt, sfm)
+                    err = score_sfm(eos_peer(image, detection.landmarks68), gt, sfm)
                 else:
-                    face = reconstructors[method].reconstruct_face(image, found[0], texture=False)
+                    face = reconstructors[method].reconstruct_face(image, detection, texture=False)
                     err = score_ict(model, face.neutral_vertices * MODEL_UNITS_TO_MM, gt, sfm)
-                rows.append({"subject": subject, "view": view, "method": method, "detector": found[0].detector,
+                rows.append({"subject": subject, "view": view, "method": method, "detector": detection.detector,
                              "seconds": time.perf_counter() - start, **err})
         if multiview and len(renders) > 1:
             for method, rec in reconstructors.items():
@@ -167,16 +180,16 @@ def summarise(result: dict) -> dict:
                       "per_view": {v: float(np.mean([r["mean_mm"] for r in mine if r["view"] == v]))
                                    for v in dict.fromkeys(r["view"] for r in mine)}}
     for ref in ("mean", "eos"):
-        if ref in summary:
-            for m in methods:
-                # ratio on the same (subject, view) pairs; multi-view rows compare with the reference's mean
-                ref_rows = {(r["subject"], r["view"]): r["mean_mm"] for r in rows if r["method"] == ref}
-                ref_subject = {s: np.mean([v for (ss, _), v in ref_rows.items() if ss == s])
-                               for s in {k[0] for k in ref_rows}}
-                pairs = [(r["mean_mm"], ref_rows.get((r["subject"], r["view"]), ref_subject.get(r["subject"])))
-                         for r in rows if r["method"] == m]
-                pairs = [(a, b) for a, b in pairs if b is not None]
-                summary[m][f"vs_{ref}"] = float(np.mean([a for a, _ in pairs]) / np.mean([b for _, b in pairs]))
+        if ref not in summary:
+            continue
+        # ratio on the same (subject, view) pairs; multi-view rows compare with the reference's subject mean
+        ref_rows = {(r["subject"], r["view"]): r["mean_mm"] for r in rows if r["method"] == ref}
+        ref_subject = {s: np.mean([v for (ss, _), v in ref_rows.items() if ss == s]) for s in {k[0] for k in ref_rows}}
+        for m in methods:
+            pairs = [(r["mean_mm"], ref_rows.get((r["subject"], r["view"]), ref_subject.get(r["subject"])))
+                     for r in rows if r["method"] == m]
+            pairs = [(a, b) for a, b in pairs if b is not None]
+            summary[m][f"vs_{ref}"] = float(np.mean([a for a, _ in pairs]) / np.mean([b for _, b in pairs]))
     return summary
 
 

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from sfm_3d import SPLIT_SEEDS, load_textures, score_ict  # noqa: E402
+from sfm_3d import load_textures, score_ict, subject_shape  # noqa: E402
 from sfm_faces import SurreyModel, render_face  # noqa: E402
 
 from msma.align import align_face, transform_points  # noqa: E402
@@ -60,8 +60,6 @@ def main() -> int:
     textures = load_textures(sfm)
     rec = Reconstructor(method="fitting", photometric=False)
     model = rec.model
-    extra = {"ict_faces": model.triangles.cpu().numpy()[model.skin_triangles.cpu().numpy()],
-             "ict_region": model.face_vertices.cpu().numpy()}
     mean = model.mean.cpu().numpy().astype(np.float64) * MODEL_UNITS_TO_MM
     basis = model.identity_basis.cpu().numpy().reshape(model.n_identity, -1, 3).astype(np.float64) * MODEL_UNITS_TO_MM
     inner = model.landmarks68.cpu().numpy()[sfm.inner_ibug]
@@ -70,12 +68,8 @@ def main() -> int:
     valid[sfm.inner_ibug] = True
     rows: dict[str, list[float]] = {k: [] for k in ("mean face", "2D, detected", "2D, exact", "3D landmarks",
                                                     "3D dense")}
-    seed = SPLIT_SEEDS["dev"]
     for subject in tqdm(range(args.subjects), desc="dev subjects"):
-        rng = np.random.default_rng([seed, subject])
-        truth = sfm.shape(rng.normal(size=sfm.n_modes))
-        gt = {"points": sfm.dense(truth)[::4], "nose": truth[sfm.nose_tip], "landmarks": truth[sfm.inner_vertices],
-              **extra}
+        truth, _, gt = subject_shape(sfm, "dev", subject)
         # 3D fits do not depend on the view
         vertices = mean.copy()
         for _ in range(3):
