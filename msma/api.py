@@ -494,10 +494,12 @@ class Reconstructor:
 
     def _face_triangles(self) -> np.ndarray:
         """(F,) bool: triangles whose vertices all lie in the model's narrow face region, and the eyeballs."""
-        in_face = np.zeros(self.model.n_vertices, bool)
-        in_face[self.model.narrow_face_vertices.cpu().numpy()] = True
-        triangles = self.model.triangles.cpu().numpy()
-        return in_face[triangles].all(1) | ~self.model.skin_triangles.cpu().numpy()
+        if not hasattr(self, "_narrow_face_triangles"):
+            in_face = np.zeros(self.model.n_vertices, bool)
+            in_face[self.model.narrow_face_vertices.cpu().numpy()] = True
+            triangles = self.model.triangles.cpu().numpy()
+            self._narrow_face_triangles = in_face[triangles].all(1) | ~self.model.skin_triangles.cpu().numpy()
+        return self._narrow_face_triangles
 
     def repose(self, face: FaceReconstruction, expression: dict[str, float] | None = None,
                identity: dict[int, float] | None = None) -> np.ndarray:
