@@ -17,12 +17,7 @@ import numpy as np
 
 PIXEL_CENTRE = 0.5  # continuous coordinate of pixel 0's centre
 
-__all__ = ["PIXEL_CENTRE", "rescale", "from_pixel_index", "to_pixel_index", "opencv_affine"]
-
-
-def rescale(points: np.ndarray, scale: float | np.ndarray) -> np.ndarray:
-    """Points of one image in the same image resized by ``scale`` (a number or per-axis (2,))."""
-    return np.asarray(points, np.float64) * scale
+__all__ = ["PIXEL_CENTRE", "from_pixel_index", "to_pixel_index", "opencv_affine"]
 
 
 def from_pixel_index(points: np.ndarray) -> np.ndarray:
