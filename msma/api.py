@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -167,6 +168,71 @@ class ReconstructionResult:
                                detected_landmarks68=face.detected_landmarks, alpha=alpha, render_rgb=render_rgb,
                                render_mask=render_mask, wireframe=wireframe, legend=face is self.faces[-1])
         return out
+
+
+@dataclass
+class PhotoFailure:
+    """A photo `Reconstructor.reconstruct_many` could not reconstruct (``errors="return"``), in its place."""
+
+    index: int  # position in the input
+    source: str  # what the input was (a path, or a description of the array / bytes)
+    error: Exception
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def message(self) -> str:
+        return f"{type(self.error).__name__}: {self.error}"
+
+
+@dataclass
+class FaceEstimate:
+    """One face of `Reconstructor.estimate_many`: what a table row needs, without meshes or texture."""
+
+    index: int
+    method: str
+    detection: FaceLandmarks
+    alignment: AlignedFace
+    coefficients: Coefficients  # batch of 1, CPU, expression clamped to the model's range
+    fitted_landmarks: np.ndarray  # (68, 2) photo pixels
+    blendshapes: dict[str, float]
+    pose: HeadPose
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def landmark_error_px(self) -> float:
+        """Mean distance between fitted and detected landmarks, photo pixels."""
+        return float(np.linalg.norm(self.fitted_landmarks - self.detection.landmarks68, axis=1).mean())
+
+
+@dataclass
+class PhotoEstimate:
+    """Every face of one photo as `Reconstructor.estimate_many` estimated it."""
+
+    index: int  # position in the input
+    source: str
+    image: np.ndarray  # (H, W, 3) uint8 photo as processed
+    faces: list[FaceEstimate]
+    timings: dict[str, float]
+    source_scale: float = 1.0
+
+
+@dataclass
+class _StagedPhoto:
+    index: int
+    source: str
+    image: np.ndarray
+    scale: float
+    detections: list[FaceLandmarks]
+    aligned: list[AlignedFace]
+    timings: dict[str, float]
+
+
+def _describe_source(image: ImageSource) -> str:
+    if isinstance(image, (str, os.PathLike)):
+        return str(image)
+    if isinstance(image, np.ndarray):
+        return f"<array {image.shape}>"
+    return f"<{type(image).__name__}>"
 
 
 def _shaded_render(face: FaceReconstruction, shape: tuple[int, int], max_side: int = 512):
@@ -360,21 +426,26 @@ class Reconstructor:
     def estimate(
         self, crops: np.ndarray, crop_landmarks: np.ndarray, method: str | None = None,
         timings: dict[str, float] | None = None, shared_identity: bool = False, crop_dense: np.ndarray | None = None,
+        prior: Coefficients | None = None, photometric: bool | None = None,
     ) -> Coefficients:
         """Coefficients for aligned crops (B, 224, 224, 3) uint8 with their landmarks (B, 68, 2) and, when the
-        detector gave them, mediapipe's mesh points (B, 478, 2) in crop pixels (NaN rows for images without)."""
+        detector gave them, mediapipe's mesh points (B, 478, 2) in crop pixels (NaN rows for images without).
+        ``prior``: the network's coefficients for these crops when already computed (network methods only);
+        ``photometric`` overrides the reconstructor's setting for this call."""
         method = method or self.method
         timings = {} if timings is None else timings
         crops = np.asarray(crops)
         if crops.ndim == 3:
             crops = crops[None]
-        prior = None
         if method.startswith("network"):
-            start = time.perf_counter()
-            prior = self.predict(crops)
-            timings["network"] = time.perf_counter() - start
+            if prior is None:
+                start = time.perf_counter()
+                prior = self.predict(crops)
+                timings["network"] = time.perf_counter() - start
             if method == "network":
                 return prior
+        else:
+            prior = None
         start = time.perf_counter()
         coeffs = fit_landmarks(self.model, crop_landmarks, init=prior, settings=self.landmark_settings,
                                shared_identity=shared_identity, contour=self.contour, prior_mean=prior,
@@ -382,7 +453,7 @@ class Reconstructor:
         if prior is not None:  # keep the network's albedo and lighting as the photometric starting point
             coeffs.texture, coeffs.lighting = prior.texture.clone(), prior.lighting.clone()
         timings["fit_landmarks"] = time.perf_counter() - start
-        if self.photometric:
+        if self.photometric if photometric is None else photometric:
             start = time.perf_counter()
             images = torch.as_tensor(crops, dtype=torch.float32, device=self.device) / 255.0
             coeffs = refine_photometric(self.model, self.renderer, images, crop_landmarks,
@@ -405,6 +476,170 @@ class Reconstructor:
                                                      antialias=True)
         out = self.network(images)
         return Coefficients.from_dict({k: v.float() for k, v in out.items()}).to("cpu")
+
+    def reconstruct_many(
+        self, images: Iterable[ImageSource], batch_size: int = 16, largest_only: bool = False,
+        max_faces: int | None = None, texture: bool = True, errors: str = "raise",
+        mixed_precision: bool | None = None,
+    ) -> Iterator[ReconstructionResult | PhotoFailure]:
+        """Reconstruct many photos: one `ReconstructionResult` per photo, in input order, as each batch finishes.
+
+        `estimate_many` (batched detection -> network -> landmark fit) followed by the meshes, colours and (with
+        ``texture``) the texture of every face; each face comes out as `__call__` makes it. See `estimate_many`
+        for ``batch_size``, ``errors`` and ``mixed_precision``.
+        """
+        for item in self.estimate_many(images, batch_size=batch_size, largest_only=largest_only,
+                                       max_faces=max_faces, errors=errors, mixed_precision=mixed_precision):
+            yield item if isinstance(item, PhotoFailure) else self.build_result(item, texture=texture)
+
+    def build_result(self, estimate: PhotoEstimate, texture: bool = True) -> ReconstructionResult:
+        """The full `ReconstructionResult` (meshes, colours, texture) of a `PhotoEstimate`."""
+        faces, timings = [], dict(estimate.timings)
+        for face in estimate.faces:
+            start = time.perf_counter()
+            built = self._build_result(estimate.image, face.detection, face.alignment, face.coefficients,
+                                       face.method, face.index, texture)
+            built.timings = {**face.timings, "texture": time.perf_counter() - start}
+            timings["texture"] = timings.get("texture", 0.0) + built.timings["texture"]
+            faces.append(built)
+        return ReconstructionResult(estimate.image, faces, timings, source_scale=estimate.source_scale)
+
+    def estimate_many(
+        self, images: Iterable[ImageSource], batch_size: int = 16, largest_only: bool = False,
+        max_faces: int | None = None, errors: str = "raise", mixed_precision: bool | None = None,
+    ) -> Iterator[PhotoEstimate | PhotoFailure]:
+        """Coefficients, pose, blendshapes and fitted landmarks of every face of many photos (no meshes), one
+        `PhotoEstimate` per photo in input order, as each batch finishes.
+
+        Photos are taken ``batch_size`` at a time: each is decoded and detected (the detectors take one image), then
+        the faces of the whole batch are aligned and estimated together (one network forward pass, one landmark fit
+        over all faces, which treats each face on its own). The photometric refinement of ``"fitting"`` /
+        ``"network+refine"`` runs face by face because its trimmed loss is shared by the faces it is given. Batched
+        stages' timings are shared equally among the batch's faces.
+
+        ``errors="raise"`` raises the first failure (like `__call__`, e.g. `NoFaceError`); ``errors="return"``
+        yields a `PhotoFailure` in the failed photo's place and carries on. ``mixed_precision`` (default: on for
+        CUDA) runs the network under float16 autocast; the fitter always runs in float32.
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if errors not in ("raise", "return"):
+            raise ValueError(f"errors must be 'raise' or 'return', got {errors!r}")
+        chunk: list[tuple[int, ImageSource]] = []
+        for index, image in enumerate(images):
+            chunk.append((index, image))
+            if len(chunk) == batch_size:
+                yield from self._estimate_chunk(chunk, largest_only, max_faces, errors, mixed_precision)
+                chunk = []
+        if chunk:
+            yield from self._estimate_chunk(chunk, largest_only, max_faces, errors, mixed_precision)
+
+    def _estimate_chunk(
+        self, chunk: list[tuple[int, ImageSource]], largest_only: bool, max_faces: int | None, errors: str,
+        mixed_precision: bool | None,
+    ) -> list[PhotoEstimate | PhotoFailure]:
+        from msma.image_io import load_image_with_scale
+
+        out: list[PhotoEstimate | PhotoFailure | None] = []
+        staged: dict[int, _StagedPhoto] = {}  # position in the chunk -> detected and aligned photo
+        for slot, (index, image) in enumerate(chunk):
+            timings: dict[str, float] = {}
+            try:
+                start = time.perf_counter()
+                loaded = load_image_with_scale(image, max_side=self.max_side)
+                timings["load"] = time.perf_counter() - start
+                start = time.perf_counter()
+                detections = detect_faces(loaded.image, detector=self.detector)
+                timings["detect"] = time.perf_counter() - start
+                if not detections:
+                    raise NoFaceError(f"no face found in {_describe_source(image)}")
+                detections = detections[:1] if largest_only else detections
+                detections = detections if max_faces is None else detections[:max_faces]
+                start = time.perf_counter()
+                aligned = [align_face(loaded.image, d.five_points(), template=self.template) for d in detections]
+                timings["align"] = time.perf_counter() - start
+            except Exception as error:  # noqa: BLE001 - errors="return" turns any failure of one photo into a row
+                if errors == "raise":
+                    raise
+                out.append(PhotoFailure(index, _describe_source(image), error, timings))
+                continue
+            staged[slot] = _StagedPhoto(index, _describe_source(image), loaded.image, loaded.scale, detections,
+                                        aligned, timings)
+            out.append(None)
+        if staged:
+            try:
+                self._estimate_staged(list(staged.items()), out, mixed_precision)
+            except Exception:
+                if errors == "raise":
+                    raise
+                # one bad face must not fail its whole batch: redo its photos one by one, keeping failures apart
+                for slot, photo in staged.items():
+                    try:
+                        self._estimate_staged([(slot, photo)], out, mixed_precision)
+                    except Exception as error:  # noqa: BLE001
+                        out[slot] = PhotoFailure(photo.index, photo.source, error, photo.timings)
+        return out  # type: ignore[return-value] - every slot is filled
+
+    def _estimate_staged(self, staged: list[tuple[int, _StagedPhoto]], out: list, mixed_precision: bool | None,
+                         ) -> None:
+        """Estimate the faces of several detected photos in one batch and put a `PhotoEstimate` per photo in out."""
+        faces_of = [(photo, k) for _, photo in staged for k in range(len(photo.detections))]
+        crops = np.stack([photo.aligned[k].image for photo, k in faces_of])
+        crop_lms = np.stack([transform_points(photo.detections[k].landmarks68, photo.aligned[k].matrix)
+                             for photo, k in faces_of])
+        dense_list = [None if photo.detections[k].dense is None
+                      else transform_points(photo.detections[k].dense, photo.aligned[k].matrix)
+                      for photo, k in faces_of]
+        crop_dense = None
+        if any(d is not None for d in dense_list):
+            n = max(len(d) for d in dense_list if d is not None)
+            crop_dense = np.stack([d if d is not None else np.full((n, 2), np.nan) for d in dense_list])
+        batch_timings: dict[str, float] = {}
+        prior = None
+        if self.method.startswith("network"):
+            use_amp = self.device.type == "cuda" if mixed_precision is None else mixed_precision
+            start = time.perf_counter()
+            with torch.autocast(self.device.type, dtype=torch.float16) if use_amp else nullcontext():
+                prior = self.predict(crops)
+            batch_timings["network"] = time.perf_counter() - start
+        # the landmark fit vectorised over the batch, the photometric refinement face by face (see estimate_many)
+        coeffs = self.estimate(crops, crop_lms, timings=batch_timings, crop_dense=crop_dense, prior=prior,
+                               photometric=False)
+        if self.method != "network" and self.photometric:
+            start = time.perf_counter()
+            parts = []
+            for i in range(len(faces_of)):
+                images = torch.as_tensor(crops[i : i + 1], dtype=torch.float32, device=self.device) / 255.0
+                parts.append(refine_photometric(
+                    self.model, self.renderer, images, crop_lms[i : i + 1], coeffs[i : i + 1].to(self.device),
+                    self.photometric_settings, optimise_texture_only=not self.photometric_settings.refine_shape,
+                ).to("cpu"))
+            coeffs = Coefficients.from_dict({k: torch.cat([p.as_dict()[k] for p in parts])
+                                             for k in parts[0].as_dict()})
+            batch_timings["photometric"] = time.perf_counter() - start
+        coeffs.expression = self.model.clamp_expression(coeffs.expression)
+        with torch.no_grad():
+            crop_fitted = self.model.project_landmarks(coeffs.to(self.device)).cpu().numpy()
+        share = {key: value / len(faces_of) for key, value in batch_timings.items()}
+        names = self.model.expression_names
+        first = 0
+        for slot, photo in staged:
+            faces = []
+            for k, (detection, aligned) in enumerate(zip(photo.detections, photo.aligned)):
+                i = first + k
+                single = coeffs[i : i + 1].clone()
+                faces.append(FaceEstimate(
+                    index=k, method=self.method, detection=detection, alignment=aligned, coefficients=single,
+                    fitted_landmarks=transform_points(crop_fitted[i], aligned.inverse),
+                    blendshapes=dict(zip(names, single.expression[0].tolist())),
+                    pose=HeadPose.from_coefficients(single),
+                    timings={"align": photo.timings["align"] / len(photo.detections), **share},
+                ))
+            first += len(photo.detections)
+            timings = dict(photo.timings)
+            for key, value in share.items():
+                timings[key] = value * len(faces)
+            out[slot] = PhotoEstimate(photo.index, photo.source, photo.image, faces, timings, photo.scale)
 
     def reconstruct_person(self, images: Sequence[ImageSource], texture: bool = True) -> list[FaceReconstruction]:
         """Several photos of one person: the largest face of each, fitted with one shared identity."""
