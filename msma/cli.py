@@ -1,4 +1,4 @@
-"""Command line: ``python -m msma reconstruct|track|train|evaluate|info``."""
+"""Command line: ``python -m msma reconstruct|collection|track|train|evaluate|info``."""
 
 from __future__ import annotations
 
@@ -31,6 +31,8 @@ def _reconstruct_arguments(parser: argparse.ArgumentParser) -> None:
                         help="GLB as a static posed mesh instead of the rigged face (53 ARKit morph targets)")
     parser.add_argument("--same-person", action="store_true",
                         help="all photos show one person: fit one shared identity (largest face of each)")
+    parser.add_argument("--batch-size", type=int, default=8,
+                        help="photos whose faces are estimated together (one network pass; default 8)")
 
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
@@ -51,7 +53,7 @@ def reconstruct(args: argparse.Namespace) -> int:
     from PIL import Image
     from tqdm import tqdm
 
-    from msma.api import Reconstructor
+    from msma.api import PhotoFailure, Reconstructor
     from msma.fit import PhotometricSettings
     from msma.image_io import ImageLoadError
     from msma.landmarks import NoFaceError
@@ -70,14 +72,20 @@ def reconstruct(args: argparse.Namespace) -> int:
             face.export(out_dir, stem=f"{photo.stem}_face0", formats=args.format, rigged=not args.static_glb)
         print(f"{len(faces)} photos fitted with one identity -> {out_dir}")
         return 0
+    if args.batch_size < 1:
+        print("error: --batch-size must be >= 1", file=sys.stderr)
+        return 2
     failures = 0
     summary = []
-    for photo in tqdm(photos, desc="reconstructing", unit="photo", disable=len(photos) < 2):
-        try:
-            result = reconstructor(photo, largest_only=args.largest, texture=not args.no_texture)
-        except (NoFaceError, ImageLoadError, OSError) as error:
+    results = reconstructor.reconstruct_many(photos, batch_size=args.batch_size, largest_only=args.largest,
+                                             texture=not args.no_texture, errors="return")
+    for photo, result in tqdm(zip(photos, results), total=len(photos), desc="reconstructing", unit="photo",
+                              disable=len(photos) < 2):
+        if isinstance(result, PhotoFailure):
+            if not isinstance(result.error, (NoFaceError, ImageLoadError, OSError)):
+                raise result.error
             failures += 1
-            tqdm.write(f"error: {photo}: {error}", file=sys.stderr)
+            tqdm.write(f"error: {photo}: {result.error}", file=sys.stderr)
             continue
         for face in result:
             files = face.export(out_dir, stem=f"{photo.stem}_face{face.index}", formats=args.format,
@@ -91,6 +99,67 @@ def reconstruct(args: argparse.Namespace) -> int:
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     print(f"{len(summary)} face(s) from {len(photos) - failures} of {len(photos)} photo(s) -> {out_dir}")
     return 1 if failures else 0
+
+
+def _collection_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("source", help="a folder of images (searched recursively), a dataset saved with "
+                                       "save_to_disk, or a Hugging Face hub dataset id")
+    parser.add_argument("-o", "--out", required=True,
+                        help="output folder: faces.parquet, shards/ (resume state) and meshes/")
+    parser.add_argument("--method", default="auto", choices=["auto", "network", "network+refine", "fitting"],
+                        help="auto = the most accurate measured method (fitting); network is the fastest")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    parser.add_argument("--threads-per-worker", type=int, default=1,
+                        help="torch / OpenCV / BLAS threads per worker (default 1)")
+    parser.add_argument("--batch-size", type=int, default=16,
+                        help="photos per batch: one network pass and one resumable shard (default 16)")
+    parser.add_argument("--detector", default="auto", help="auto | mediapipe | dlib | face_alignment")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--weights", help="network checkpoint (.safetensors); default: weights/ or $MSMA_WEIGHTS")
+    parser.add_argument("--face-model", help="face model file; default: bundled ICT")
+    parser.add_argument("--largest", action="store_true", help="only the largest face of each photo")
+    parser.add_argument("--max-faces", type=int, help="at most this many faces per photo")
+    parser.add_argument("--no-photometric", action="store_true", help="landmark fitting only (faster)")
+    parser.add_argument("--mesh-format", nargs="+", default=[], choices=FORMATS,
+                        help="also write each face's mesh into OUT/meshes in these formats")
+    parser.add_argument("--no-texture", action="store_true", help="meshes without the unwrapped photo texture")
+    parser.add_argument("--split", default="train", help="dataset split (dataset sources; default train)")
+    parser.add_argument("--image-column", help="image column of a dataset (default: its first Image column)")
+    parser.add_argument("--id-column", help="photo id column of a dataset (default: the row number)")
+    parser.add_argument("--ray", action="store_true",
+                        help="run on Ray (pip install -r requirements-ray.txt): --workers actors")
+    parser.add_argument("--ray-address", help="Ray cluster to join (e.g. ray://head:10001 or auto); default: a "
+                                              "local Ray instance")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def collection(args: argparse.Namespace) -> int:
+    from msma.collection import CollectionSettings, open_source, run_collection
+
+    settings = CollectionSettings(
+        method=args.method, detector=args.detector, device=args.device, weights=args.weights,
+        face_model=args.face_model, photometric=not args.no_photometric, batch_size=args.batch_size,
+        workers=args.workers, threads_per_worker=args.threads_per_worker, largest_only=args.largest,
+        max_faces=args.max_faces, mesh_formats=tuple(args.mesh_format), texture=not args.no_texture)
+    try:
+        settings.validate()
+        source = open_source(args.source, split=args.split, image_column=args.image_column,
+                             id_column=args.id_column)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    logging.info("source: %s", source.description)
+    if args.ray:
+        from msma.collection_ray import run_collection_ray
+
+        report = run_collection_ray(source, args.out, settings, address=args.ray_address,
+                                    progress=not args.no_progress)
+    else:
+        report = run_collection(source, args.out, settings, progress=not args.no_progress)
+    print(f"{report.processed} photo(s) processed in {report.seconds:.1f} s ({report.photos_per_second:.2f} "
+          f"photos/s), {report.skipped} already done; {report.faces} face row(s), {report.failed} failed "
+          f"photo(s) -> {report.table}")
+    return 0
 
 
 def _track_arguments(parser: argparse.ArgumentParser) -> None:
@@ -173,6 +242,10 @@ def build_parser() -> argparse.ArgumentParser:
     rec = sub.add_parser("reconstruct", help="photos -> 3D faces (GLB, OBJ, PLY, ARKit JSON)")
     _reconstruct_arguments(rec)
     rec.set_defaults(func=reconstruct)
+    col = sub.add_parser("collection", help="a photo collection (folder / dataset) -> one Parquet row per face; "
+                                            "parallel workers, resumable, optionally on Ray")
+    _collection_arguments(col)
+    col.set_defaults(func=collection)
     tr_video = sub.add_parser("track", help="video -> ARKit blendshapes, head pose and gaze per frame (Live Link "
                                             "CSV, animated GLB, NPZ/JSON, overlay MP4)")
     _track_arguments(tr_video)
@@ -192,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    quiet = args.command in ("reconstruct", "track")
+    quiet = args.command in ("reconstruct", "track", "collection")
     logging.basicConfig(level=logging.INFO if args.verbose or not quiet else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     result = args.func(args)
