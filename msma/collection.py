@@ -28,7 +28,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from hashlib import sha1
 from pathlib import Path
 from typing import Any
@@ -142,7 +142,8 @@ class CollectionSource:
 
 def open_source(spec: str | os.PathLike, split: str = "train", image_column: str | None = None,
                 id_column: str | None = None) -> CollectionSource:
-    """A collection from a folder of images, a dataset saved with ``save_to_disk`` or a hub dataset id."""
+    """A collection from a folder of images, a dataset saved with ``save_to_disk`` or a hub dataset id (anything
+    else that does not exist here and is neither absolute nor starts with ``.`` / ``~``)."""
     from msma.image_io import PHOTO_EXTENSIONS
 
     path = Path(spec)
@@ -157,6 +158,8 @@ def open_source(spec: str | os.PathLike, split: str = "train", image_column: str
         name = f"saved dataset {path}"
     elif path.exists():
         raise ValueError(f"{path} is neither a folder of images nor a saved dataset")
+    elif path.is_absolute() or str(spec).startswith((".", "~")):
+        raise FileNotFoundError(f"{path} does not exist")
     else:
         loaded = datasets.load_dataset(str(spec), split=split)
         name = f"hub dataset {spec}"
@@ -313,6 +316,9 @@ def _face_rows(photo_id: str, estimate, mesh_files: list[list[str]]) -> list[dic
 
 
 # ----------------------------------------------------------------------------------------------------- workers
+# the settings a Reconstructor is built from; the others (batching, workers, meshes) can change between runs
+_MODEL_FIELDS = ("method", "detector", "device", "weights", "face_model", "photometric", "max_side",
+                 "threads_per_worker")
 _WORKER: dict[str, Any] = {}  # per process: the Reconstructor of the settings it was built for
 
 
@@ -331,7 +337,7 @@ def limit_threads(threads: int) -> None:
 def worker_reconstructor(settings: CollectionSettings):
     """This process's `Reconstructor` for ``settings``, built once (with its thread limits, detectors loaded) and
     then reused."""
-    key = repr(sorted(asdict(settings).items()))
+    key = repr([getattr(settings, name) for name in _MODEL_FIELDS])
     if _WORKER.get("key") != key:
         limit_threads(settings.threads_per_worker)
         from msma.api import Reconstructor
