@@ -519,7 +519,7 @@ class Reconstructor:
 
         ``errors="raise"`` raises the first failure (like `__call__`, e.g. `NoFaceError`); ``errors="return"``
         yields a `PhotoFailure` in the failed photo's place and carries on. ``mixed_precision`` (default: on for
-        CUDA) runs the network under float16 autocast; the fitter always runs in float32.
+        CUDA) runs the network under float16 autocast (bfloat16 on CPU); the fitter always runs in float32.
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -599,7 +599,8 @@ class Reconstructor:
         if self.method.startswith("network"):
             use_amp = self.device.type == "cuda" if mixed_precision is None else mixed_precision
             start = time.perf_counter()
-            with torch.autocast(self.device.type, dtype=torch.float16) if use_amp else nullcontext():
+            amp_dtype = torch.float16 if self.device.type == "cuda" else torch.bfloat16
+            with torch.autocast(self.device.type, dtype=amp_dtype) if use_amp else nullcontext():
                 prior = self.predict(crops)
             batch_timings["network"] = time.perf_counter() - start
         # the landmark fit vectorised over the batch, the photometric refinement face by face (see estimate_many)
