@@ -268,7 +268,7 @@ def load_collection(out_dir: str | os.PathLike):
     table = Path(out_dir) / TABLE_NAME
     if not table.is_file():
         raise FileNotFoundError(f"{table} does not exist: run the collection job first")
-    return datasets.Dataset.from_parquet(str(table))
+    return datasets.Dataset.from_parquet(str(table), cache_dir=str(Path(out_dir) / ".cache"))
 
 
 # ----------------------------------------------------------------------------------------------------- rows
