@@ -6,9 +6,9 @@ default method (fitting), end to end (decode + detect + align + estimate + write
 
 Photo set: the 50 photos of ../shared/data/faces_in_the_wild (examples/ when that folder is absent), as they are
 ("original", up to 2280 px) and downscaled to at most 250 px a side ("250px", the size of face datasets such as
-LFW), each listed ``--repeat`` times under different ids so that a run lasts long enough to measure (nothing is
-cached between photos). Every configuration is a fresh process running `run_collection` into an empty folder,
-1 thread per worker.
+LFW), each listed ``--repeat`` times (the original-size and fitting sets: once by default) under different ids, so
+that a run lasts long enough to measure (nothing is cached between photos). Every configuration is a fresh process
+running `run_collection` into an empty folder, 1 thread per worker.
 
 Reported per configuration: ``wall`` photos/s (the whole run, including starting the workers and loading their
 models) and ``steady`` photos/s (from the moment every worker has written its first shard to the last shard, from
@@ -134,6 +134,8 @@ def main() -> None:
     parser.add_argument("--photos", type=int, default=50, help="photos of the set used (default 50)")
     parser.add_argument("--repeat", type=int, default=4, help="copies of each photo (default 4)")
     parser.add_argument("--fitting-repeat", type=int, default=1, help="copies of each photo for fitting (default 1)")
+    parser.add_argument("--original-repeat", type=int, default=1,
+                        help="copies of each photo in the original-size set (default 1)")
     parser.add_argument("--quick", action="store_true", help="only the network path on the 250px set")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
     parser.add_argument("--name", default="throughput")
@@ -149,7 +151,8 @@ def main() -> None:
         n_small, small_desc = prepare_photos(work / "250px", args.photos, args.repeat, 250)
         sets = {"250px": (work / "250px", n_small, small_desc)}
         if not args.quick:
-            sets["original"] = (work / "original", *prepare_photos(work / "original", args.photos, args.repeat, None))
+            sets["original"] = (work / "original",
+                               *prepare_photos(work / "original", args.photos, args.original_repeat, None))
             sets["fitting-250px"] = (work / "fitting-250px",
                                      *prepare_photos(work / "fitting-250px", args.photos, args.fitting_repeat, 250))
         network = CollectionSettings(method="network", batch_size=16)
