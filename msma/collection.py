@@ -27,7 +27,8 @@ import signal
 import sys
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from hashlib import sha1
 from pathlib import Path
@@ -323,7 +324,8 @@ _WORKER: dict[str, Any] = {}  # per process: the Reconstructor of the settings i
 
 
 def limit_threads(threads: int) -> None:
-    """torch, OpenCV and BLAS/OpenMP pools of this process to ``threads`` (N workers must not oversubscribe)."""
+    """torch, OpenCV and BLAS/OpenMP pools of this (worker) process to ``threads``, for good (N workers must not
+    oversubscribe the cores)."""
     import cv2
     import torch
     from threadpoolctl import threadpool_limits
@@ -334,12 +336,30 @@ def limit_threads(threads: int) -> None:
     _WORKER["thread_limits"] = threadpool_limits(threads)  # kept alive: the limit lasts as long as the object
 
 
+@contextmanager
+def limited_threads(threads: int) -> Iterator[None]:
+    """`limit_threads` for a block, restored afterwards (the job running inside the caller's process)."""
+    import cv2
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch_before, cv2_before = torch.get_num_threads(), cv2.getNumThreads()
+    try:
+        with threadpool_limits(threads):
+            if torch_before != threads:
+                torch.set_num_threads(threads)
+            cv2.setNumThreads(threads)
+            yield
+    finally:
+        if torch.get_num_threads() != torch_before:
+            torch.set_num_threads(torch_before)
+        cv2.setNumThreads(cv2_before)
+
+
 def worker_reconstructor(settings: CollectionSettings):
-    """This process's `Reconstructor` for ``settings``, built once (with its thread limits, detectors loaded) and
-    then reused."""
+    """This process's `Reconstructor` for ``settings``, built once (detectors loaded) and then reused."""
     key = repr([getattr(settings, name) for name in _MODEL_FIELDS])
     if _WORKER.get("key") != key:
-        limit_threads(settings.threads_per_worker)
         from msma.api import Reconstructor
         from msma.landmarks import detect_faces
 
@@ -425,6 +445,7 @@ def _start_worker(settings: CollectionSettings, parent_pid: int, dataset, image_
     """Pool initializer: die with the parent, then load the models once for every batch this worker will run."""
     _die_with_parent(parent_pid)
     _WORKER.update(parent_pid=parent_pid, settings=settings, dataset=dataset, image_column=image_column)
+    limit_threads(settings.threads_per_worker)
     worker_reconstructor(settings)
 
 
@@ -494,9 +515,11 @@ def run_collection(source: CollectionSource, out_dir: str | os.PathLike, setting
     workers = min(settings.workers, -(-len(todo) // settings.batch_size))
     with tqdm(total=len(todo), desc="reconstructing", unit="photo", disable=not progress or not todo) as bar:
         if workers <= 1:
-            for photo_ids, refs in batches_of(source, todo, settings.batch_size):
-                process_batch(photo_ids, _images_of(refs, source.dataset, source.image_column), settings, out_dir)
-                bar.update(len(photo_ids))
+            with limited_threads(settings.threads_per_worker):
+                for photo_ids, refs in batches_of(source, todo, settings.batch_size):
+                    process_batch(photo_ids, _images_of(refs, source.dataset, source.image_column), settings,
+                                  out_dir)
+                    bar.update(len(photo_ids))
         elif workers > 1:
             _run_pool(source, todo, settings, out_dir, workers, bar)
     seconds = time.perf_counter() - start

@@ -29,6 +29,7 @@ from msma.collection import (
     CollectionSource,
     _prepare_out_dir,
     consolidate,
+    limit_threads,
     pending,
     process_batch,
     worker_reconstructor,
@@ -44,6 +45,7 @@ class RayBatchWorker:
                  dataset=None, image_column: str | None = None) -> None:
         self.settings, self.out_dir = settings, out_dir
         self.photo_ids, self.dataset, self.image_column = photo_ids, dataset, image_column
+        limit_threads(settings.threads_per_worker)
         worker_reconstructor(settings)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

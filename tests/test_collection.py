@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import torch
 from PIL import Image
 
 from msma.collection import (
@@ -205,7 +206,9 @@ def test_dataset_source_with_meshes(photo_dir, tmp_path):
     source = open_source(tmp_path / "saved", id_column="name")
     assert source.photo_ids == ["a", "b", "empty"]
     settings = CollectionSettings(**{**SETTINGS.__dict__, "mesh_formats": ("ply", "json"), "texture": False})
+    torch_threads = torch.get_num_threads()
     report = run_collection(source, tmp_path / "out", settings, progress=False)
+    assert torch.get_num_threads() == torch_threads  # the in-process worker's thread limit ends with the run
     rows = list(iter_rows(tmp_path / "out"))
     assert report.processed == 3 and {row["photo_id"] for row in rows} == {"a", "b", "empty"}
     empty = next(row for row in rows if row["photo_id"] == "empty")
