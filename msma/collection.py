@@ -29,7 +29,7 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from hashlib import sha1
 from pathlib import Path
 from typing import Any
@@ -318,8 +318,7 @@ def _face_rows(photo_id: str, estimate, mesh_files: list[list[str]]) -> list[dic
 
 # ----------------------------------------------------------------------------------------------------- workers
 # the settings a Reconstructor is built from; the others (batching, workers, meshes) can change between runs
-_MODEL_FIELDS = ("method", "detector", "device", "weights", "face_model", "photometric", "max_side",
-                 "threads_per_worker")
+_MODEL_FIELDS = ("method", "detector", "device", "weights", "face_model", "photometric", "max_side")
 _WORKER: dict[str, Any] = {}  # per process: the Reconstructor of the settings it was built for
 
 
@@ -470,7 +469,6 @@ class CollectionReport:
     failed: int  # photos with an error / no_face row in the final table
     seconds: float  # this run, wall clock
     table: Path
-    messages: list[str] = field(default_factory=list)
 
     @property
     def photos_per_second(self) -> float:
