@@ -10,6 +10,9 @@ LFW), each listed ``--repeat`` times (the original-size and fitting sets: once b
 that a run lasts long enough to measure (nothing is cached between photos). Every configuration is a fresh process
 running `run_collection` into an empty folder, 1 thread per worker.
 
+Then the resume check (``--kills``, default 5): the CLI job SIGKILLed at random moments, then finished, and the
+final table checked for every photo exactly once.
+
 Reported per configuration: ``wall`` photos/s (the whole run, including starting the workers and loading their
 models) and ``steady`` photos/s (from the moment every worker has written its first shard to the last shard, from
 the shards' timestamps: model loading excluded). The 1-minute load average before and after each run is recorded:
@@ -129,6 +132,47 @@ def run_config(name: str, photos: Path, n_photos: int, settings: CollectionSetti
     return result
 
 
+def resume_check(photos: Path, n_photos: int, work: Path, kills: int, seed: int) -> dict:
+    """The CLI job (``python -m msma collection``, 2 workers) SIGKILLed at a random moment ``kills`` times (the main
+    process only: its workers must die with it), then run to the end; does the table hold every photo exactly once?"""
+    import random
+    import signal
+    import subprocess
+
+    import pyarrow.parquet as pq
+
+    rng = random.Random(seed)
+    out = work / "out-resume"
+    command = [sys.executable, "-m", "msma", "collection", str(photos), "-o", str(out), "--method", "network",
+               "--detector", "auto", "--workers", "2", "--batch-size", "8", "--no-progress"]
+    events = []
+    for _ in range(kills):
+        after = rng.uniform(4.0, 20.0)
+        job = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            job.wait(timeout=after)
+            finished = True
+        except subprocess.TimeoutExpired:
+            job.send_signal(signal.SIGKILL)
+            job.wait()
+            finished = False
+        shards = len(list((out / "shards").glob("part-*.parquet"))) if (out / "shards").is_dir() else 0
+        events.append({"killed_after_s": round(after, 1), "finished_first": finished, "shards_then": shards})
+        time.sleep(1.0)  # the workers' death signal
+    subprocess.run(command, cwd=REPO, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ids = pq.read_table(out / "faces.parquet", columns=["photo_id", "face_index"]).to_pylist()
+    keys = [(r["photo_id"], r["face_index"]) for r in ids]
+    expected = {p.name for p in photos.iterdir()}
+    found = {r["photo_id"] for r in ids}
+    result = {"photos": n_photos, "kills": events, "rows": len(ids), "duplicate_rows": len(keys) - len(set(keys)),
+              "missing_photos": len(expected - found), "unexpected_photos": len(found - expected)}
+    result["every_photo_exactly_once"] = (result["duplicate_rows"] == 0 and not result["missing_photos"]
+                                          and not result["unexpected_photos"])
+    print(json.dumps(result), flush=True)
+    shutil.rmtree(out)
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--photos", type=int, default=50, help="photos of the set used (default 50)")
@@ -139,6 +183,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="only the network path on the 250px set")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
     parser.add_argument("--name", default="throughput")
+    parser.add_argument("--kills", type=int, default=5, help="random kills of the resume check (0: skip it)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the kill times")
     parser.add_argument("--run-one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.run_one:
@@ -174,6 +220,10 @@ def main() -> None:
             entry = run_config(name, folder, n, settings, work)
             entry["photo_set"] = set_name
             results.append(entry)
+        resume = None
+        if args.kills and not args.quick:
+            folder, n, _ = sets["250px"]
+            resume = resume_check(folder, n, work, args.kills, args.seed)
     by_name = {r["config"]: r for r in results}
     summary = {}
     for detector in ("mediapipe", "auto"):
@@ -186,6 +236,7 @@ def main() -> None:
     payload = {
         "cpu": _cpu(), "cpu_count": os.cpu_count(), "python": platform.python_version(),
         "photo_sets": {k: v[2] for k, v in sets.items()}, "results": results, "speedups": summary,
+        "resume": resume,
         "targets": {"network_photos_per_s": 20, "two_workers_over_one": 1.7},
     }
     out = Path(args.out)
@@ -206,6 +257,16 @@ def main() -> None:
                      f"{r['wall_photos_per_s']} | {r['steady_photos_per_s']} | {r['load_before']} | "
                      f"{r['load_after']} |")
     lines += ["", "2 workers / 1 worker: " + (", ".join(f"{k} {v}x" for k, v in summary.items()) or "n/a"), ""]
+    if resume:
+        lines += ["## Resume after kills", "",
+                  f"`python -m msma collection` (network, auto detector, 2 workers, batch 8) on the 250px set "
+                  f"({resume['photos']} photos), SIGKILLed {len(resume['kills'])} times at random moments, then run "
+                  f"to the end: {resume['rows']} rows, {resume['duplicate_rows']} duplicate rows, "
+                  f"{resume['missing_photos']} photos missing, {resume['unexpected_photos']} unexpected; every photo "
+                  f"exactly once: **{resume['every_photo_exactly_once']}**.", "",
+                  "| kill | after s | job had finished | shards then |", "|---|---|---|---|",
+                  *[f"| {i + 1} | {k['killed_after_s']} | {k['finished_first']} | {k['shards_then']} |"
+                    for i, k in enumerate(resume["kills"])], ""]
     (out / f"{args.name}.md").write_text("\n".join(lines))
     print("\n".join(lines))
 
