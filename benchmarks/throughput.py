@@ -10,8 +10,9 @@ LFW), each listed ``--repeat`` times (the original-size and fitting sets: once b
 that a run lasts long enough to measure (nothing is cached between photos). Every configuration is a fresh process
 running `run_collection` into an empty folder, 1 thread per worker.
 
-Then the resume check (``--kills``, default 5): the CLI job SIGKILLed at random moments, then finished, and the
-final table checked for every photo exactly once.
+Then the resume check (``--kills``, default 5): the CLI job SIGKILLed at a random moment of its processing (0-8 s
+after that run wrote its first shard) five times, then finished, and the final table checked for every photo exactly
+once.
 
 Reported per configuration: ``wall`` photos/s (the whole run, including starting the workers and loading their
 models) and ``steady`` photos/s (from the moment every worker has written its first shard to the last shard, from
@@ -133,8 +134,9 @@ def run_config(name: str, photos: Path, n_photos: int, settings: CollectionSetti
 
 
 def resume_check(photos: Path, n_photos: int, work: Path, kills: int, seed: int) -> dict:
-    """The CLI job (``python -m msma collection``, 2 workers) SIGKILLed at a random moment ``kills`` times (the main
-    process only: its workers must die with it), then run to the end; does the table hold every photo exactly once?"""
+    """The CLI job (``python -m msma collection``, 2 workers) SIGKILLed ``kills`` times at a random moment of its
+    processing (the main process only: its workers must die with it), then run to the end; does the table hold
+    every photo exactly once?"""
     import random
     import signal
     import subprocess
@@ -146,18 +148,24 @@ def resume_check(photos: Path, n_photos: int, work: Path, kills: int, seed: int)
     command = [sys.executable, "-m", "msma", "collection", str(photos), "-o", str(out), "--method", "network",
                "--detector", "auto", "--workers", "2", "--batch-size", "8", "--no-progress"]
     events = []
+
+    def shard_count() -> int:
+        return len(list((out / "shards").glob("part-*.parquet"))) if (out / "shards").is_dir() else 0
+
     for _ in range(kills):
-        after = rng.uniform(4.0, 20.0)
+        before, delay = shard_count(), rng.uniform(0.0, 8.0)
         job = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            job.wait(timeout=after)
-            finished = True
-        except subprocess.TimeoutExpired:
+        start = time.perf_counter()
+        # a random moment of the processing: once this run has written its first shard, then up to 8 s later
+        while shard_count() == before and job.poll() is None and time.perf_counter() - start < 120:
+            time.sleep(0.05)
+        time.sleep(delay)
+        finished = job.poll() is not None
+        if not finished:
             job.send_signal(signal.SIGKILL)
-            job.wait()
-            finished = False
-        shards = len(list((out / "shards").glob("part-*.parquet"))) if (out / "shards").is_dir() else 0
-        events.append({"killed_after_s": round(after, 1), "finished_first": finished, "shards_then": shards})
+        job.wait()
+        events.append({"killed_after_s": round(time.perf_counter() - start, 1), "finished_first": finished,
+                       "shards_before": before, "shards_then": shard_count()})
         time.sleep(1.0)  # the workers' death signal
     subprocess.run(command, cwd=REPO, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ids = pq.read_table(out / "faces.parquet", columns=["photo_id", "face_index"]).to_pylist()
@@ -260,12 +268,14 @@ def main() -> None:
     if resume:
         lines += ["## Resume after kills", "",
                   f"`python -m msma collection` (network, auto detector, 2 workers, batch 8) on the 250px set "
-                  f"({resume['photos']} photos), SIGKILLed {len(resume['kills'])} times at random moments, then run "
+                  f"({resume['photos']} photos), SIGKILLed {len(resume['kills'])} times at random moments of the processing (0-8 s after the run's "
+                  f"first shard), then run "
                   f"to the end: {resume['rows']} rows, {resume['duplicate_rows']} duplicate rows, "
                   f"{resume['missing_photos']} photos missing, {resume['unexpected_photos']} unexpected; every photo "
                   f"exactly once: **{resume['every_photo_exactly_once']}**.", "",
-                  "| kill | after s | job had finished | shards then |", "|---|---|---|---|",
-                  *[f"| {i + 1} | {k['killed_after_s']} | {k['finished_first']} | {k['shards_then']} |"
+                  "| kill | after s | job had finished | shards before | shards then |", "|---|---|---|---|---|",
+                  *[f"| {i + 1} | {k['killed_after_s']} | {k['finished_first']} | {k['shards_before']} | "
+                    f"{k['shards_then']} |"
                     for i, k in enumerate(resume["kills"])], ""]
     (out / f"{args.name}.md").write_text("\n".join(lines))
     print("\n".join(lines))
