@@ -268,8 +268,8 @@ def main() -> None:
     if resume:
         lines += ["## Resume after kills", "",
                   f"`python -m msma collection` (network, auto detector, 2 workers, batch 8) on the 250px set "
-                  f"({resume['photos']} photos), SIGKILLed {len(resume['kills'])} times at random moments of the processing (0-8 s after the run's "
-                  f"first shard), then run "
+                  f"({resume['photos']} photos), SIGKILLed {len(resume['kills'])} times at random moments of the "
+                  f"processing (0-8 s after the run's first shard), then run "
                   f"to the end: {resume['rows']} rows, {resume['duplicate_rows']} duplicate rows, "
                   f"{resume['missing_photos']} photos missing, {resume['unexpected_photos']} unexpected; every photo "
                   f"exactly once: **{resume['every_photo_exactly_once']}**.", "",
