@@ -59,6 +59,9 @@ GRID: dict[str, dict] = {
         "photometric": {"refine_shape": True, "face_region_only": False, "skin_colour_tolerance": 10.0}},
     "identity prior 3, depth 300, jaw sigma x5": {"identity_prior": 3.0, "depth_prior": 300.0, "jaw_sigma_scale": 5.0},
     "no 68 rows with dense": {"dense_landmark68_weight": 1e-3},
+    "68 rows at weight 1": {"dense_landmark68_weight": 1.0},
+    "68 rows at weight 2": {"dense_landmark68_weight": 2.0},
+    "68 rows at weight 1, identity prior 10": {"dense_landmark68_weight": 1.0, "identity_prior": 10.0},
     "no L1 expression": {"expression_l1": 0.0},
     "L1 expression 16": {"expression_l1": 16.0},
 }

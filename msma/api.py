@@ -459,7 +459,7 @@ class Reconstructor:
         neutral = model(coeffs.identity, torch.zeros_like(coeffs.expression))
         screen = geometry.screen[0].cpu().numpy()
         projected = np.concatenate([transform_points(screen[:, :2], aligned.inverse), screen[:, 2:]], axis=1)
-        fitted = transform_points(geometry.landmarks2d[0].cpu().numpy(), aligned.inverse)
+        fitted = transform_points(self.contour.project(model, coeffs), aligned.inverse)
         colors = geometry.colors[0].clamp(0, 1).cpu().numpy()
         texture_image = None
         if texture:

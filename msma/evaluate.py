@@ -196,8 +196,11 @@ def dlib_nme(dlib_dir: str | os.PathLike, methods: dict, detector: str = "auto",
     from msma.image_io import load_image
     from msma.landmarks import detect_faces
 
+    from msma.fit import ContourTracker
+
     model = model or FaceModel.ict()
     template = model.five_point_template()
+    contour = ContourTracker(model)
     dlib_dir = Path(dlib_dir)
     labels = []
     for xml in sorted(dlib_dir.glob("*.xml")):
@@ -227,8 +230,7 @@ def dlib_nme(dlib_dir: str | os.PathLike, methods: dict, detector: str = "auto",
             crop_dense = None if best.dense is None else transform_points(best.dense, aligned.matrix)[None]
             for name, fn in methods.items():
                 coeffs = fn(aligned.image[None], crop_lm[None], crop_dense).to("cpu")
-                with torch.no_grad():
-                    proj = model.project_landmarks(coeffs)[0].cpu().numpy()
+                proj = contour.project(model, coeffs)  # the jaw on the silhouette, as detectors place it
                 per[name].append(nme(transform_points(proj, aligned.inverse), gt))
         if progress:
             print(f"nme {file}: {matched} faces matched", flush=True)

@@ -149,6 +149,20 @@ class ContourTracker:
         return index
 
 
+    def project(self, model: FaceModel, coeffs: Coefficients) -> np.ndarray:
+        """(68, 2) crop pixels of one face's fitted landmarks as a 68-point detector defines them: the model's
+        landmark vertices, the far-side jaw on the silhouette (what `fit_landmarks` matched to the detector)."""
+        single = coeffs.to("cpu")
+        index = self.correspondences(model, single)
+        rows = self.rows(index)
+        verts = self.vertices_of(rows, single.identity[0].double().numpy(), single.expression[0].double().numpy())
+        rotation = euler_to_matrix(single.angles[:1].double())[0].numpy()
+        cam = verts @ rotation.T + single.translation[0].double().numpy()
+        depth = model.camera.distance - cam[:, 2]
+        c, f = model.camera.center, model.camera.focal
+        return np.stack([c + f * cam[:, 0] / depth, c - f * cam[:, 1] / depth], axis=1)
+
+
 def _camera_matrix(model: FaceModel) -> np.ndarray:
     cam = model.camera
     return np.array([[cam.focal, 0, cam.center], [0, cam.focal, cam.center], [0, 0, 1]], dtype=np.float64)
