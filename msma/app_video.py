@@ -108,13 +108,15 @@ def _video_message(error: Exception, path: str, name: str) -> str:
 def _limited(frames: Iterator, max_seconds: float, total: float, progress: Progress | None,
              cut: list[bool]) -> Iterator:
     """The frames of the first ``max_seconds``; ``cut[0]`` becomes True when later frames were left out."""
-    for frame in frames:
+    for frame in frames:  # a decoding error part-way propagates: the tracker keeps the frames before it
         if frame.time > max_seconds:
             cut[0] = True
-            return
+            break
         if progress is not None and frame.index % 10 == 0:
             progress(0.05 + 0.6 * min(1.0, frame.time / max(total, 1e-6)), "landmarks")
         yield frame
+    if progress is not None:
+        progress(0.65, "fitting the identity and every frame")
 
 
 def track_clip(models: AppModels, value: Any, session: VideoSession | None = None, max_seconds: float = MAX_CLIP_S,
@@ -158,6 +160,10 @@ def track_clip(models: AppModels, value: Any, session: VideoSession | None = Non
         raise AppError(f"{_video_message(error, path, name)}. Please upload an MP4, MOV, WebM or MKV clip."
                        ) from None
     say(0.7, "writing outputs")
+    declared = info.frame_count or (round(info.duration * info.fps) if info.duration and info.fps else 0)
+    if not cut[0] and result.complete and declared and result.n_frames < 0.9 * declared - 1:
+        warnings.append(f"{name}: decoded {result.n_frames} frames but the file declares about {declared}: it may "
+                        "be truncated; the decoded frames are kept.")
     if cut[0]:
         warnings.append(f"Only the first {max_seconds:g} s of {name} were tracked (the app's limit); the command "
                         "line `python -m msma track` has none.")

@@ -58,6 +58,7 @@ def test_clip_is_tracked_into_every_output(models, outputs, tmp_path):
     assert jaw.name == "jawOpen" and np.isnan(np.asarray(jaw.y[8:12], float)).all()
     assert {t.name for t in res.curves.data} >= {"mouthSmile_L", "eyeBlink_R", "browInnerUp", "head yaw"}
     assert stages[0][0] == 0.0 and stages[-1] == (1.0, "done") and any(d == "landmarks" for _, d in stages)
+    assert [f for f, _ in stages] == sorted(f for f, _ in stages)
     # a second run of the same session writes into a fresh folder of the same session
     short = make_clip(tmp_path / "my take.mkv", n=6)
     again = V.track_clip(models, str(short), session=res.session, settings=FAST, preview=False)
@@ -65,11 +66,29 @@ def test_clip_is_tracked_into_every_output(models, outputs, tmp_path):
     assert Path(again.glb).parent.parent == Path(res.session.workdir) and "mp4" not in again.files
 
 
-def test_only_the_first_seconds_are_tracked(models, outputs, tmp_path):
-    clip = make_clip(tmp_path / "long.mp4", n=30, fps=10.0)
-    res = V.track_clip(models, str(clip), settings=FAST, max_seconds=1.0, preview=False)
-    assert res.n_frames == 11  # t = 0.0 ... 1.0 s
-    assert any("Only the first 1 s of long.mp4 were tracked" in w for w in res.warnings)
+def test_long_big_variable_frame_rate_clip_is_cut_downscaled_and_said(models, outputs, tmp_path, monkeypatch):
+    times = np.cumsum([0] + [1 / 30 if i % 3 else 1 / 10 for i in range(9)])
+    clip = make_clip(tmp_path / "big.mp4", n=10, size=(1280, 720), times=times)
+    small = TrackSettings(max_side=480, largest=True, keyframes=2, texture=False)
+    res = V.track_clip(models, str(clip), settings=small, preview=False, max_seconds=0.35)
+    assert res.n_frames == 7  # t = 0 ... 0.333 s of the 0.5 s clip
+    assert any("Only the first 0.35 s of big.mp4 were tracked" in w for w in res.warnings)
+    assert any("big.mp4 is 1280×720 px: frames were downscaled to 480×270" in w for w in res.warnings)
+    assert any("variable frame rate" in w for w in res.warnings) and "variable frame rate" in res.summary
+    monkeypatch.setattr(V, "MAX_SOURCE_SIDE", 1000)
+    with pytest.raises(H.AppError, match="videos up to 1000 px on the longer side"):
+        V.track_clip(models, str(clip), settings=small)
+
+
+def test_truncated_clip_keeps_the_decoded_frames(models, outputs, tmp_path):
+    data = make_clip(tmp_path / "full.mkv", n=30).read_bytes()
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(data[: int(len(data) * 0.85)])
+    res = V.track_clip(models, str(cut), settings=FAST)
+    assert 5 < res.n_frames < 30
+    assert any("cut.mkv" in w and ("decoding stopped" in w or "truncated" in w) for w in res.warnings), res.warnings
+    assert not any(str(tmp_path) in w for w in res.warnings)
+    assert len(Path(res.files["csv"]).read_text().splitlines()) == res.n_frames + 1 and "mp4" in res.files
 
 
 @pytest.mark.parametrize("content, message", [
