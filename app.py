@@ -18,8 +18,10 @@ from pathlib import Path
 
 from annotate.login import MIN_PASSWORD_LENGTH, LoginThrottle, password_check
 from msma import app_handlers as H
+from msma.app_video import build_video_tab
 
 GPU, GPU_INFO = H.gpu_decorator(duration=60)  # spaces.GPU on ZeroGPU Spaces only (imports `spaces` before torch)
+GPU_VIDEO, _ = H.gpu_decorator(duration=180)  # a clip: decode, landmarks, fit and five exports
 
 import gradio as gr  # noqa: E402 - after `spaces`; module level so handler annotations (gr.SelectData) resolve
 
@@ -299,6 +301,9 @@ def build_demo(models: H.AppModels, args: argparse.Namespace | None = None) -> g
 
                 id_run.click(on_identity, [id_a, id_b, id_method], [shape_a, shape_b, heat, id_summary],
                              preprocess=False, api_name="compare_identities", concurrency_id="heavy")
+
+            # ------------------------------------------------------------------------------ Video
+            build_video_tab(models, ui, GPU_VIDEO, warn)
 
             # ------------------------------------------------------------------------------ Annotate
             _annotation_tabs(args)
