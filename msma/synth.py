@@ -52,9 +52,9 @@ from msma.face_model import (
     sh_irradiance,
     vertex_normals,
 )
+from msma.image_io import PHOTO_EXTENSIONS
 from msma.landmarks.base import five_points_from_68
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 # light .. dark skin reflectance (linear-ish RGB); a face draws a tone on this segment (plus a small hue jitter)
 SKIN_LIGHT = np.array([0.86, 0.68, 0.58], np.float32)
 SKIN_DARK = np.array([0.40, 0.26, 0.18], np.float32)
@@ -82,7 +82,7 @@ class SyntheticBatch:
 
 def list_images(folder: str | os.PathLike) -> list[Path]:
     folder = Path(folder)
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in PHOTO_EXTENSIONS and p.is_file())
 
 
 def _load_backgrounds(backgrounds, max_side: int = 512) -> list[np.ndarray]:

@@ -11,11 +11,11 @@ from msma.evaluate import (
     aligned_vertex_error_mm,
     expression_mae,
     markdown_report,
-    nme,
     read_dlib_xml,
     rotation_error_deg,
 )
 from msma.face_model import MODEL_UNITS_TO_MM, euler_to_matrix, vertex_normals
+from msma.landmarks.metrics import nme
 
 
 def _rotation(deg=(10.0, -20.0, 5.0)) -> np.ndarray:
