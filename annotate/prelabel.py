@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from annotate.skeleton import N_POINTS, OUTSIDE, VISIBLE
+from msma.landmarks.base import iou
 from msma.landmarks.metrics import nme
 
 
@@ -45,14 +46,6 @@ class Prelabeller:
 
     def __call__(self, image: np.ndarray) -> list[PrelabelFace]:
         return self.predict(image)
-
-
-def _box_iou(a: np.ndarray, b: np.ndarray) -> float:
-    x0, y0 = max(a[0], b[0]), max(a[1], b[1])
-    x1, y1 = min(a[2], b[2]), min(a[3], b[3])
-    inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union) if union > 0 else 0.0
 
 
 def _as_face(obj: Any, default_confidence: float = 0.5) -> PrelabelFace:
@@ -105,8 +98,8 @@ class DetectorPrelabeller(Prelabeller):
         if self.check and out:
             others = detect_faces(image, detector=self.check)
             for face in out:
-                best = max(others, key=lambda o: _box_iou(face.box, o.box), default=None)
-                if best is None or _box_iou(face.box, best.box) < 0.3:
+                best = max(others, key=lambda o: iou(face.box, o.box), default=None)
+                if best is None or iou(face.box, best.box) < 0.3:
                     face.confidence *= 0.5  # the second detector does not even see this face
                 else:
                     err = nme(best.landmarks68, face.points)  # normalised by this face's eyes
