@@ -4,7 +4,7 @@ Default model: ICT-FaceKit (MIT) — 100 identity modes, 53 ARKit-named expressi
 [0, 1]. Optional: BFM09 in Deep3DFaceRecon's ``BFM_model_front.mat`` layout (80 identity, 64 expression, 80 texture).
 
 Units: decimetres (1 unit = 100 mm), centred, +y up, +z towards the camera. Camera and lighting follow
-Deep3DFaceRecon: focal 1015 px, principal point 112 in a 224 crop, camera at z = 10, 2nd-order SH lighting.
+Deep3DFaceRecon: focal 1015 px, principal point 112 in a 224 crop, camera at z = 10 (12 for ICT), 2nd-order SH lighting.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from gradio_http import API, GradioHTTP, free_port
 from PIL import Image
 from security_counts import record
 
-from msma import app_handlers as H
+from msma import app as H
 
 REPO = Path(__file__).resolve().parents[1]
 META = {"_type": "gradio.FileData"}

@@ -1,4 +1,4 @@
-"""The app's Video tab handlers (msma/app_video.py) called directly: a short generated clip (the example portrait
+"""The app's Video tab handlers (msma/app/video.py) called directly: a short generated clip (the example portrait
 drifting in front of a background) tracked into every output, bad clips turned into readable AppErrors, and the
 webcam stream handler fitting weights to single frames."""
 
@@ -15,8 +15,8 @@ import pytest
 from PIL import Image
 from test_track_video import make_clip, portrait
 
-from msma import app_handlers as H
-from msma import app_video as V
+from msma import app as H
+from msma.app import video as V
 from msma.track import TrackSettings
 from msma.track_export import LIVE_LINK_HEADER
 
@@ -34,7 +34,9 @@ def models() -> H.AppModels:
 @pytest.fixture()
 def outputs(tmp_path, monkeypatch):
     root = tmp_path / "app_out"
-    monkeypatch.setattr(H, "OUTPUT_ROOT", root)
+    from msma.app import state
+
+    monkeypatch.setattr(state, "OUTPUT_ROOT", root)
     return root
 
 

@@ -2,7 +2,7 @@
 
 Handlers are plain functions (no Gradio import at module level), tested in tests/test_app_video.py;
 :func:`build_video_tab` creates the tab's components and events inside ``app.py``'s Blocks. The rules of
-``msma/app_handlers.py`` apply: problems the user can fix raise :class:`AppError`, non-fatal notes come back as
+``msma/app/`` apply: problems the user can fix raise :class:`AppError`, non-fatal notes come back as
 ``warnings``, client files only pass through :func:`client_upload` (or, for webcam frames, an in-memory ``data:``
 URL), and every output is written under the session's folder in ``OUTPUT_ROOT``.
 
@@ -30,7 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from msma.app_handlers import AppError, AppModels, Upload, client_upload, file_stem, new_workdir
+from msma.app.inputs import Upload, client_upload, file_stem
+from msma.app.state import AppError, AppModels, new_workdir
 
 log = logging.getLogger(__name__)
 
