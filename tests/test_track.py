@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from msma.face_model import Coefficients
-from msma.track import EyeModel, FrameFitter, FrameState, TrackSettings, _hold, box_qp, gaze_to_eye_look
+from msma.track import EyeModel, FrameFitter, FrameState, PointSet, TrackSettings, _hold, box_qp, gaze_to_eye_look
 
 
 @pytest.fixture(scope="module")
@@ -25,6 +25,24 @@ def project(ict, identity, weights, angles, translation=(0.0, 0.0, 0.0)):
         return ict.project_landmarks(c)[0].numpy().astype(np.float64)
 
 
+@pytest.fixture(scope="module")
+def mesh(ict):
+    points = PointSet.mesh(ict)
+    assert points is not None and points.dense and len(points.sigma_px) == 468
+    return points
+
+
+def project_points(ict, points, identity, weights, angles, translation=(0.0, 0.0, 0.0)):
+    """Exact crop-pixel projections of a `PointSet`'s surface points through the model's camera."""
+    from msma.face_model import euler_to_matrix
+
+    verts = (points.mean + np.tensordot(identity, points.identity_basis, axes=1)
+             + np.tensordot(weights, points.expression_basis, axes=1))
+    rotation = euler_to_matrix(torch.as_tensor(np.asarray(angles)[None]))[0].numpy()
+    cam = torch.as_tensor(verts @ rotation.T + np.asarray(translation))[None]
+    return ict.camera.project(cam)[0, :, :2].numpy()
+
+
 def test_box_qp_matches_scipy():
     from scipy.optimize import lsq_linear
 
@@ -37,7 +55,7 @@ def test_box_qp_matches_scipy():
     assert np.allclose(x, ref, atol=1e-6)
 
 
-def test_frame_fitter_recovers_pose_and_expression(ict, identity):
+def test_frame_fitter_recovers_pose_and_expression(ict, identity, mesh):
     names = ict.expression_names
     weights = np.zeros(ict.n_expression)
     weights[names.index("jawOpen")] = 0.6
@@ -45,8 +63,10 @@ def test_frame_fitter_recovers_pose_and_expression(ict, identity):
     weights[names.index("mouthSmile_R")] = 0.5
     weights[names.index("eyeBlink_R")] = 0.8
     angles = np.radians([8.0, -20.0, 5.0])
-    target = project(ict, identity, weights, angles, (0.1, -0.2, 0.5))
-    fitter = FrameFitter(ict, identity, TrackSettings(fit_iterations=3, expression_prior=1.0, expression_l1=0.0))
+    target = project_points(ict, mesh, identity, weights, angles, (0.1, -0.2, 0.5))
+    settings = TrackSettings(fit_iterations=3, expression_prior=1.0, expression_l1=0.0, symmetry_prior=0.0)
+    fitter = FrameFitter(ict, identity, settings)
+    assert fitter.points.name == "mesh468"  # the default: mediapipe's mesh points on the ICT surface
     state = fitter.fit(target)
     assert np.degrees(np.abs(state.angles - angles)).max() < 1.0
     assert state.residual_px < 0.3
@@ -94,7 +114,7 @@ def test_hold_fills_gaps_with_nearest_tracked_values():
 
 
 def test_fit_identity_shares_one_face_over_keyframes(ict, identity):
-    from msma.track import PointSet, fit_identity
+    from msma.track import fit_identity
 
     names = ict.expression_names
     poses = [np.radians(a) for a in ([0, 0, 0], [5, 15, 0], [-5, -15, 3])]
@@ -105,9 +125,10 @@ def test_fit_identity_shares_one_face_over_keyframes(ict, identity):
         targets.append(project(ict, identity, w, angles))
         truth.append(w)
     settings = TrackSettings(expression_l1=0.0, expression_prior=1.0, identity_prior=0.05)
-    fitted, states = fit_identity(ict, np.stack(targets), PointSet.ibug68(ict, settings), settings, iterations=8)
+    points = PointSet.ibug68(ict, settings)
+    fitted, states = fit_identity(ict, np.stack(targets), points, settings, iterations=8)
     for state, target in zip(states, targets):
-        fitter = FrameFitter(ict, fitted, settings)
+        fitter = FrameFitter(ict, fitted, settings, points)
         assert np.abs(fitter.project(fitter.vertices(state.weights), state.angles, state.translation)
                       - target).max() < 1.0
     assert states[2].weights[names.index("jawOpen")] > states[0].weights[names.index("jawOpen")] + 0.3
