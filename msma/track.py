@@ -8,18 +8,20 @@ Pipeline (the time of every stage is in ``TrackResult.timings``):
 
 1. decode (`msma.video`); frames larger than ``max_side`` are downscaled while decoding;
 2. landmarks: mediapipe's face mesh in video mode (it tracks from frame to frame and re-detects when it loses the
-   face), 478 points with irises -> 68 iBUG points; faces are followed over frames by box overlap;
+   face), 478 points with irises; faces are followed over frames by box overlap;
 3. identity: a few keyframes per face (the most frontal, most neutral frame of each stretch of the clip) fitted
    together with one shared identity (`fit_identity`: the network's estimate from the keyframe crops as the prior,
-   then the same points, camera and priors as the per-frame fit); the photo texture of the rig is unwrapped from
-   the most frontal frame (`Reconstructor.reconstruct_face`);
-4. per frame, identity fixed: head pose and the 53 expression weights from the 68 landmarks (mediapipe's fixed
-   478 -> 68 mapping on ICT's landmark vertices; or ``dense``: all 468 mesh points on calibrated vertices),
-   joint Gauss-Newton steps warm-started from the previous frame with an L2 + L1 (sparsity) prior (`fit_frame`);
-   the mean head-pose offset of mediapipe's point layout, measured on synthetic renders by
-   `msma.track_calibration`, is subtracted;
-5. eye gaze: each iris centre back-projected onto the fitted eyeball sphere -> eye yaw / pitch in the head frame
-   -> the eyeLook* weights (the landmark fit only sees the eyelids);
+   then the same points, camera and priors as the per-frame fit, the keyframes' expressions held nearer neutral);
+   the photo texture of the rig is unwrapped from the most frontal frame (`Reconstructor.reconstruct_face`);
+4. per frame, identity fixed: head pose and the 53 expression weights from mediapipe's 468 mesh points as points on
+   the ICT surface with their measured noise (`msma.fit.MeshPoints`, the still fitter's table; eyelid points the
+   table seats on the eyeballs are moved onto the lid skin), joint Gauss-Newton steps warm-started from the previous
+   frame with the still fitter's priors (L2, sparse L1, left/right symmetry), far-side points dropped and Cauchy
+   reweighting (`fit_frame`); ``points="ibug68"`` fits the 68 iBUG points on ICT's landmark vertices instead;
+   the mean head-pose offset measured on synthetic clips by `msma.track_calibration` is subtracted;
+5. eye gaze: each iris centre back-projected onto the fitted eyeball sphere -> eye yaw / pitch in the fitted head
+   frame, relative to the rest direction `msma.track_calibration` measured -> the eyeLook* weights (the landmark fit
+   only sees the eyelids), zero within a dead zone of the per-face gaze noise;
 6. One-Euro smoothing over time (`msma.smoothing`), restarted after every frame without a face.
 
 Frames where a face is missing keep the last tracked values (the first frames take the first tracked values) and
@@ -90,11 +92,22 @@ class TrackSettings:
     mesh_min_sigma_px: float = _FIT.dense_min_sigma_px
     visibility_threshold: float = _FIT.visibility_threshold  # mesh points turned further from the camera are dropped
     robust_scale: float | None = _FIT.robust_scale  # Cauchy reweighting (residuals of this many sigmas count half)
-    # priors as in `msma.fit.LandmarkFitSettings` (objective: sum of squared residuals in sigmas + these terms)
+    # priors as in `msma.fit.LandmarkFitSettings` (objective: sum of squared residuals in sigmas + these terms); the
+    # L1, keyframe and identity weights were chosen on seed-3000 clips (benchmarks/tracking_tune.py), not seed 2000
     expression_prior: float = _FIT.expression_prior  # weight of ||expression||^2
-    expression_l1: float = _FIT.expression_l1  # weight of sum(expression): a sparsity prior (weights are >= 0)
+    # weight of sum(expression): a sparsity prior (weights are >= 0); twice the still fitter's, since a frame's
+    # points are noisier than a photo's and most weights are 0 most of the time
+    expression_l1: float = 2 * _FIT.expression_l1
     symmetry_prior: float = _FIT.symmetry_prior  # weight of (w_L - w_R)^2 for the ARKit left/right pairs
-    identity_prior: float = 1.0  # weight of ||identity - prior||^2 (the network's estimate when there is one)
+    identity_prior: float = 0.3  # weight of ||identity - prior||^2 (the network's estimate when there is one)
+    # the expression priors of the keyframes in the identity fit, relative to a frame's: keyframes are chosen for a
+    # neutral face, so the identity rather than spurious expressions takes up how this face's points sit
+    keyframe_prior_scale: float = 4.0
+    # subtract the mean head-pose offset and eye rest direction measured on synthetic clips (`msma.track_calibration`)
+    calibrated: bool = True
+    # eye rotations within this of rest give eyeLook weights 0 (gaze noise); None: twice the per-face spread of the
+    # rest reading measured by `msma.track_calibration` (0 without a calibration)
+    gaze_deadzone_deg: float | None = None
     smoothing: OneEuroSettings | None = field(default_factory=lambda: OneEuroSettings(min_cutoff=1.0, beta=3.0))
     texture: bool = True  # unwrap the photo texture of each face for its rig
     min_frames: int = 3  # tracks seen in fewer frames are dropped (spurious detections)
@@ -214,8 +227,14 @@ class PointSet:
             return None
         n = MESH_POINTS
         sigma = np.maximum(mesh.sigma_px[:n] * s.mesh_sigma_scale, s.mesh_min_sigma_px)
-        return cls(mesh.mean[:n], mesh.identity_basis[:, :n], mesh.expression_basis[:, :n], sigma, "mesh468", True,
-                   mesh.normals[:n], _pose_offset(model))
+        mean, id_basis, exp_basis = mesh.mean[:n].copy(), mesh.identity_basis[:, :n].copy(), \
+            mesh.expression_basis[:, :n].copy()
+        normals = mesh.normals[:n].copy()
+        lids, vertices = _eyelid_vertices(model, mesh, n)
+        if len(lids):
+            mean[lids], id_basis[:, lids], exp_basis[:, lids] = _bases(model, vertices)
+            normals[lids] = _vertex_normals(model)[vertices]
+        return cls(mean, id_basis, exp_basis, sigma, "mesh468", True, normals)
 
     @classmethod
     def ibug68(cls, model, settings: TrackSettings | None = None) -> PointSet:
@@ -234,8 +253,34 @@ class PointSet:
         return points if points is not None else cls.ibug68(model, settings)
 
 
-def _pose_offset(model) -> np.ndarray:
-    return np.zeros(3)
+def _eyelid_vertices(model, mesh, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mesh points the table seats (partly) on the eyeballs -> the skin vertex in front of each on the mean face.
+
+    On renders with open eyes, mediapipe's eyelid-margin points project onto the eyeball just as well as onto the lid
+    (`scripts/derive_mediapipe_ict.py` chooses among both), but eyeball vertices do not move with eyeBlink / squint,
+    so a blink could not move them: the tracker puts those points on the nearest (x, y) face-skin vertex that is not
+    behind them instead.
+    """
+    from msma.export_rig import eyeball_vertices
+
+    eyes = eyeball_vertices(model)
+    if eyes is None:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    lids = np.flatnonzero(np.isin(mesh.vertices[:n], np.concatenate(eyes)).any(1))
+    skin = np.setdiff1d(model.face_vertices.cpu().numpy(), np.concatenate(eyes))
+    position = model.mean.cpu().double().numpy()[skin]
+    vertices = []
+    for i in lids:
+        p = mesh.mean[i]
+        distance = np.linalg.norm(position[:, :2] - p[:2], axis=1) + 1e3 * (position[:, 2] < p[2] - 0.02)
+        vertices.append(skin[int(np.argmin(distance))])
+    return lids, np.array(vertices, np.int64)
+
+
+def _vertex_normals(model) -> np.ndarray:
+    from msma.face_model import vertex_normals
+
+    return vertex_normals(model.mean[None].double(), model.triangles)[0].cpu().numpy()
 
 
 def _bases(model, vertices: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -263,10 +308,7 @@ def _projection_jacobian(cam: np.ndarray, focal: float, distance: float) -> np.n
 
 def _rotation_jacobian(dproj: np.ndarray, rotated: np.ndarray) -> np.ndarray:
     """(P, 2, 3) derivative of the projection wrt a small rotation applied on the left (dP = -[R v]x dr)."""
-    x, y, z = rotated[:, 0], rotated[:, 1], rotated[:, 2]
-    zero = np.zeros_like(x)
-    skew = np.stack([np.stack([zero, -z, y], 1), np.stack([z, zero, -x], 1), np.stack([-y, x, zero], 1)], 1)
-    return np.einsum("lij,ljk->lik", dproj, -skew)
+    return np.cross(rotated[:, None, :], dproj)  # a' (-[v]x) = v x a
 
 
 class FrameFitter:
@@ -288,6 +330,9 @@ class FrameFitter:
         identity = np.asarray(identity, np.float64).reshape(model.n_identity)
         self.base = self.points.mean + np.tensordot(identity, self.points.identity_basis, axes=1)
         self.n = len(self.expression_basis)
+        # (K, P * 3) for the vertices and (P, 3, K) for the Jacobian: plain matrix products, the fit's hot path
+        self._basis_flat = np.ascontiguousarray(self.expression_basis.reshape(self.n, -1))
+        self._basis_points = np.ascontiguousarray(self.expression_basis.transpose(1, 2, 0))
         cam = model.camera
         self.focal, self.centre, self.distance = float(cam.focal), float(cam.center), float(cam.distance)
         self.camera_matrix = np.array([[cam.focal, 0, cam.center], [0, cam.focal, cam.center], [0, 0, 1]], float)
@@ -304,7 +349,7 @@ class FrameFitter:
         self.damping = 1e-4  # Levenberg term on the pose block, relative to its mean curvature
 
     def vertices(self, weights: np.ndarray) -> np.ndarray:
-        return self.base + np.tensordot(weights, self.expression_basis, axes=1)
+        return self.base + (weights @ self._basis_flat).reshape(-1, 3)
 
     def project(self, vertices: np.ndarray, angles: np.ndarray, translation: np.ndarray) -> np.ndarray:
         cam = vertices @ _rotation(angles).T + translation
@@ -313,9 +358,10 @@ class FrameFitter:
                         1)
 
     def point_weights(self, target: np.ndarray, rotation: np.ndarray, translation: np.ndarray, weights: np.ndarray,
-                      robust: bool) -> np.ndarray:
+                      robust: bool, projected: np.ndarray | None = None) -> np.ndarray:
         """(P,) row scale of each point: 0 where its surface turns away from the camera, times the square root of
-        its Cauchy weight 1 / (1 + (r / robust_scale)^2) at the current fit (r: residual in sigmas)."""
+        its Cauchy weight 1 / (1 + (r / robust_scale)^2) at the current fit (r: residual in sigmas).
+        ``projected``: the points' (P, 2) projections at this fit, when already computed."""
         s = self.settings
         scale = np.ones(len(self.points.sigma_px))
         if self.points.normals is not None:
@@ -324,10 +370,11 @@ class FrameFitter:
             view /= np.linalg.norm(view, axis=1, keepdims=True)
             scale *= ((self.points.normals @ rotation.T) * view).sum(1) > s.visibility_threshold
         if robust and s.robust_scale:
-            cam = self.vertices(weights) @ rotation.T + translation
-            depth = self.distance - cam[:, 2]
-            projected = np.stack([self.centre + self.focal * cam[:, 0] / depth,
-                                  self.centre - self.focal * cam[:, 1] / depth], 1)
+            if projected is None:
+                cam = self.vertices(weights) @ rotation.T + translation
+                depth = self.distance - cam[:, 2]
+                projected = np.stack([self.centre + self.focal * cam[:, 0] / depth,
+                                      self.centre - self.focal * cam[:, 1] / depth], 1)
             r = np.linalg.norm(projected - target, axis=1) / self.points.sigma_px
             scale /= np.sqrt(1.0 + (r / s.robust_scale) ** 2)
         return scale
@@ -360,14 +407,15 @@ class FrameFitter:
         rotated_v = self.vertices(weights) @ rotation.T
         cam = rotated_v + translation
         dproj = _projection_jacobian(cam, self.focal, self.distance)
-        j_w = np.einsum("lij,klj->lik", dproj, self.expression_basis @ rotation.T)  # (P, 2, K)
+        j_w = np.matmul(dproj @ rotation, self._basis_points)  # (P, 2, K): d(pixel)/d(weight)
         jac = np.concatenate([_rotation_jacobian(dproj, rotated_v), dproj, j_w], axis=2)  # (P, 2, 6 + K)
-        point_scale = self.point_weights(target, rotation, translation, weights, robust)
-        row_weight = self.row_weight * np.concatenate([point_scale, point_scale])
-        design = np.concatenate([jac[:, 0], jac[:, 1]]) * row_weight[:, None]
         depth = self.distance - cam[:, 2]
         projected = np.concatenate([self.centre + self.focal * cam[:, 0] / depth,
                                     self.centre - self.focal * cam[:, 1] / depth])
+        point_scale = self.point_weights(target, rotation, translation, weights, robust,
+                                         projected.reshape(2, -1).T)
+        row_weight = self.row_weight * np.concatenate([point_scale, point_scale])
+        design = np.concatenate([jac[:, 0], jac[:, 1]]) * row_weight[:, None]
         current = np.concatenate([np.zeros(6), weights])
         rhs = (np.concatenate([target[:, 0], target[:, 1]]) - projected) * row_weight + design @ current
         hessian = design.T @ design
@@ -465,8 +513,8 @@ def fit_identity(model, targets: np.ndarray, points: PointSet, settings: TrackSe
         for k in range(k_frames):
             pose = slice(n_id + k * block, n_id + k * block + 6)
             weights = slice(n_id + k * block + 6, n_id + (k + 1) * block)
-            hessian[weights, weights] += fitter.prior
-            gradient[weights] -= fitter.l1
+            hessian[weights, weights] += s.keyframe_prior_scale * fitter.prior
+            gradient[weights] -= s.keyframe_prior_scale * fitter.l1
             hessian[pose, pose] += fitter.damping * np.eye(6) * max(np.trace(hessian[pose, pose]) / 6, 1e-9)
         z = box_qp(hessian, gradient, lower, upper, start=current)
         identity = z[:n_id]
@@ -542,20 +590,28 @@ class EyeModel:
         return out - self.rest
 
 
-def gaze_to_eye_look(gaze: np.ndarray, full_deg: tuple[float, float, float] = EYE_LOOK_FULL_DEG) -> dict[str, float]:
+def gaze_to_eye_look(gaze: np.ndarray, full_deg: tuple[float, float, float] = EYE_LOOK_FULL_DEG,
+                     deadzone_deg: float = 0.0) -> dict[str, float]:
     """(2, 2) (yaw, pitch) radians of the face's left and right eye -> the 8 eyeLook* weights (ICT names).
 
-    Looking towards the face's left (yaw > 0) is "out" for the left eye and "in" for the right eye.
+    Looking towards the face's left (yaw > 0) is "out" for the left eye and "in" for the right eye. Rotations within
+    ``deadzone_deg`` of the rest direction give 0 (a soft threshold, like the fit's sparsity prior on the other
+    weights); weight 1 is still reached at ``full_deg``.
     """
     horizontal, up, down = np.radians(full_deg)
+    dead = np.radians(deadzone_deg)
+
+    def weight(angle: float, full: float) -> float:
+        return float(np.clip((angle - dead) / max(full - dead, 1e-6), 0, 1))
+
     out = {}
     for e, side in enumerate(("_L", "_R")):
         yaw, pitch = gaze[e]
         outward = yaw if side == "_L" else -yaw
-        out["eyeLookOut" + side] = float(np.clip(outward / horizontal, 0, 1))
-        out["eyeLookIn" + side] = float(np.clip(-outward / horizontal, 0, 1))
-        out["eyeLookUp" + side] = float(np.clip(pitch / up, 0, 1))
-        out["eyeLookDown" + side] = float(np.clip(-pitch / down, 0, 1))
+        out["eyeLookOut" + side] = weight(outward, horizontal)
+        out["eyeLookIn" + side] = weight(-outward, horizontal)
+        out["eyeLookUp" + side] = weight(pitch, up)
+        out["eyeLookDown" + side] = weight(-pitch, down)
     return out
 
 
@@ -886,12 +942,20 @@ class FaceTracker:
         model = self.reconstructor.model
         template = self.reconstructor.template
         points = PointSet.for_settings(model, s, getattr(self.reconstructor, "mesh_points", None))
+        calibration = _calibration(model, points) if s.calibrated else None
+        if calibration is not None:
+            points.pose_offset = calibration.pose_offset
         identity, keyframes = self._identity(raw, points, timings)
         rig = self._rig(raw, identity, timings, messages)
         n, kn = len(times), model.n_expression
         names = list(model.expression_names)
         fitter = FrameFitter(model, identity, s, points)
         eyes = EyeModel.from_model(model, identity)
+        if eyes is not None and calibration is not None:
+            eyes.rest = calibration.gaze_rest.copy()
+        deadzone = s.gaze_deadzone_deg
+        if deadzone is None:
+            deadzone = 2 * math.degrees(calibration.gaze_spread) if calibration is not None else 0.0
         valid = np.zeros(n, bool)
         landmarks = np.full((n, 68, 2), np.nan)
         iris = np.full((n, 2, 2), np.nan)
@@ -920,7 +984,7 @@ class FaceTracker:
             if eyes is not None:
                 closed = blink is not None and max(state.weights[blink[0]], state.weights[blink[1]]) > BLINK_HOLD
                 g = previous_gaze if closed else eyes.gaze(fitter, state, transform_points(raw.iris[i], matrix),
-                                                           head, observed)
+                                                           observed=observed)
                 gaze[i] = previous_gaze = g
             previous, previous_frame = state, i
         timings["fit"] += time.perf_counter() - start
@@ -929,7 +993,7 @@ class FaceTracker:
         segments = np.cumsum(~valid)  # a new segment after every missing frame
         weights_raw, angles_raw, gaze_raw = weights.copy(), angles.copy(), gaze.copy()
         if eyes is not None:
-            _apply_eye_look(weights_raw, gaze_raw, valid, look_index)
+            _apply_eye_look(weights_raw, gaze_raw, valid, look_index, deadzone)
         if s.smoothing is not None:
             idx = np.flatnonzero(valid)
             packed = np.concatenate([weights[idx], angles[idx], translation[idx], gaze[idx].reshape(-1, 4)], 1)
@@ -939,7 +1003,7 @@ class FaceTracker:
             translation[idx] = smoothed[:, kn + 3 : kn + 6]
             gaze[idx] = smoothed[:, kn + 6 :].reshape(-1, 2, 2)
         if eyes is not None:
-            _apply_eye_look(weights, gaze, valid, look_index)
+            _apply_eye_look(weights, gaze, valid, look_index, deadzone)
         for array in (weights_raw, weights, angles_raw, angles, translation, gaze_raw, gaze, matrices):
             _hold(array, valid)
         timings["smoothing"] += time.perf_counter() - start
@@ -950,9 +1014,19 @@ class FaceTracker:
                          points.pose_offset.copy())
 
 
-def _apply_eye_look(weights: np.ndarray, gaze: np.ndarray, valid: np.ndarray, look_index: dict[str, int]) -> None:
+def _calibration(model, points: PointSet):
+    """`msma.track_calibration`'s offsets for these points (measured on ICT renders: None for other models)."""
+    from msma.track_calibration import TrackCalibration
+
+    if getattr(getattr(model, "info", None), "name", None) != "ict":
+        return None
+    return TrackCalibration.load("mesh" if points.dense else "ibug68")
+
+
+def _apply_eye_look(weights: np.ndarray, gaze: np.ndarray, valid: np.ndarray, look_index: dict[str, int],
+                    deadzone_deg: float) -> None:
     for i in np.flatnonzero(valid):
-        for name, value in gaze_to_eye_look(gaze[i]).items():
+        for name, value in gaze_to_eye_look(gaze[i], deadzone_deg=deadzone_deg).items():
             if name in look_index:
                 weights[i, look_index[name]] = value
 
