@@ -6,7 +6,11 @@
 The clips are the ones `benchmarks/tracking.py --seed S` renders (same generator, curves, backgrounds, noise),
 rendered once and cached with mediapipe's per-frame points under ``--cache``; every ``--config`` (name, JSON of
 `TrackSettings` fields) is then tracked on the cached points, so a setting costs only the fit. Prints one line of
-the benchmark's summary metrics per config; writes nothing else.
+the benchmark's summary metrics per config and the 12 weights with the largest mean error (error, signed bias);
+writes nothing else. Diagnostics in the JSON: ``"true_identity": true`` uses each clip's true identity instead of
+the keyframe estimate, ``"verbose": true`` adds each clip's mean and spread of the raw gaze (degrees).
+
+The tracker's L1 weight (64) was chosen with this on seed 3000 (4 clips x 150 frames); seed 2000 is refused.
 """
 
 from __future__ import annotations
@@ -82,16 +86,13 @@ def evaluate(reconstructor, data: list[dict], overrides: dict, seed: int) -> dic
     overrides = dict(overrides)
     true_identity = overrides.pop("true_identity", False)
     verbose = overrides.pop("verbose", False)
-    eye_points = overrides.pop("eye_points", None)  # experiment: other mesh points to read the iris against
     generator = SyntheticFaceGenerator(reconstructor.model, seed=seed, augment=False)
 
     names = list(reconstructor.model.expression_names)
     settings = track.TrackSettings(largest=True, texture=False, **overrides)
     tracker = track.FaceTracker(reconstructor, settings)
-    original, corners = track.VideoLandmarker, track.EYE_CORNERS
+    original = track.VideoLandmarker
     track.VideoLandmarker = _Replay
-    if eye_points is not None:
-        track.EYE_CORNERS = eye_points
     per_clip = []
     try:
         for c, clip in enumerate(data):
@@ -110,7 +111,7 @@ def evaluate(reconstructor, data: list[dict], overrides: dict, seed: int) -> dic
             m["channel_bias"] = (result.faces[0].weights[valid] - clip["weights"][valid]).mean(0)
             per_clip.append(m)
     finally:
-        track.VideoLandmarker, track.EYE_CORNERS = original, corners
+        track.VideoLandmarker = original
     mean = lambda k: float(np.mean([c[k] for c in per_clip]))  # noqa: E731
     return {
         "ratio": mean("mae_smoothed") / mean("mae_neutral_baseline"), "mae": mean("mae_smoothed"),

@@ -11,7 +11,7 @@ Pipeline (the time of every stage is in ``TrackResult.timings``):
    face), 478 points with irises; faces are followed over frames by box overlap;
 3. identity: a few keyframes per face (the most frontal, most neutral frame of each stretch of the clip) fitted
    together with one shared identity (`fit_identity`: the network's estimate from the keyframe crops as the prior,
-   then the same points, camera and priors as the per-frame fit, the keyframes' expressions held nearer neutral);
+   then the same points, camera and priors as the per-frame fit);
    the photo texture of the rig is unwrapped from the most frontal frame (`Reconstructor.reconstruct_face`);
 4. per frame, identity fixed: head pose and the 53 expression weights from mediapipe's 468 mesh points as points on
    the ICT surface with their measured noise (`msma.fit.MeshPoints`, the still fitter's table; eyelid points the
@@ -93,16 +93,13 @@ class TrackSettings:
     visibility_threshold: float = _FIT.visibility_threshold  # mesh points turned further from the camera are dropped
     robust_scale: float | None = _FIT.robust_scale  # Cauchy reweighting (residuals of this many sigmas count half)
     # priors as in `msma.fit.LandmarkFitSettings` (objective: sum of squared residuals in sigmas + these terms); the
-    # L1, keyframe and identity weights were chosen on seed-3000 clips (benchmarks/tracking_tune.py), not seed 2000
+    # L1 weight was chosen on seed-3000 clips (benchmarks/tracking_tune.py), not on the benchmark's seed 2000
     expression_prior: float = _FIT.expression_prior  # weight of ||expression||^2
     # weight of sum(expression): a sparsity prior (weights are >= 0); twice the still fitter's, since a frame's
     # points are noisier than a photo's and most weights are 0 most of the time
     expression_l1: float = 2 * _FIT.expression_l1
     symmetry_prior: float = _FIT.symmetry_prior  # weight of (w_L - w_R)^2 for the ARKit left/right pairs
-    identity_prior: float = 0.3  # weight of ||identity - prior||^2 (the network's estimate when there is one)
-    # the expression priors of the keyframes in the identity fit, relative to a frame's: keyframes are chosen for a
-    # neutral face, so the identity rather than spurious expressions takes up how this face's points sit
-    keyframe_prior_scale: float = 4.0
+    identity_prior: float = 1.0  # weight of ||identity - prior||^2 (the network's estimate when there is one)
     # subtract the mean head-pose offset and eye rest direction measured on synthetic clips (`msma.track_calibration`)
     calibrated: bool = True
     # eye rotations within this of rest give eyeLook weights 0 (gaze noise); None: twice the per-face spread of the
@@ -513,8 +510,8 @@ def fit_identity(model, targets: np.ndarray, points: PointSet, settings: TrackSe
         for k in range(k_frames):
             pose = slice(n_id + k * block, n_id + k * block + 6)
             weights = slice(n_id + k * block + 6, n_id + (k + 1) * block)
-            hessian[weights, weights] += s.keyframe_prior_scale * fitter.prior
-            gradient[weights] -= s.keyframe_prior_scale * fitter.l1
+            hessian[weights, weights] += fitter.prior
+            gradient[weights] -= fitter.l1
             hessian[pose, pose] += fitter.damping * np.eye(6) * max(np.trace(hessian[pose, pose]) / 6, 1e-9)
         z = box_qp(hessian, gradient, lower, upper, start=current)
         identity = z[:n_id]

@@ -199,3 +199,19 @@ def test_far_side_points_are_dropped_and_outliers_downweighted(ict, identity, me
     scale = fitter.point_weights(target, euler_to_matrix(angles), state.translation, state.weights, robust=True)
     assert scale[bad].max() < 0.3 and np.median(scale) > 0.8
     assert errors[3.0] < 0.5 * errors[None]
+
+
+def test_eyelid_points_move_with_a_blink(ict, mesh):
+    """The mesh table seats some eyelid points on the eyeballs; the tracker moves them onto the lid skin."""
+    from msma.fit import MeshPoints
+
+    k = ict.expression_names.index("eyeBlink_L")
+    pixels = ict.camera.focal / ict.camera.distance  # crop pixels per model unit near the face
+    upper_lid = 386  # mediapipe: the middle of the face's left upper eyelid
+    table = MeshPoints.for_model(ict)
+    assert np.linalg.norm(table.expression_basis[k, upper_lid]) * pixels < 0.5  # on the eyeball in the table
+    assert np.linalg.norm(mesh.expression_basis[k, upper_lid]) * pixels > 4.0  # a full blink moves it
+    # the moved points stay where the table put them in the image of the mean face (within 1.5 crop pixels)
+    moved = np.flatnonzero(np.abs(mesh.mean - table.mean[:468]).sum(1) > 0)
+    assert 10 < len(moved) < 40
+    assert np.linalg.norm((mesh.mean - table.mean[:468])[moved, :2], axis=1).max() * pixels < 1.5
