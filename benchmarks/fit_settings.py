@@ -62,6 +62,11 @@ GRID: dict[str, dict] = {
     "68 rows at weight 1": {"dense_landmark68_weight": 1.0},
     "68 rows at weight 2": {"dense_landmark68_weight": 2.0},
     "68 rows at weight 1, identity prior 10": {"dense_landmark68_weight": 1.0, "identity_prior": 10.0},
+    "L1 expression 64": {"expression_l1": 64.0},
+    "L1 expression 128": {"expression_l1": 128.0},
+    "L1 expression 128, L2 64": {"expression_l1": 128.0, "expression_prior": 64.0},
+    "L1 expression 256, L2 64": {"expression_l1": 256.0, "expression_prior": 64.0},
+    "68 rows at weight 1, L1 expression 128": {"dense_landmark68_weight": 1.0, "expression_l1": 128.0},
     "no L1 expression": {"expression_l1": 0.0},
     "L1 expression 16": {"expression_l1": 16.0},
 }

@@ -92,12 +92,12 @@ class TrackSettings:
     mesh_min_sigma_px: float = _FIT.dense_min_sigma_px
     visibility_threshold: float = _FIT.visibility_threshold  # mesh points turned further from the camera are dropped
     robust_scale: float | None = _FIT.robust_scale  # Cauchy reweighting (residuals of this many sigmas count half)
-    # priors as in `msma.fit.LandmarkFitSettings` (objective: sum of squared residuals in sigmas + these terms); the
-    # L1 weight was chosen on seed-3000 clips (benchmarks/tracking_tune.py), not on the benchmark's seed 2000
-    expression_prior: float = _FIT.expression_prior  # weight of ||expression||^2
-    # weight of sum(expression): a sparsity prior (weights are >= 0); twice the still fitter's, since a frame's
-    # points are noisier than a photo's and most weights are 0 most of the time
-    expression_l1: float = 2 * _FIT.expression_l1
+    # priors of the same form as `msma.fit.LandmarkFitSettings` (objective: sum of squared residuals in sigmas + these
+    # terms), their own values: the L1 weight was chosen on seed-3000 clips (benchmarks/tracking_tune.py), not on the
+    # benchmark's seed 2000, with the L2 weight 16 (the still fitter's, tuned on photos, is stronger since)
+    expression_prior: float = 16.0  # weight of ||expression||^2
+    # weight of sum(expression): a sparsity prior (weights are >= 0); most weights are 0 most of the time
+    expression_l1: float = 64.0
     symmetry_prior: float = _FIT.symmetry_prior  # weight of (w_L - w_R)^2 for the ARKit left/right pairs
     identity_prior: float = 1.0  # weight of ||identity - prior||^2 (the network's estimate when there is one)
     # subtract the mean head-pose offset and eye rest direction measured on synthetic clips (`msma.track_calibration`)
