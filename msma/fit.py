@@ -28,6 +28,7 @@ from msma.face_model import (
 from msma.losses import (
     RegularizerWeights,
     coefficient_regularizer,
+    landmark_loss,
     landmark_weights,
     lighting_regularizer,
     photometric_loss,
@@ -581,7 +582,9 @@ def _refine_photometric(
                 threshold = torch.quantile(residual[mask], 1.0 - settings.trim_fraction)
             mask = mask & (residual <= threshold)
         loss = settings.photometric_weight * photometric_loss(out.image, images, mask)
-        loss = loss + settings.landmark_weight * _landmark_term(geometry.landmarks2d, target_lm, weights)
+        # the shared landmark loss in 224-crop pixels, summed over the 68 points (the weight's scale)
+        loss = loss + settings.landmark_weight * 68 * landmark_loss(geometry.landmarks2d, target_lm, weights,
+                                                                    image_size=1.0)
         loss = loss + settings.regularizer_weight * coefficient_regularizer(coeffs, reg)
         loss = loss + settings.lighting_weight * 1e-3 * lighting_regularizer(coeffs.lighting)
         loss.backward()
@@ -605,9 +608,3 @@ def _skin_colour_mask(images: torch.Tensor, footprint: torch.Tensor, tolerance: 
             lit = (brightness[b, ..., 0] > 0.3 * level) & (brightness[b, ..., 0] < 2.5 * level)
             out[b] = close & lit
         return out
-
-
-def _landmark_term(predicted: torch.Tensor, target: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Mean weighted squared pixel distance (Deep3DFaceRecon's landmark loss, in 224-crop pixels)."""
-    squared = (predicted - target).pow(2).sum(-1)
-    return (squared * weights).sum(-1).mean() / weights.sum() * 68
