@@ -14,9 +14,9 @@ Pipeline (the time of every stage is in ``TrackResult.timings``):
    then the same points, camera and priors as the per-frame fit);
    the photo texture of the rig is unwrapped from the most frontal frame (`Reconstructor.reconstruct_face`);
 4. per frame, identity fixed: head pose and the 53 expression weights from mediapipe's 468 mesh points as points on
-   the ICT surface with their measured noise (`msma.fit.MeshPoints`, the still fitter's table), joint Gauss-Newton
-   steps warm-started from the previous frame with priors of the still fitter's form (L2, sparse L1, left/right
-   symmetry; the tracker's own weights), far-side points dropped and Cauchy
+   the ICT surface with their measured noise (`msma.fit.MeshPoints`, the still fitter's table; eyelid points the
+   table seats on the eyeballs are moved onto the lid skin), joint Gauss-Newton steps warm-started from the previous
+   frame with the still fitter's priors (L2, sparse L1, left/right symmetry), far-side points dropped and Cauchy
    reweighting (`fit_frame`); ``points="ibug68"`` fits the 68 iBUG points on ICT's landmark vertices instead;
    the mean head-pose offset measured on synthetic clips by `msma.track_calibration` is subtracted;
 5. eye gaze: each iris centre back-projected onto the fitted eyeball sphere -> eye yaw / pitch in the fitted head
@@ -227,6 +227,10 @@ class PointSet:
         mean, id_basis, exp_basis = mesh.mean[:n].copy(), mesh.identity_basis[:, :n].copy(), \
             mesh.expression_basis[:, :n].copy()
         normals = mesh.normals[:n].copy()
+        lids, vertices = _eyelid_vertices(model, mesh, n)
+        if len(lids):
+            mean[lids], id_basis[:, lids], exp_basis[:, lids] = _bases(model, vertices)
+            normals[lids] = _vertex_normals(model)[vertices]
         return cls(mean, id_basis, exp_basis, sigma, "mesh468", True, normals)
 
     @classmethod
@@ -244,6 +248,30 @@ class PointSet:
             raise ValueError(f"TrackSettings.points must be 'mesh' or 'ibug68', got {settings.points!r}")
         points = cls.mesh(model, settings, mesh_points) if settings.points == "mesh" else None
         return points if points is not None else cls.ibug68(model, settings)
+
+
+def _eyelid_vertices(model, mesh, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mesh points the table seats (partly) on the eyeballs -> the skin vertex in front of each on the mean face.
+
+    On renders with open eyes, mediapipe's eyelid-margin points project onto the eyeball just as well as onto the lid
+    (`scripts/derive_mediapipe_ict.py` chooses among both), but eyeball vertices do not move with eyeBlink / squint,
+    so a blink could not move them: the tracker puts those points on the nearest (x, y) face-skin vertex that is not
+    behind them instead.
+    """
+    from msma.export_rig import eyeball_vertices
+
+    eyes = eyeball_vertices(model)
+    if eyes is None:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    lids = np.flatnonzero(np.isin(mesh.vertices[:n], np.concatenate(eyes)).any(1))
+    skin = np.setdiff1d(model.face_vertices.cpu().numpy(), np.concatenate(eyes))
+    position = model.mean.cpu().double().numpy()[skin]
+    vertices = []
+    for i in lids:
+        p = mesh.mean[i]
+        distance = np.linalg.norm(position[:, :2] - p[:2], axis=1) + 1e3 * (position[:, 2] < p[2] - 0.02)
+        vertices.append(skin[int(np.argmin(distance))])
+    return lids, np.array(vertices, np.int64)
 
 
 def _vertex_normals(model) -> np.ndarray:

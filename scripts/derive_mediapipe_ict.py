@@ -8,9 +8,9 @@ portrait crops of ../shared/data/old_photos (appearance only; their geometry is 
 Their exact geometry is known, so for every mesh point i mediapipe predicts on the render we know where every ICT
 vertex projects.
 
-1. For each point i and each candidate vertex v (face region; the eyeballs too for the 10 iris points), the
-   robust mean squared distance between mediapipe's point and v's projection over all renders (each term capped at
-   (8 px)^2, so failed detections do not dominate) picks the best vertex v_i.
+1. For each point i and each candidate vertex v (face region; the eyeballs too for the 10 iris points), the robust mean squared distance between
+   mediapipe's point and v's projection over all renders (each term capped at (8 px)^2, so failed detections do not
+   dominate) picks the best vertex v_i.
 2. Sub-vertex position: among v_i and its nearest vertices on the mean mesh, the three whose affine combination
    (weights sum to 1) best explains the point over all renders, by least squares.
 3. sigma_i: the RMS residual of that combination (pixels in the 224 crop) — the fitter's per-point noise level.
