@@ -8,7 +8,7 @@ portrait crops of ../shared/data/old_photos (appearance only; their geometry is 
 Their exact geometry is known, so for every mesh point i mediapipe predicts on the render we know where every ICT
 vertex projects.
 
-1. For each point i and each candidate vertex v (face region; the eyeballs too for the 10 iris points), the robust mean squared distance between
+1. For each point i and each candidate vertex v (face region + eyeballs), the robust mean squared distance between
    mediapipe's point and v's projection over all renders (each term capped at (8 px)^2, so failed detections do not
    dominate) picks the best vertex v_i.
 2. Sub-vertex position: among v_i and its nearest vertices on the mean mesh, the three whose affine combination
@@ -16,6 +16,12 @@ vertex projects.
 3. sigma_i: the RMS residual of that combination (pixels in the 224 crop) — the fitter's per-point noise level.
 4. The iBUG-68 inner points (17-67) of the mediapipe -> iBUG table: the mesh point whose fitted ICT position is
    nearest to ICT's own 68-point markup vertex, so mediapipe-derived 68 points mean the same as the model's.
+
+Known limits of the committed table (derived at commit 585f7ac): some eyelid-margin points sit on eyeball vertices,
+which do not move with eyeBlink (the video tracker re-seats them, `msma.track`). The renders' skin textures come from
+the fitter (`texture_bank_from_photos`), so re-running this script after fitter changes gives a different table; a
+re-derivation with the stricter candidate set made the identity ROC of benchmarks/identity_roc.py worse, so the
+table stays as derived until that is understood.
 """
 
 from __future__ import annotations
@@ -40,7 +46,6 @@ from msma.synth import SyntheticFaceGenerator, texture_bank_from_photos  # noqa:
 TEXTURE_PHOTOS = ("Adele_crop.png", "Julia_Roberts_crop.png", "Justin_Timberlake_crop.png", "Paris_Hilton_crop.png",
                   "Blake_Lively.jpg")
 CAP_PX = 8.0
-N_MESH_POINTS = 468  # mediapipe's face mesh; points 468-477 are the irises
 OUT = ROOT / "msma" / "data" / "mediapipe_to_ict.npz"
 
 
@@ -84,20 +89,13 @@ def derive(model: FaceModel, mp_points: np.ndarray, projected: np.ndarray) -> di
     for s in range(len(mp_points)):
         d2 = ((mp_points[s][:, None, :] - projected[s][None]) ** 2).sum(-1)
         cost += np.minimum(d2, CAP_PX**2)
-    # Only the iris points (468+) may sit on the eyeballs: on renders with open eyes an eyelid point projects onto
-    # the eyeball as well as onto the lid, but eyeball vertices never move with eyeBlink / squint.
-    skin = np.isin(candidates, model.face_vertices.cpu().numpy())
-    cost[:N_MESH_POINTS][:, ~skin] = np.inf
     best = cost.argmin(1)
-    trees = {True: cKDTree(mean[candidates[skin]]), False: cKDTree(mean[candidates])}
-    pools = {True: np.flatnonzero(skin), False: np.arange(len(candidates))}
+    tree = cKDTree(mean[candidates])
     vertices = np.zeros((n_points, 3), np.int64)
     weights = np.zeros((n_points, 3))
     sigma = np.zeros(n_points)
     for i in range(n_points):
-        on_skin = i < N_MESH_POINTS
-        _, near = trees[on_skin].query(mean[candidates[best[i]]], k=8)
-        near = pools[on_skin][near]
+        _, near = tree.query(mean[candidates[best[i]]], k=8)
         best_fit = None
         # the best triple containing v_i: affine weights by least squares over all renders
         for a in range(1, 8):
