@@ -4,7 +4,7 @@
     python app.py --host 0.0.0.0 --port 8080 --auth alice:secret
     python app.py --help
 
-UI wiring only: the logic lives in ``msma/app_handlers.py`` (tested without a browser in tests/test_app.py).
+UI wiring only: the logic lives in ``msma/app/`` (tested without a browser in tests/test_app.py).
 """
 
 from __future__ import annotations
@@ -17,9 +17,11 @@ import sys
 from pathlib import Path
 
 from annotate.login import MIN_PASSWORD_LENGTH, LoginThrottle, password_check
-from msma import app_handlers as H
+from msma import app as H
+from msma.app.video import build_video_tab
 
 GPU, GPU_INFO = H.gpu_decorator(duration=60)  # spaces.GPU on ZeroGPU Spaces only (imports `spaces` before torch)
+GPU_VIDEO, _ = H.gpu_decorator(duration=180)  # a clip: decode, landmarks, fit and five exports
 
 import gradio as gr  # noqa: E402 - after `spaces`; module level so handler annotations (gr.SelectData) resolve
 
@@ -141,7 +143,7 @@ def build_demo(models: H.AppModels, args: argparse.Namespace | None = None) -> g
     with gr.Blocks(title="MSMA: 3D face from one photo", delete_cache=(1800, 7200)) as demo:
         gr.Markdown("# MSMA: an animatable 3D face from one photo")
         header = (f"Face model **{info['face_model']}** · methods: {info['methods']} · device `{info['device']}`")
-        loading = getattr(models, "status_markdown", None)  # msma.app_startup.BackgroundModels
+        loading = getattr(models, "status_markdown", None)  # msma.app.startup.BackgroundModels
         model_status = gr.Markdown(loading() if loading else header, elem_id="model-status")
         with gr.Tabs():
             # ------------------------------------------------------------------------------ Reconstruct
@@ -300,6 +302,9 @@ def build_demo(models: H.AppModels, args: argparse.Namespace | None = None) -> g
                 id_run.click(on_identity, [id_a, id_b, id_method], [shape_a, shape_b, heat, id_summary],
                              preprocess=False, api_name="compare_identities", concurrency_id="heavy")
 
+            # ------------------------------------------------------------------------------ Video
+            build_video_tab(models, ui, GPU_VIDEO, warn)
+
             # ------------------------------------------------------------------------------ Annotate
             _annotation_tabs(args)
 
@@ -351,7 +356,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     login = login_kwargs(args, auth_pairs(args))  # before the models load: a bad login setup fails at once
     # the page is served at once; the models load (and warm up) behind it, with their progress on the page
-    from msma.app_startup import BackgroundModels, planned_methods
+    from msma.app.startup import BackgroundModels, planned_methods
 
     methods, default = planned_methods(args.weights, args.ablation_weights)
     models = BackgroundModels(

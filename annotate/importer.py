@@ -36,11 +36,8 @@ from annotate.formats import (
 from annotate.prelabel import Prelabeller, get_prelabeller, prelabel_image
 from annotate.skeleton import OUTSIDE
 from annotate.store import Store, StoreError, ValidationError, validate_points
+from msma.image_io import PHOTO_EXTENSIONS as IMAGE_EXTS  # every photo format the app reads
 
-try:  # every photo format the app reads (.jpg, .png, .ppm, .pgm, .tif, .webp, ...)
-    from msma.image_io import PHOTO_EXTENSIONS as IMAGE_EXTS
-except ImportError:  # pragma: no cover - the toolkit without the core package
-    IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm"})
 LABEL_EXTS = (".xml", ".json", ".pts")
 
 

@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 
 from annotate.skeleton import N_POINTS, OUTSIDE, VISIBLE
+from msma.landmarks.base import iou
+from msma.landmarks.metrics import nme
 
 
 @dataclass
@@ -44,29 +46,6 @@ class Prelabeller:
 
     def __call__(self, image: np.ndarray) -> list[PrelabelFace]:
         return self.predict(image)
-
-
-def nme(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
-    """Mean point distance normalised by the outer-eye-corner distance (36-45) of ``a`` (box diagonal fallback)."""
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    ok = np.isfinite(a).all(1) & np.isfinite(b).all(1)
-    if mask is not None:
-        ok &= mask
-    if not ok.any():
-        return float("nan")
-    norm = float(np.linalg.norm(a[45] - a[36])) if np.isfinite(a[[36, 45]]).all() else 0.0
-    if norm < 1e-6:
-        p = a[np.isfinite(a).all(1)]
-        norm = float(np.linalg.norm(p.max(0) - p.min(0)))
-    return float(np.linalg.norm(a[ok] - b[ok], axis=1).mean() / max(norm, 1e-6))
-
-
-def _box_iou(a: np.ndarray, b: np.ndarray) -> float:
-    x0, y0 = max(a[0], b[0]), max(a[1], b[1])
-    x1, y1 = min(a[2], b[2]), min(a[3], b[3])
-    inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union) if union > 0 else 0.0
 
 
 def _as_face(obj: Any, default_confidence: float = 0.5) -> PrelabelFace:
@@ -119,11 +98,11 @@ class DetectorPrelabeller(Prelabeller):
         if self.check and out:
             others = detect_faces(image, detector=self.check)
             for face in out:
-                best = max(others, key=lambda o: _box_iou(face.box, o.box), default=None)
-                if best is None or _box_iou(face.box, best.box) < 0.3:
+                best = max(others, key=lambda o: iou(face.box, o.box), default=None)
+                if best is None or iou(face.box, best.box) < 0.3:
                     face.confidence *= 0.5  # the second detector does not even see this face
                 else:
-                    err = nme(face.points, best.landmarks68)
+                    err = nme(best.landmarks68, face.points)  # normalised by this face's eyes
                     face.confidence *= float(np.exp(-err / 0.08))
         return out
 
@@ -152,18 +131,9 @@ class ReconstructionPrelabeller(Prelabeller):
         faces = []
         for face in result:
             # Confidence: agreement between the detector and the fitted model (NME over the outer eye corners).
-            interocular = float(np.linalg.norm(face.detected_landmarks[45] - face.detected_landmarks[36])) or 1.0
-            disagreement = float(np.linalg.norm(face.fitted_landmarks - face.detected_landmarks, axis=1).mean())
-            faces.append(PrelabelFace(face.fitted_landmarks, float(np.exp(-10.0 * disagreement / interocular))))
+            disagreement = nme(face.fitted_landmarks, face.detected_landmarks)
+            faces.append(PrelabelFace(face.fitted_landmarks, float(np.exp(-10.0 * disagreement))))
         return faces
-
-
-_REGISTRY: dict[str, Callable[[str], Prelabeller]] = {}
-
-
-def register_prelabeller(prefix: str, factory: Callable[[str], Prelabeller]) -> None:
-    """Make ``get_prelabeller('<prefix>[:arg]')`` build ``factory(arg)``."""
-    _REGISTRY[prefix] = factory
 
 
 def get_prelabeller(spec: str | Prelabeller | Callable | None) -> Prelabeller | None:
@@ -176,8 +146,6 @@ def get_prelabeller(spec: str | Prelabeller | Callable | None) -> Prelabeller | 
     if spec in ("", "none"):
         return None
     head, _, arg = spec.partition(":")
-    if head in _REGISTRY:
-        return _REGISTRY[head](arg)
     if head == "detector":
         detector, _, check = (arg or "auto").partition("+")
         return DetectorPrelabeller(detector or "auto", check or None)

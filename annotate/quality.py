@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from annotate.prelabel import nme
 from annotate.skeleton import GROUPS, N_POINTS, OUTSIDE, POINT_NAMES, colour_of
 from annotate.store import Store
+from msma.landmarks.metrics import nme
 
 
 @dataclass
@@ -69,7 +69,7 @@ class QualityReport:
 
 def _compare(a_pts: np.ndarray, a_vis: np.ndarray, b_pts: np.ndarray, b_vis: np.ndarray) -> tuple[float, np.ndarray]:
     mask = (a_vis != OUTSIDE) & (b_vis != OUTSIDE)
-    value = nme(a_pts, b_pts, mask)
+    value = nme(b_pts, a_pts, mask)  # normalised by a's eyes
     ref = a_pts if np.isfinite(a_pts[[36, 45]]).all() else b_pts
     norm = float(np.linalg.norm(ref[45] - ref[36])) or 1.0
     per_point = np.where(mask, np.linalg.norm(a_pts - b_pts, axis=1) / norm, np.nan)

@@ -52,13 +52,6 @@ def _edges() -> list[tuple[int, int]]:
 EDGES: list[tuple[int, int]] = _edges()
 
 
-def group_of(index: int) -> str:
-    for group, first, last, _closed, _colour in GROUPS:
-        if first <= index <= last:
-            return group
-    raise IndexError(f"landmark index {index} is outside 0..67")
-
-
 def colour_of(index: int) -> tuple[int, int, int]:
     for _group, first, last, _closed, colour in GROUPS:
         if first <= index <= last:

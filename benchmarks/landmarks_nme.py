@@ -21,8 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from msma.image_io import load_image  # noqa: E402
 from msma.landmarks import available_detectors, detect_faces, mesh_to_68  # noqa: E402
-from msma.landmarks.base import box_from_points  # noqa: E402
-from msma.landmarks.detect import iou  # noqa: E402
+from msma.landmarks.base import box_from_points, iou  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "dlib_faces"
 MIN_IOD = 20.0

@@ -246,8 +246,8 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=2000)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     parser.add_argument("--name", default="tracking")
-    parser.add_argument("--dense", action="store_true",
-                        help="fit mediapipe's 468 points on calibrated vertices instead of the 68 landmarks")
+    parser.add_argument("--points", choices=("mesh", "ibug68"), default="mesh",
+                        help="the fitted points: mediapipe's 468 mesh points on the ICT surface, or the 68 landmarks")
     args = parser.parse_args()
 
     from msma.api import Reconstructor
@@ -257,15 +257,16 @@ def main() -> int:
     torch.set_num_threads(1)
     reconstructor = Reconstructor()
     model = reconstructor.model
-    settings = TrackSettings(largest=True, dense=args.dense)
+    settings = TrackSettings(largest=True, points=args.points)
     report: dict = {"machine": {"platform": platform.platform(), "cpu_threads": torch.get_num_threads(),
                                 "note": "2 CPU cores shared with other jobs"},
                     "settings": {"smoothing": vars(settings.smoothing), "rest_lag_s": settings.smoothing.rest_lag_s,
                                  "expression_prior": settings.expression_prior, "expression_l1": settings.expression_l1,
-                                 "fit_iterations": settings.fit_iterations, "dense": settings.dense,
+                                 "symmetry_prior": settings.symmetry_prior, "robust_scale": settings.robust_scale,
+                                 "fit_iterations": settings.fit_iterations, "points": settings.points,
                                  "identity_method": reconstructor.method, "keyframes": settings.keyframes}}
     print("speed ...", flush=True)
-    report["speed"] = speed(FaceTracker(reconstructor, TrackSettings(largest=True, dense=args.dense)),
+    report["speed"] = speed(FaceTracker(reconstructor, TrackSettings(largest=True, points=args.points)),
                             args.speed_frames)
     print(json.dumps(report["speed"], indent=1), flush=True)
 
@@ -277,7 +278,7 @@ def main() -> int:
     names = list(model.expression_names)
     bgs = backgrounds(rng, args.clips)
     clips = []
-    tracker = FaceTracker(reconstructor, TrackSettings(largest=True, texture=False, dense=args.dense))
+    tracker = FaceTracker(reconstructor, TrackSettings(largest=True, texture=False, points=args.points))
     for c in range(args.clips):
         weights, angles, layout = curves(rng, names, args.frames)
         frames = render_clip(model, generator, c, weights, angles, bgs[c], rng)

@@ -12,14 +12,7 @@ import numpy as np
 
 from msma.pixels import opencv_affine
 
-__all__ = ["AlignedFace", "TEMPLATE_FIVE_POINTS_224", "align_face", "estimate_transform", "transform_points",
-           "invert_affine"]
-
-# Left eye, right eye, nose tip, left mouth corner, right mouth corner in the 224x224 crop.
-# Placeholder: to be replaced by the projection of the morphable model's mean face.
-TEMPLATE_FIVE_POINTS_224 = np.array(
-    [[89.3, 100.1], [134.7, 100.1], [112.0, 125.0], [93.5, 150.5], [130.5, 150.5]], dtype=np.float64
-)
+__all__ = ["AlignedFace", "align_face", "estimate_transform", "transform_points", "invert_affine"]
 
 
 @dataclass
@@ -75,13 +68,14 @@ def estimate_transform(src: np.ndarray, dst: np.ndarray, rotate: bool = False) -
 def align_face(
     image: np.ndarray,
     five_points: np.ndarray,
-    template: np.ndarray | None = None,
+    template: np.ndarray,
     size: int = 224,
     rotate: bool = False,
 ) -> AlignedFace:
     """Warp ``image`` so that ``five_points`` (5, 2) land on ``template`` in a size x size crop.
 
-    ``template`` is given for a 224x224 crop (default TEMPLATE_FIVE_POINTS_224) and scaled by size / 224.
+    ``template`` (5, 2): left eye, right eye, nose tip, left and right mouth corners in a 224x224 crop, scaled by
+    size / 224; the reconstruction uses the face model's own (``FaceModel.five_point_template()``).
     """
     import cv2
 
@@ -91,7 +85,7 @@ def align_face(
     pts = np.asarray(five_points, dtype=np.float64)
     if pts.shape != (5, 2):
         raise ValueError(f"expected (5, 2) points, got {pts.shape}")
-    tpl = TEMPLATE_FIVE_POINTS_224 if template is None else np.asarray(template, dtype=np.float64)
+    tpl = np.asarray(template, dtype=np.float64)
     if tpl.shape != (5, 2):
         raise ValueError(f"expected a (5, 2) template, got {tpl.shape}")
     tpl = tpl * (size / 224.0)

@@ -39,6 +39,7 @@ from msma.fit import (
 )
 from msma.image_io import ImageSource, load_image
 from msma.landmarks import FaceLandmarks, NoFaceError, detect_faces
+from msma.shading import shaded_in_photo as _shaded_render
 
 log = logging.getLogger(__name__)
 
@@ -233,52 +234,6 @@ def _describe_source(image: ImageSource) -> str:
     if isinstance(image, np.ndarray):
         return f"<array {image.shape}>"
     return f"<{type(image).__name__}>"
-
-
-def _shaded_render(face: FaceReconstruction, shape: tuple[int, int], max_side: int = 512):
-    """Grey Lambert-shaded render of a face in the photo frame -> (rgb (H, W, 3) uint8, mask (H, W) float).
-
-    Only the face's bounding box is rasterised, at most ``max_side`` pixels on a side, then pasted back.
-    """
-    import cv2
-
-    from msma.render import Renderer
-
-    height, width = shape
-    rgb_full = np.zeros((height, width, 3), np.uint8)
-    mask_full = np.zeros((height, width), np.float32)
-    triangles = face.faces if face.face_triangles is None else face.faces[face.face_triangles]
-    xy = face.projected[np.unique(triangles), :2]
-    x0, y0 = np.floor(np.maximum(xy.min(0), 0)).astype(int)
-    x1, y1 = np.ceil(np.minimum(xy.max(0) + 1, [width, height])).astype(int)
-    if x1 <= x0 or y1 <= y0:
-        return rgb_full, mask_full
-    box_w, box_h = x1 - x0, y1 - y0
-    scale = min(1.0, max_side / max(box_w, box_h))
-    w, h = max(1, round(box_w * scale)), max(1, round(box_h * scale))
-    screen = torch.as_tensor(face.projected, dtype=torch.float32).clone()
-    screen[:, 0] = (screen[:, 0] - x0) * scale
-    screen[:, 1] = (screen[:, 1] - y0) * scale
-    verts = torch.as_tensor(face.vertices, dtype=torch.float32)[None]
-    faces = torch.as_tensor(triangles, dtype=torch.long)
-    camera_normals = vertex_normals(verts, faces)[0] @ _rotation(face).T
-    shade = (0.25 + 0.75 * camera_normals[:, 2:3].clamp(0, 1)).expand(-1, 3) * torch.tensor([0.85, 0.85, 0.9])
-    with torch.no_grad():
-        out = Renderer((h, w)).render_colors(screen[None], faces, shade[None])
-    rgb = (out.image[0].clamp(0, 1).numpy() * 255).astype(np.uint8)
-    mask = out.mask[0].numpy().astype(np.float32)
-    if scale < 1.0:
-        rgb = cv2.resize(rgb, (box_w, box_h), interpolation=cv2.INTER_LINEAR)
-        mask = cv2.resize(mask, (box_w, box_h), interpolation=cv2.INTER_LINEAR)
-    rgb_full[y0:y1, x0:x1] = rgb
-    mask_full[y0:y1, x0:x1] = mask
-    return rgb_full, mask_full
-
-
-def _rotation(face: FaceReconstruction) -> torch.Tensor:
-    from msma.face_model import euler_to_matrix
-
-    return euler_to_matrix(face.coefficients.angles.float())[0]
 
 
 class Reconstructor:
@@ -619,8 +574,8 @@ class Reconstructor:
                                              for k in parts[0].as_dict()})
             batch_timings["photometric"] = time.perf_counter() - start
         coeffs.expression = self.model.clamp_expression(coeffs.expression)
-        with torch.no_grad():
-            crop_fitted = self.model.project_landmarks(coeffs.to(self.device)).cpu().numpy()
+        # the same fitted-landmark definition as `_build_result` (far-side jaw on the silhouette)
+        crop_fitted = [self.contour.project(self.model, coeffs[i : i + 1]) for i in range(len(coeffs.identity))]
         share = {key: value / len(faces_of) for key, value in batch_timings.items()}
         names = self.model.expression_names
         first = 0
@@ -695,7 +650,7 @@ class Reconstructor:
         neutral = model(coeffs.identity, torch.zeros_like(coeffs.expression))
         screen = geometry.screen[0].cpu().numpy()
         projected = np.concatenate([transform_points(screen[:, :2], aligned.inverse), screen[:, 2:]], axis=1)
-        fitted = transform_points(geometry.landmarks2d[0].cpu().numpy(), aligned.inverse)
+        fitted = transform_points(self.contour.project(model, coeffs), aligned.inverse)
         colors = geometry.colors[0].clamp(0, 1).cpu().numpy()
         texture_image = None
         if texture:

@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial import cKDTree
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
+from msma.image_io import PHOTO_EXTENSIONS
+
 SCAN_EXTENSIONS = (".obj", ".ply", ".off", ".stl")
 # NoW's 7 scan landmarks: outer/inner eye corners (right, left), nose tip, mouth corners, in iBUG indices
 NOW_LANDMARKS_IBUG = (36, 39, 42, 45, 30, 48, 54)
@@ -236,7 +237,7 @@ def discover_pairs(root: str | os.PathLike, protocol: str = "micc") -> list[Scan
             lmk_dir = root / "scans_lmks_onlypp" / subject_dir.name
             lmks = sorted(lmk_dir.rglob("*.pp")) if lmk_dir.is_dir() else []
             for img in sorted(p for p in (pictures / subject_dir.name).rglob("*") if p.suffix.lower() in
-                              IMAGE_EXTENSIONS):
+                              PHOTO_EXTENSIONS):
                 pairs.append(ScanPair(subject_dir.name, img, scans[0], lmks[0] if lmks else None))
         return pairs
     for subject_dir in sorted(p for p in root.iterdir() if p.is_dir()):
@@ -245,7 +246,7 @@ def discover_pairs(root: str | os.PathLike, protocol: str = "micc") -> list[Scan
         if not scans:
             continue
         lmks = [p for p in files if "landmark" in p.name.lower() and p.suffix.lower() in (".txt", ".npy", ".pp")]
-        for img in (p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS):
+        for img in (p for p in files if p.suffix.lower() in PHOTO_EXTENSIONS):
             pairs.append(ScanPair(subject_dir.name, img, scans[0], lmks[0] if lmks else None))
     return pairs
 

@@ -35,15 +35,14 @@ def _reconstruct_arguments(parser: argparse.ArgumentParser) -> None:
                         help="photos whose faces are estimated together (one network pass; default 8)")
 
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
-
-
 def _expand(paths: Sequence[str]) -> list[Path]:
+    from msma.image_io import PHOTO_EXTENSIONS
+
     files: list[Path] = []
     for item in paths:
         path = Path(item)
         if path.is_dir():
-            files.extend(sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES))
+            files.extend(sorted(p for p in path.iterdir() if p.suffix.lower() in PHOTO_EXTENSIONS))
         else:
             files.append(path)
     return files

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
+from msma.image_io import PHOTO_EXTENSIONS
 
 
 @dataclass
@@ -88,7 +88,7 @@ def iter_images(
 
         records = gen()
     else:
-        paths = sorted(p for p in Path(source).rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+        paths = sorted(p for p in Path(source).rglob("*") if p.suffix.lower() in PHOTO_EXTENSIONS)
         records = ((str(p), str(p)) for p in paths)
     for name, payload in records:
         stats.seen += 1

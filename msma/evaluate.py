@@ -31,6 +31,7 @@ import torch
 
 from msma.benchmark3d import kabsch
 from msma.face_model import MODEL_UNITS_TO_MM, Coefficients, FaceModel, euler_to_matrix
+from msma.landmarks.metrics import nme
 from msma.pixels import from_pixel_index
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "msma_light.safetensors"
@@ -62,11 +63,6 @@ def rotation_error_deg(pred_angles: torch.Tensor, gt_angles: torch.Tensor) -> np
 
 def expression_mae(pred: torch.Tensor, gt: torch.Tensor) -> np.ndarray:
     return (pred - gt).abs().mean(-1).cpu().numpy()
-
-
-def nme(pred: np.ndarray, gt: np.ndarray) -> float:
-    """68-point NME normalised by the outer-eye-corner distance (points 36 and 45)."""
-    return float(np.linalg.norm(pred - gt, axis=1).mean() / np.linalg.norm(gt[36] - gt[45]))
 
 
 # ---------------------------------------------------------------------- methods
@@ -193,11 +189,13 @@ def dlib_nme(dlib_dir: str | os.PathLike, methods: dict, detector: str = "auto",
     whose box centre is nearest (within half the box size). Missed faces are counted, not scored.
     """
     from msma.align import align_face, transform_points
+    from msma.fit import ContourTracker
     from msma.image_io import load_image
     from msma.landmarks import detect_faces
 
     model = model or FaceModel.ict()
     template = model.five_point_template()
+    contour = ContourTracker(model)
     dlib_dir = Path(dlib_dir)
     labels = []
     for xml in sorted(dlib_dir.glob("*.xml")):
@@ -227,8 +225,7 @@ def dlib_nme(dlib_dir: str | os.PathLike, methods: dict, detector: str = "auto",
             crop_dense = None if best.dense is None else transform_points(best.dense, aligned.matrix)[None]
             for name, fn in methods.items():
                 coeffs = fn(aligned.image[None], crop_lm[None], crop_dense).to("cpu")
-                with torch.no_grad():
-                    proj = model.project_landmarks(coeffs)[0].cpu().numpy()
+                proj = contour.project(model, coeffs)  # the jaw on the silhouette, as detectors place it
                 per[name].append(nme(transform_points(proj, aligned.inverse), gt))
         if progress:
             print(f"nme {file}: {matched} faces matched", flush=True)

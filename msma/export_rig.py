@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from msma.export import (
+from msma.export.mesh import (
     UNITS_M,
     MeshData,
     _image_bytes,

@@ -4,7 +4,7 @@ Default model: ICT-FaceKit (MIT) — 100 identity modes, 53 ARKit-named expressi
 [0, 1]. Optional: BFM09 in Deep3DFaceRecon's ``BFM_model_front.mat`` layout (80 identity, 64 expression, 80 texture).
 
 Units: decimetres (1 unit = 100 mm), centred, +y up, +z towards the camera. Camera and lighting follow
-Deep3DFaceRecon: focal 1015 px, principal point 112 in a 224 crop, camera at z = 10, 2nd-order SH lighting.
+Deep3DFaceRecon: focal 1015 px, principal point 112 in a 224 crop, camera at z = 10 (12 for ICT), 2nd-order SH lighting.
 """
 
 from __future__ import annotations
@@ -27,6 +27,9 @@ MEAN_SKIN_ALBEDO = (0.71, 0.52, 0.44)
 ALBEDO_MODE_SCALE = 0.04  # reflectance change per unit coefficient of a Laplacian mode
 # Deep3DFaceRecon adds this to the DC band of every colour channel so zero lighting coefficients mean "lit".
 SH_AMBIENT = 0.8
+# Which ICT vertex carries each iBUG-68 point as 68-point detectors (and their human-labelled training data)
+# place it; derived on synthetic renders by scripts/derive_ibug_ict.py.
+IBUG_TABLE_PATH = Path(__file__).resolve().parent / "data" / "ibug68_to_ict.npz"
 
 
 @dataclass
@@ -89,6 +92,17 @@ class Coefficients:
     @property
     def batch_size(self) -> int:
         return self.identity.shape[0]
+
+
+def detector_landmarks68(markup: np.ndarray, n_vertices: int, table: Path = IBUG_TABLE_PATH) -> np.ndarray:
+    """The detector-convention 68 landmark vertices of the ICT mesh, or its ``markup`` when there is no table
+    (or the table belongs to another mesh)."""
+    if not table.is_file():
+        return np.asarray(markup, np.int64)
+    vertices = np.load(table)["vertices"].astype(np.int64)
+    if vertices.shape != (68,) or int(vertices.max()) >= n_vertices:
+        return np.asarray(markup, np.int64)
+    return vertices
 
 
 def euler_to_matrix(angles: torch.Tensor) -> torch.Tensor:
@@ -198,6 +212,7 @@ class FaceModel(nn.Module):
         rigid_vertices: np.ndarray | None = None,
         camera: Camera | None = None,
         narrow_face_vertices: np.ndarray | None = None,
+        markup_landmarks68: np.ndarray | None = None,
     ) -> None:
         super().__init__()
         n = mean.shape[0]
@@ -213,7 +228,12 @@ class FaceModel(nn.Module):
         self.register_buffer("albedo_mean", torch.as_tensor(albedo_mean, dtype=torch.float32))  # (N, 3)
         self.register_buffer("albedo_basis", torch.as_tensor(albedo_basis, dtype=torch.float32).reshape(-1, n * 3))
         self.register_buffer("triangles", torch.as_tensor(triangles, dtype=torch.long))
+        # landmarks68: the vertex that carries each iBUG point as 68-point detectors place it (what fitting, the
+        # reprojected landmarks and their NME use); markup_landmarks68: the model's own markup, which fixes the
+        # alignment template (the network was trained on crops aligned to it)
         self.register_buffer("landmarks68", torch.as_tensor(landmarks68, dtype=torch.long))
+        markup = landmarks68 if markup_landmarks68 is None else markup_landmarks68
+        self.register_buffer("markup_landmarks68", torch.as_tensor(markup, dtype=torch.long))
         all_triangles = np.ones(len(triangles), bool) if skin_triangles is None else skin_triangles
         self.register_buffer("skin_triangles", torch.as_tensor(all_triangles, dtype=torch.bool))
         face = np.arange(n) if face_vertices is None else face_vertices
@@ -289,8 +309,10 @@ class FaceModel(nn.Module):
 
         This is the alignment template: a photo aligned to it matches the network's zero-initialised pose.
         """
+        zero = Coefficients.zeros(self, 1)
         with torch.no_grad():
-            lm = self.project_landmarks(Coefficients.zeros(self, 1))[0].cpu().numpy()
+            verts = self.vertices_subset(zero.identity, zero.expression, self.markup_landmarks68)
+            lm = self.camera.project(self.pose(verts, zero.angles, zero.translation))[0, :, :2].cpu().numpy()
         return five_points_from_68(lm)
 
     def project_landmarks(self, coeffs: Coefficients) -> torch.Tensor:
@@ -300,8 +322,13 @@ class FaceModel(nn.Module):
 
     # loaders ---------------------------------------------------------------------------------------------
     @classmethod
-    def ict(cls, path: str | os.PathLike | None = None, eyeballs: bool = True) -> FaceModel:
-        """ICT-FaceKit from the compact file (see `msma.assets.resolve_face_model_path`)."""
+    def ict(cls, path: str | os.PathLike | None = None, eyeballs: bool = True,
+            detector_landmarks: bool = True) -> FaceModel:
+        """ICT-FaceKit from the compact file (see `msma.assets.resolve_face_model_path`).
+
+        ``detector_landmarks``: the 68 landmarks are the vertices measured to carry each iBUG point as 68-point
+        detectors place it (`IBUG_TABLE_PATH`, scripts/derive_ibug_ict.py); False keeps ICT's own markup.
+        """
         data = np.load(resolve_face_model_path(path))
         neutral = data["neutral"].astype(np.float64) * CM_TO_MODEL_UNITS
         vertex_region = data["vertex_region"]
@@ -330,7 +357,8 @@ class FaceModel(nn.Module):
             albedo_mean=albedo_mean,
             albedo_basis=albedo_basis,
             triangles=triangles[keep],
-            landmarks68=data["landmarks68"],
+            landmarks68=detector_landmarks68(data["landmarks68"], n) if detector_landmarks else data["landmarks68"],
+            markup_landmarks68=data["landmarks68"],
             expression_names=[str(n) for n in data["expression_names"]],
             info=FaceModelInfo("ict", str(resolve_face_model_path(path)), "MIT (ICT-FaceKit)"),
             expression_range=(0.0, 1.0),

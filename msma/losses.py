@@ -1,4 +1,4 @@
-"""Losses shared by fitting and training (weights follow MSMA / Deep3DFaceRecon; see docs/MSMA.md)."""
+"""Losses shared by fitting and training (weights follow MSMA / Deep3DFaceRecon; values: `msma.train.LossWeights`)."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 Conventions
 -----------
 * Screen vertices are ``(B, N, 3)`` tensors ``[x_pix, y_pix, depth]``: x to the right, y down, in pixels of the
-  output image; ``depth`` is positive and smaller is nearer (``depth = 10 - z`` with the MSMA camera).
+  output image; ``depth`` is positive and smaller is nearer (``depth = distance - z`` with the MSMA camera).
 * Pixel ``(row i, column j)`` covers ``[j, j + 1) x [i, i + 1)``; its **centre is at ``(j + 0.5, i + 0.5)``**. So the
   principal point ``(112, 112)`` of the 224 x 224 crop is the exact image centre, and continuous coordinates match
   ``msma.align`` / landmark pixel coordinates.

@@ -8,18 +8,20 @@ Pipeline (the time of every stage is in ``TrackResult.timings``):
 
 1. decode (`msma.video`); frames larger than ``max_side`` are downscaled while decoding;
 2. landmarks: mediapipe's face mesh in video mode (it tracks from frame to frame and re-detects when it loses the
-   face), 478 points with irises -> 68 iBUG points; faces are followed over frames by box overlap;
+   face), 478 points with irises; faces are followed over frames by box overlap;
 3. identity: a few keyframes per face (the most frontal, most neutral frame of each stretch of the clip) fitted
    together with one shared identity (`fit_identity`: the network's estimate from the keyframe crops as the prior,
-   then the same points, camera and priors as the per-frame fit); the photo texture of the rig is unwrapped from
-   the most frontal frame (`Reconstructor.reconstruct_face`);
-4. per frame, identity fixed: head pose and the 53 expression weights from the 68 landmarks (mediapipe's fixed
-   478 -> 68 mapping on ICT's landmark vertices; or ``dense``: all 468 mesh points on calibrated vertices),
-   joint Gauss-Newton steps warm-started from the previous frame with an L2 + L1 (sparsity) prior (`fit_frame`);
-   the mean head-pose offset of mediapipe's point layout, measured on synthetic renders by
-   `msma.track_calibration`, is subtracted;
-5. eye gaze: each iris centre back-projected onto the fitted eyeball sphere -> eye yaw / pitch in the head frame
-   -> the eyeLook* weights (the landmark fit only sees the eyelids);
+   then the same points, camera and priors as the per-frame fit);
+   the photo texture of the rig is unwrapped from the most frontal frame (`Reconstructor.reconstruct_face`);
+4. per frame, identity fixed: head pose and the 53 expression weights from mediapipe's 468 mesh points as points on
+   the ICT surface with their measured noise (`msma.fit.MeshPoints`, the still fitter's table; eyelid points the
+   table seats on the eyeballs are moved onto the lid skin), joint Gauss-Newton steps warm-started from the previous
+   frame with the still fitter's priors (L2, sparse L1, left/right symmetry), far-side points dropped and Cauchy
+   reweighting (`fit_frame`); ``points="ibug68"`` fits the 68 iBUG points on ICT's landmark vertices instead;
+   the mean head-pose offset measured on synthetic clips by `msma.track_calibration` is subtracted;
+5. eye gaze: each iris centre back-projected onto the fitted eyeball sphere -> eye yaw / pitch in the fitted head
+   frame, relative to the rest direction `msma.track_calibration` measured -> the eyeLook* weights (the landmark fit
+   only sees the eyelids), zero within a dead zone of the per-face gaze noise;
 6. One-Euro smoothing over time (`msma.smoothing`), restarted after every frame without a face.
 
 Frames where a face is missing keep the last tracked values (the first frames take the first tracked values) and
@@ -41,7 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from msma.align import estimate_transform, transform_points
-from msma.fit import box_qp
+from msma.fit import LandmarkFitSettings, _expression_pairs, box_qp
 from msma.landmarks.base import FaceLandmarks, NoFaceError, box_from_points, five_points_from_68
 from msma.smoothing import OneEuroSettings, smooth_series
 from msma.video import VideoDecodeError, VideoFrame, VideoInfo, frame_rate_report, open_video
@@ -68,6 +70,10 @@ BLINK_HOLD = 0.5  # eyes closed more than this: the iris is hidden, keep the pre
 EYE_CORNERS = ((263, 362), (33, 133))  # mediapipe mesh: outer and inner corner of the face's left, right eye
 
 
+_FIT = LandmarkFitSettings  # the still fitter's defaults (class attributes of the dataclass)
+MESH_POINTS = 468  # mediapipe's face mesh without the 10 iris points
+
+
 @dataclass
 class TrackSettings:
     max_side: int = 1280  # frames larger than this (pixels) are downscaled for tracking
@@ -77,15 +83,28 @@ class TrackSettings:
     min_detection_confidence: float = 0.5
     min_tracking_confidence: float = 0.5
     fit_iterations: int = 2  # joint Gauss-Newton steps per frame (3x on the first frame of a stretch)
-    landmark_sigma_px: float = 2.0  # expected landmark noise in the 224 crop
-    jaw_sigma_scale: float = 2.0
-    expression_prior: float = 16.0  # weight of ||expression||^2, as in `msma.fit.LandmarkFitSettings`
-    expression_l1: float = 8.0  # weight of sum(expression): a sparsity prior (weights are >= 0)
+    # "mesh": mediapipe's 468 face-mesh points on the ICT surface with their measured noise (`msma.fit.MeshPoints`,
+    # the still fitter's table); "ibug68": the 68 iBUG points (mediapipe's fixed mapping) on ICT's landmark vertices
+    points: str = "mesh"
+    landmark_sigma_px: float = _FIT.landmark_sigma_px  # ibug68: expected landmark noise in the 224 crop
+    jaw_sigma_scale: float = _FIT.jaw_sigma_scale
+    mesh_sigma_scale: float = _FIT.dense_sigma_scale  # mesh: multiplies each point's measured noise
+    mesh_min_sigma_px: float = _FIT.dense_min_sigma_px
+    visibility_threshold: float = _FIT.visibility_threshold  # mesh points turned further from the camera are dropped
+    robust_scale: float | None = _FIT.robust_scale  # Cauchy reweighting (residuals of this many sigmas count half)
+    # priors of the same form as `msma.fit.LandmarkFitSettings` (objective: sum of squared residuals in sigmas + these
+    # terms), their own values: the L1 weight was chosen on seed-3000 clips (benchmarks/tracking_tune.py), not on the
+    # benchmark's seed 2000, with the L2 weight 16 (the still fitter's, tuned on photos, is stronger since)
+    expression_prior: float = 16.0  # weight of ||expression||^2
+    # weight of sum(expression): a sparsity prior (weights are >= 0); most weights are 0 most of the time
+    expression_l1: float = 64.0
+    symmetry_prior: float = _FIT.symmetry_prior  # weight of (w_L - w_R)^2 for the ARKit left/right pairs
     identity_prior: float = 1.0  # weight of ||identity - prior||^2 (the network's estimate when there is one)
-    # fit mediapipe's 468 mesh points on calibrated vertices instead of the 68 iBUG landmarks (measured no better
-    # on the synthetic clips: benchmarks/tracking.py --dense)
-    dense: bool = False
-    calibrated_sigma: bool = True  # dense: weight points by their calibration spread (else all landmark_sigma_px)
+    # subtract the mean head-pose offset and eye rest direction measured on synthetic clips (`msma.track_calibration`)
+    calibrated: bool = True
+    # eye rotations within this of rest give eyeLook weights 0 (gaze noise); None: twice the per-face spread of the
+    # rest reading measured by `msma.track_calibration` (0 without a calibration)
+    gaze_deadzone_deg: float | None = None
     smoothing: OneEuroSettings | None = field(default_factory=lambda: OneEuroSettings(min_cutoff=1.0, beta=3.0))
     texture: bool = True  # unwrap the photo texture of each face for its rig
     min_frames: int = 3  # tracks seen in fewer frames are dropped (spurious detections)
@@ -181,40 +200,84 @@ def _angles(rotation: np.ndarray) -> np.ndarray:
 
 @dataclass
 class PointSet:
-    """Which model vertex each tracked 2D point sits on, and how far (crop pixels, 1 sigma) it tends to be off."""
+    """The tracked 2D points as points on the model surface: their mean-face positions and bases, how far (crop
+    pixels, 1 sigma) each tends to be off, and the mean face's normals there (visibility)."""
 
-    vertices: np.ndarray  # (P,) model vertex per point
+    mean: np.ndarray  # (P, 3)
+    identity_basis: np.ndarray  # (n_identity, P, 3)
+    expression_basis: np.ndarray  # (K, P, 3)
     sigma_px: np.ndarray  # (P,)
     name: str
+    dense: bool  # mediapipe's first P mesh points (else the 68 iBUG landmarks)
+    normals: np.ndarray | None = None  # (P, 3) unit normals of the mean face; None: every point always visible
     pose_offset: np.ndarray = field(default_factory=lambda: np.zeros(3))  # fitted minus true angles, on average
 
     @classmethod
-    def mediapipe(cls, model, settings: TrackSettings | None = None) -> PointSet | None:
-        """mediapipe's 468 mesh points on their calibrated ICT vertices (`msma.track_calibration`), or None."""
-        from msma.track_calibration import Correspondence
+    def mesh(cls, model, settings: TrackSettings | None = None, mesh_points=None) -> PointSet | None:
+        """mediapipe's 468 face-mesh points (no irises: the eyes turn) on the ICT surface: `msma.fit.MeshPoints`,
+        the still fitter's table and per-point noise; None for a model without the table."""
+        from msma.fit import MeshPoints
 
         s = settings or TrackSettings()
-        corr = Correspondence.load()
-        if corr is None or getattr(getattr(model, "info", None), "name", None) != "ict":
+        mesh = mesh_points if mesh_points is not None else MeshPoints.for_model(model)
+        if mesh is None:
             return None
-        template = model.five_point_template()
-        interocular = float(np.linalg.norm(template[1] - template[0]))
-        sigma = np.maximum(corr.sigma * interocular, s.landmark_sigma_px) if s.calibrated_sigma else \
-            np.full(len(corr.vertices), s.landmark_sigma_px)
-        return cls(corr.vertices, sigma, "mediapipe468", corr.pose_offset)
+        n = MESH_POINTS
+        sigma = np.maximum(mesh.sigma_px[:n] * s.mesh_sigma_scale, s.mesh_min_sigma_px)
+        mean, id_basis, exp_basis = mesh.mean[:n].copy(), mesh.identity_basis[:, :n].copy(), \
+            mesh.expression_basis[:, :n].copy()
+        normals = mesh.normals[:n].copy()
+        lids, vertices = _eyelid_vertices(model, mesh, n)
+        if len(lids):
+            mean[lids], id_basis[:, lids], exp_basis[:, lids] = _bases(model, vertices)
+            normals[lids] = _vertex_normals(model)[vertices]
+        return cls(mean, id_basis, exp_basis, sigma, "mesh468", True, normals)
 
     @classmethod
     def ibug68(cls, model, settings: TrackSettings | None = None) -> PointSet:
-        """The model's 68 iBUG landmark vertices (jaw points less trusted), as `msma.fit` uses them; the pose
-        offset measured by `msma.track_calibration` for these points, when that file is there."""
-        from msma.track_calibration import Correspondence
-
+        """The model's 68 iBUG landmark vertices (jaw points less trusted), as `msma.fit` uses them."""
         s = settings or TrackSettings()
         sigma = np.full(68, s.landmark_sigma_px)
         sigma[:17] *= s.jaw_sigma_scale
-        corr = Correspondence.load() if getattr(getattr(model, "info", None), "name", None) == "ict" else None
-        offset = corr.pose_offset_ibug68 if corr is not None else np.zeros(3)
-        return cls(model.landmarks68.cpu().numpy().astype(np.int64), sigma, "ibug68", offset)
+        mean, id_basis, exp_basis = _bases(model, model.landmarks68.cpu().numpy().astype(np.int64))
+        return cls(mean, id_basis, exp_basis, sigma, "ibug68", False)
+
+    @classmethod
+    def for_settings(cls, model, settings: TrackSettings, mesh_points=None) -> PointSet:
+        if settings.points not in ("mesh", "ibug68"):
+            raise ValueError(f"TrackSettings.points must be 'mesh' or 'ibug68', got {settings.points!r}")
+        points = cls.mesh(model, settings, mesh_points) if settings.points == "mesh" else None
+        return points if points is not None else cls.ibug68(model, settings)
+
+
+def _eyelid_vertices(model, mesh, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mesh points the table seats (partly) on the eyeballs -> the skin vertex in front of each on the mean face.
+
+    On renders with open eyes, mediapipe's eyelid-margin points project onto the eyeball just as well as onto the lid
+    (`scripts/derive_mediapipe_ict.py` chooses among both), but eyeball vertices do not move with eyeBlink / squint,
+    so a blink could not move them: the tracker puts those points on the nearest (x, y) face-skin vertex that is not
+    behind them instead.
+    """
+    from msma.export_rig import eyeball_vertices
+
+    eyes = eyeball_vertices(model)
+    if eyes is None:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    lids = np.flatnonzero(np.isin(mesh.vertices[:n], np.concatenate(eyes)).any(1))
+    skin = np.setdiff1d(model.face_vertices.cpu().numpy(), np.concatenate(eyes))
+    position = model.mean.cpu().double().numpy()[skin]
+    vertices = []
+    for i in lids:
+        p = mesh.mean[i]
+        distance = np.linalg.norm(position[:, :2] - p[:2], axis=1) + 1e3 * (position[:, 2] < p[2] - 0.02)
+        vertices.append(skin[int(np.argmin(distance))])
+    return lids, np.array(vertices, np.int64)
+
+
+def _vertex_normals(model) -> np.ndarray:
+    from msma.face_model import vertex_normals
+
+    return vertex_normals(model.mean[None].double(), model.triangles)[0].cpu().numpy()
 
 
 def _bases(model, vertices: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -242,30 +305,31 @@ def _projection_jacobian(cam: np.ndarray, focal: float, distance: float) -> np.n
 
 def _rotation_jacobian(dproj: np.ndarray, rotated: np.ndarray) -> np.ndarray:
     """(P, 2, 3) derivative of the projection wrt a small rotation applied on the left (dP = -[R v]x dr)."""
-    x, y, z = rotated[:, 0], rotated[:, 1], rotated[:, 2]
-    zero = np.zeros_like(x)
-    skew = np.stack([np.stack([zero, -z, y], 1), np.stack([z, zero, -x], 1), np.stack([-y, x, zero], 1)], 1)
-    return np.einsum("lij,ljk->lik", dproj, -skew)
+    return np.cross(rotated[:, None, :], dproj)  # a' (-[v]x) = v x a
 
 
 class FrameFitter:
     """Head pose + expression weights of one face from its tracked 2D points (crop pixels), identity fixed.
 
-    Gauss-Newton on pose and weights together (weights bounded, Gaussian prior as in `msma.fit`), started from
-    PnP on a stretch's first frame and from the previous frame after that. It only touches the vertices under the
-    points (``points``: mediapipe's 468 mesh points on calibrated vertices, else the 68 iBUG landmarks), so a
-    frame costs a few milliseconds.
+    Gauss-Newton on pose and weights together (weights bounded; the still fitter's priors: L2, sparse L1 and
+    left/right symmetry), started from PnP on a stretch's first frame and from the previous frame after that, with
+    points turned away from the camera dropped and Cauchy-reweighted residuals as in `msma.fit`. It only touches
+    the points (``points``: mediapipe's 468 mesh points on the ICT surface by default), so a frame costs a few
+    milliseconds.
     """
 
     def __init__(self, model, identity: np.ndarray, settings: TrackSettings | None = None,
                  points: PointSet | None = None) -> None:
         self.settings = settings or TrackSettings()
         s = self.settings
-        self.points = points or PointSet.ibug68(model, s)
-        mean, id_basis, self.expression_basis = _bases(model, self.points.vertices)
+        self.points = points or PointSet.for_settings(model, s)
+        self.expression_basis = self.points.expression_basis
         identity = np.asarray(identity, np.float64).reshape(model.n_identity)
-        self.base = mean + np.tensordot(identity, id_basis, axes=1)
+        self.base = self.points.mean + np.tensordot(identity, self.points.identity_basis, axes=1)
         self.n = len(self.expression_basis)
+        # (K, P * 3) for the vertices and (P, 3, K) for the Jacobian: plain matrix products, the fit's hot path
+        self._basis_flat = np.ascontiguousarray(self.expression_basis.reshape(self.n, -1))
+        self._basis_points = np.ascontiguousarray(self.expression_basis.transpose(1, 2, 0))
         cam = model.camera
         self.focal, self.centre, self.distance = float(cam.focal), float(cam.center), float(cam.distance)
         self.camera_matrix = np.array([[cam.focal, 0, cam.center], [0, cam.focal, cam.center], [0, 0, 1]], float)
@@ -273,18 +337,44 @@ class FrameFitter:
         self.row_weight = np.concatenate([1.0 / sigma, 1.0 / sigma])
         lo, hi = model.expression_range if model.expression_range is not None else (-np.inf, np.inf)
         self.lower, self.upper = np.full(self.n, float(lo)), np.full(self.n, float(hi))
+        # the objective is ||residual / sigma||^2 + priors, as in `msma.fit`; the QP below minimises half of it
         self.prior = s.expression_prior * np.eye(self.n)
-        self.l1 = s.expression_l1 * np.ones(self.n)
+        for left, right in (_expression_pairs(model) if s.symmetry_prior > 0 else []):
+            self.prior[[left, right], [left, right]] += s.symmetry_prior
+            self.prior[[left, right], [right, left]] -= s.symmetry_prior
+        self.l1 = 0.5 * s.expression_l1 * np.ones(self.n) if lo >= 0 else np.zeros(self.n)
         self.damping = 1e-4  # Levenberg term on the pose block, relative to its mean curvature
 
     def vertices(self, weights: np.ndarray) -> np.ndarray:
-        return self.base + np.tensordot(weights, self.expression_basis, axes=1)
+        return self.base + (weights @ self._basis_flat).reshape(-1, 3)
 
     def project(self, vertices: np.ndarray, angles: np.ndarray, translation: np.ndarray) -> np.ndarray:
         cam = vertices @ _rotation(angles).T + translation
         depth = self.distance - cam[:, 2]
         return np.stack([self.centre + self.focal * cam[:, 0] / depth, self.centre - self.focal * cam[:, 1] / depth],
                         1)
+
+    def point_weights(self, target: np.ndarray, rotation: np.ndarray, translation: np.ndarray, weights: np.ndarray,
+                      robust: bool, projected: np.ndarray | None = None) -> np.ndarray:
+        """(P,) row scale of each point: 0 where its surface turns away from the camera, times the square root of
+        its Cauchy weight 1 / (1 + (r / robust_scale)^2) at the current fit (r: residual in sigmas).
+        ``projected``: the points' (P, 2) projections at this fit, when already computed."""
+        s = self.settings
+        scale = np.ones(len(self.points.sigma_px))
+        if self.points.normals is not None:
+            position = self.points.mean @ rotation.T + translation
+            view = np.array([0.0, 0.0, self.distance]) - position
+            view /= np.linalg.norm(view, axis=1, keepdims=True)
+            scale *= ((self.points.normals @ rotation.T) * view).sum(1) > s.visibility_threshold
+        if robust and s.robust_scale:
+            if projected is None:
+                cam = self.vertices(weights) @ rotation.T + translation
+                depth = self.distance - cam[:, 2]
+                projected = np.stack([self.centre + self.focal * cam[:, 0] / depth,
+                                      self.centre - self.focal * cam[:, 1] / depth], 1)
+            r = np.linalg.norm(projected - target, axis=1) / self.points.sigma_px
+            scale /= np.sqrt(1.0 + (r / s.robust_scale) ** 2)
+        return scale
 
     def solve_pose(self, vertices: np.ndarray, target: np.ndarray, previous: FrameState | None):
         import cv2
@@ -303,7 +393,7 @@ class FrameFitter:
         return _angles(rotation), _FLIP @ (tvec.ravel() - np.array([0.0, 0.0, self.distance]))
 
     def gauss_newton_step(self, target: np.ndarray, rotation: np.ndarray, translation: np.ndarray,
-                          weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                          weights: np.ndarray, robust: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """One joint Gauss-Newton step in (small rotation, translation, weights), weights kept in their bounds.
 
         Alternating pose and expression solves zig-zag (jaw opening and head pitch trade off), so both are
@@ -314,14 +404,17 @@ class FrameFitter:
         rotated_v = self.vertices(weights) @ rotation.T
         cam = rotated_v + translation
         dproj = _projection_jacobian(cam, self.focal, self.distance)
-        j_w = np.einsum("lij,klj->lik", dproj, self.expression_basis @ rotation.T)  # (P, 2, K)
+        j_w = np.matmul(dproj @ rotation, self._basis_points)  # (P, 2, K): d(pixel)/d(weight)
         jac = np.concatenate([_rotation_jacobian(dproj, rotated_v), dproj, j_w], axis=2)  # (P, 2, 6 + K)
-        design = np.concatenate([jac[:, 0], jac[:, 1]]) * self.row_weight[:, None]
         depth = self.distance - cam[:, 2]
         projected = np.concatenate([self.centre + self.focal * cam[:, 0] / depth,
                                     self.centre - self.focal * cam[:, 1] / depth])
+        point_scale = self.point_weights(target, rotation, translation, weights, robust,
+                                         projected.reshape(2, -1).T)
+        row_weight = self.row_weight * np.concatenate([point_scale, point_scale])
+        design = np.concatenate([jac[:, 0], jac[:, 1]]) * row_weight[:, None]
         current = np.concatenate([np.zeros(6), weights])
-        rhs = (np.concatenate([target[:, 0], target[:, 1]]) - projected) * self.row_weight + design @ current
+        rhs = (np.concatenate([target[:, 0], target[:, 1]]) - projected) * row_weight + design @ current
         hessian = design.T @ design
         hessian[6:, 6:] += self.prior
         hessian[:6, :6] += self.damping * np.eye(6) * max(np.trace(hessian[:6, :6]) / 6, 1e-9)
@@ -334,7 +427,7 @@ class FrameFitter:
         return rotation, translation + z[3:6], z[6:]
 
     def fit(self, target: np.ndarray, previous: FrameState | None = None) -> FrameState:
-        """Pose + weights for 68 crop landmarks; ``previous`` (the last frame) warm-starts the solve."""
+        """Pose + weights for the crop points (P, 2); ``previous`` (the last frame) warm-starts the solve."""
         target = np.asarray(target, np.float64)
         if previous is None:
             weights = np.zeros(self.n)
@@ -344,8 +437,10 @@ class FrameFitter:
             weights, angles, translation = previous.weights.copy(), previous.angles, previous.translation
             iterations = self.settings.fit_iterations
         rotation = _rotation(angles)
-        for _ in range(max(1, iterations)):
-            rotation, translation, weights = self.gauss_newton_step(target, rotation, translation, weights)
+        for step in range(max(1, iterations)):
+            # robust weights need a fit to measure residuals against: not on a cold start's first step
+            rotation, translation, weights = self.gauss_newton_step(target, rotation, translation, weights,
+                                                                    robust=previous is not None or step > 0)
         angles = _angles(rotation)
         residual = self.project(self.vertices(weights), angles, translation) - target
         return FrameState(angles, translation, weights, float(np.sqrt((residual**2).sum(1).mean())))
@@ -370,10 +465,9 @@ def fit_identity(model, targets: np.ndarray, points: PointSet, settings: TrackSe
     k_frames, n_id, n_exp = len(targets), model.n_identity, model.n_expression
     prior_identity = np.zeros(n_id) if prior_identity is None else np.asarray(prior_identity, np.float64)
     identity = prior_identity.copy()
-    mean, id_basis, exp_basis = _bases(model, points.vertices)
+    mean, id_basis, exp_basis = points.mean, points.identity_basis, points.expression_basis
     states = [FrameFitter(model, identity, s, points).fit(t) for t in targets]
     fitter = FrameFitter(model, identity, s, points)
-    row_weight = fitter.row_weight
     block = 6 + n_exp
     n_vars = n_id + k_frames * block
     lower = np.full(n_vars, -np.inf)
@@ -393,10 +487,13 @@ def fit_identity(model, targets: np.ndarray, points: PointSet, settings: TrackSe
             dproj = _projection_jacobian(cam, fitter.focal, fitter.distance)
             j_id = np.einsum("lij,nlj->lin", dproj, id_basis @ rotation.T)
             j_w = np.einsum("lij,klj->lik", dproj, exp_basis @ rotation.T)
-            design = np.zeros((2 * len(points.vertices), n_vars))
+            design = np.zeros((2 * len(mean), n_vars))
             local = np.concatenate([_rotation_jacobian(dproj, rotated_v), dproj, j_w], axis=2)
             design[:, :n_id] = np.concatenate([j_id[:, 0], j_id[:, 1]])
             design[:, n_id + k * block : n_id + (k + 1) * block] = np.concatenate([local[:, 0], local[:, 1]])
+            fitter.base = mean + np.tensordot(identity, id_basis, axes=1)
+            point_scale = fitter.point_weights(target, rotation, state.translation, state.weights, robust=True)
+            row_weight = fitter.row_weight * np.concatenate([point_scale, point_scale])
             design *= row_weight[:, None]
             current[n_id + k * block + 6 : n_id + (k + 1) * block] = state.weights
             depth = fitter.distance - cam[:, 2]
@@ -468,7 +565,7 @@ class EyeModel:
         rotation = _rotation(state.angles)
         head = rotation if head_angles is None else _rotation(head_angles)
         iris_crop = np.array(iris_crop, np.float64)
-        if observed is not None and fitter.points.name == "mediapipe468":
+        if observed is not None and fitter.points.dense:
             fitted = fitter.project(fitter.vertices(state.weights), state.angles, state.translation)
             for e, corners in enumerate(EYE_CORNERS):
                 iris_crop[e] -= (observed[list(corners)] - fitted[list(corners)]).mean(0)
@@ -490,20 +587,28 @@ class EyeModel:
         return out - self.rest
 
 
-def gaze_to_eye_look(gaze: np.ndarray, full_deg: tuple[float, float, float] = EYE_LOOK_FULL_DEG) -> dict[str, float]:
+def gaze_to_eye_look(gaze: np.ndarray, full_deg: tuple[float, float, float] = EYE_LOOK_FULL_DEG,
+                     deadzone_deg: float = 0.0) -> dict[str, float]:
     """(2, 2) (yaw, pitch) radians of the face's left and right eye -> the 8 eyeLook* weights (ICT names).
 
-    Looking towards the face's left (yaw > 0) is "out" for the left eye and "in" for the right eye.
+    Looking towards the face's left (yaw > 0) is "out" for the left eye and "in" for the right eye. Rotations within
+    ``deadzone_deg`` of the rest direction give 0 (a soft threshold, like the fit's sparsity prior on the other
+    weights); weight 1 is still reached at ``full_deg``.
     """
     horizontal, up, down = np.radians(full_deg)
+    dead = np.radians(deadzone_deg)
+
+    def weight(angle: float, full: float) -> float:
+        return float(np.clip((angle - dead) / max(full - dead, 1e-6), 0, 1))
+
     out = {}
     for e, side in enumerate(("_L", "_R")):
         yaw, pitch = gaze[e]
         outward = yaw if side == "_L" else -yaw
-        out["eyeLookOut" + side] = float(np.clip(outward / horizontal, 0, 1))
-        out["eyeLookIn" + side] = float(np.clip(-outward / horizontal, 0, 1))
-        out["eyeLookUp" + side] = float(np.clip(pitch / up, 0, 1))
-        out["eyeLookDown" + side] = float(np.clip(-pitch / down, 0, 1))
+        out["eyeLookOut" + side] = weight(outward, horizontal)
+        out["eyeLookIn" + side] = weight(-outward, horizontal)
+        out["eyeLookUp" + side] = weight(pitch, up)
+        out["eyeLookDown" + side] = weight(-pitch, down)
     return out
 
 
@@ -802,7 +907,7 @@ class FaceTracker:
         prior = None
         if rec.network is not None:
             prior = rec.predict(crops).identity.mean(0).detach().cpu().numpy().astype(np.float64)
-        targets = np.stack([k.crop_dense if points.name == "mediapipe468" else k.crop_landmarks for k in keyframes])
+        targets = np.stack([k.crop_dense if points.dense else k.crop_landmarks for k in keyframes])
         identity, _ = fit_identity(rec.model, targets, points, self.settings, prior_identity=prior)
         timings["identity"] += time.perf_counter() - start
         return identity, [k.frame for k in keyframes]
@@ -833,15 +938,21 @@ class FaceTracker:
         s = self.settings
         model = self.reconstructor.model
         template = self.reconstructor.template
-        points = PointSet.mediapipe(model, s) if s.dense else None
-        if points is None:
-            points = PointSet.ibug68(model, s)
+        points = PointSet.for_settings(model, s, getattr(self.reconstructor, "mesh_points", None))
+        calibration = _calibration(model, points) if s.calibrated else None
+        if calibration is not None:
+            points.pose_offset = calibration.pose_offset
         identity, keyframes = self._identity(raw, points, timings)
         rig = self._rig(raw, identity, timings, messages)
         n, kn = len(times), model.n_expression
         names = list(model.expression_names)
         fitter = FrameFitter(model, identity, s, points)
         eyes = EyeModel.from_model(model, identity)
+        if eyes is not None and calibration is not None:
+            eyes.rest = calibration.gaze_rest.copy()
+        deadzone = s.gaze_deadzone_deg
+        if deadzone is None:
+            deadzone = 2 * math.degrees(calibration.gaze_spread) if calibration is not None else 0.0
         valid = np.zeros(n, bool)
         landmarks = np.full((n, 68, 2), np.nan)
         iris = np.full((n, 2, 2), np.nan)
@@ -861,7 +972,7 @@ class FaceTracker:
                       leave=False):
             lm = raw.landmarks[i]
             matrix = estimate_transform(five_points_from_68(lm), template)
-            observed = transform_points(raw.dense[i] if points.name == "mediapipe468" else lm, matrix)
+            observed = transform_points(raw.dense[i] if points.dense else lm, matrix)
             state = fit_frame(fitter, observed, previous if previous_frame == i - 1 else None)
             valid[i], landmarks[i], iris[i], matrices[i] = True, lm, raw.iris[i], matrix
             head = state.angles - points.pose_offset
@@ -870,7 +981,7 @@ class FaceTracker:
             if eyes is not None:
                 closed = blink is not None and max(state.weights[blink[0]], state.weights[blink[1]]) > BLINK_HOLD
                 g = previous_gaze if closed else eyes.gaze(fitter, state, transform_points(raw.iris[i], matrix),
-                                                           head, observed)
+                                                           observed=observed)
                 gaze[i] = previous_gaze = g
             previous, previous_frame = state, i
         timings["fit"] += time.perf_counter() - start
@@ -879,7 +990,7 @@ class FaceTracker:
         segments = np.cumsum(~valid)  # a new segment after every missing frame
         weights_raw, angles_raw, gaze_raw = weights.copy(), angles.copy(), gaze.copy()
         if eyes is not None:
-            _apply_eye_look(weights_raw, gaze_raw, valid, look_index)
+            _apply_eye_look(weights_raw, gaze_raw, valid, look_index, deadzone)
         if s.smoothing is not None:
             idx = np.flatnonzero(valid)
             packed = np.concatenate([weights[idx], angles[idx], translation[idx], gaze[idx].reshape(-1, 4)], 1)
@@ -889,7 +1000,7 @@ class FaceTracker:
             translation[idx] = smoothed[:, kn + 3 : kn + 6]
             gaze[idx] = smoothed[:, kn + 6 :].reshape(-1, 2, 2)
         if eyes is not None:
-            _apply_eye_look(weights, gaze, valid, look_index)
+            _apply_eye_look(weights, gaze, valid, look_index, deadzone)
         for array in (weights_raw, weights, angles_raw, angles, translation, gaze_raw, gaze, matrices):
             _hold(array, valid)
         timings["smoothing"] += time.perf_counter() - start
@@ -900,9 +1011,19 @@ class FaceTracker:
                          points.pose_offset.copy())
 
 
-def _apply_eye_look(weights: np.ndarray, gaze: np.ndarray, valid: np.ndarray, look_index: dict[str, int]) -> None:
+def _calibration(model, points: PointSet):
+    """`msma.track_calibration`'s offsets for these points (measured on ICT renders: None for other models)."""
+    from msma.track_calibration import TrackCalibration
+
+    if getattr(getattr(model, "info", None), "name", None) != "ict":
+        return None
+    return TrackCalibration.load("mesh" if points.dense else "ibug68")
+
+
+def _apply_eye_look(weights: np.ndarray, gaze: np.ndarray, valid: np.ndarray, look_index: dict[str, int],
+                    deadzone_deg: float) -> None:
     for i in np.flatnonzero(valid):
-        for name, value in gaze_to_eye_look(gaze[i]).items():
+        for name, value in gaze_to_eye_look(gaze[i], deadzone_deg=deadzone_deg).items():
             if name in look_index:
                 weights[i, look_index[name]] = value
 

@@ -1,159 +1,154 @@
-"""Which ICT vertex each of mediapipe's 468 face-mesh points sits on, measured on synthetic renders.
+"""The tracker's mean head-pose and gaze offsets, measured on synthetic clips whose pose is known and eyes look ahead.
 
-    python -m msma.track_calibration --samples 300 --seed 0    # -> msma/data/mediapipe_ict_correspondence.npz
+    python -m msma.track_calibration --faces 16 --frames 40 --seed 4000   # -> msma/data/track_calibration.npz
 
-Mediapipe's mesh points are fixed places on the face surface, but not ICT's: fitting ICT's iBUG landmark vertices to
-mediapipe's 68-point mapping leaves systematic offsets of 3-5 % of the face size (brows, jaw, nose, mouth) that a
-fitter can only explain with spurious expressions. Here every point gets the ICT vertex it really corresponds to:
+mediapipe's face mesh has its own notion of where the face points and where an iris centre sits: on ICT renders
+(`msma.synth_video.FrameRenderer`) the tracker's fit (`msma.track.FaceTracker` with its keyframe identity) reads the
+head a few degrees pitched down, and eyes at ICT's rest a few degrees turned outwards (mediapipe's iris centre is
+not ICT's pupil axis, and the eye corners it is read against sit elsewhere). Both are measured here and removed from
+tracked results:
 
-1. random faces from `msma.synth.SyntheticFaceGenerator` (identity, sparse expressions, lighting; |yaw| <= 35 and
-   |pitch| <= 20 degrees) are rendered at 640x480 (`msma.synth_video.FrameRenderer`) over random gradients;
-2. mediapipe's face mesh (static mode, refined) runs on each render;
-3. for every mesh point j and ICT face vertex v the squared distance between the point and the vertex's exact
-   projection, divided by the interocular distance, is summed over the renders; the vertex with the least sum is
-   the point's correspondence and its RMS distance (interocular units) the point's noise level ``sigma``;
-4. the tracker's per-frame fit (`msma.track.FrameFitter`, true identity) is run on every render, with these
-   points and with the 68 iBUG landmark vertices under mediapipe's 68-point mapping (the tracker's default): the
-   mean angle error of each (mediapipe's point layout reads a few degrees of pitch off the truth) is stored as
-   ``pose_offset`` / ``pose_offset_ibug68`` and subtracted from tracked head poses.
+1. clips of random faces (`msma.synth.SyntheticFaceGenerator` identities, albedos from the repository's example
+   photos, its iris / hair decoration and lighting) over colour gradients: ``frames`` frames per face, the first half
+   neutral, the second half with the generator's sparse expression, the head turning smoothly (yaw +-20, pitch +-8,
+   roll +-5 degrees around a random rest pose); the eyeballs stay at ICT's rest, so the true gaze is 0;
+2. each clip tracked by `msma.track.FaceTracker` without smoothing and without the calibration;
+3. ``pose_offset``: the mean of fitted minus true (pitch, yaw, roll); ``gaze_rest``: the mean (yaw, pitch) each eye
+   reads in the fitted head frame; ``gaze_spread``: how far one face's mean reading at rest strays from that (RMS).
+   Most of the gaze error is this per-face part (identity and iris-detection errors), which no global offset
+   removes: the tracker's eyeLook weights ignore eye rotations within twice this spread (``gaze_deadzone_deg``).
 
-Seed 0 is the training seed; the tracking benchmark uses held-out seed 2000.
+The benchmark (`benchmarks/tracking.py`) reports on seed 2000 and tuning used seed 3000; the shipped file is measured
+on seed 4000.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-DATA = Path(__file__).resolve().parent / "data" / "mediapipe_ict_correspondence.npz"
-N_POINTS = 468  # the face mesh without the 10 iris points
+DATA = Path(__file__).resolve().parent / "data" / "track_calibration.npz"
+FPS = 30.0
 
 
 @dataclass
-class Correspondence:
-    vertices: np.ndarray  # (468,) ICT vertex index of each mediapipe mesh point
-    sigma: np.ndarray  # (468,) RMS distance point <-> vertex over the calibration renders, interocular units
-    samples: int
-    pose_offset: np.ndarray  # (3,) mean (pitch, yaw, roll) radians the tracker's fit reads above the truth
-    pose_offset_ibug68: np.ndarray  # the same for the 68-point fit (ICT landmarks under mediapipe's 68 mapping)
+class TrackCalibration:
+    pose_offset: np.ndarray  # (3,) mean fitted minus true (pitch, yaw, roll), radians
+    gaze_rest: np.ndarray  # (2, 2) mean (yaw, pitch) of the face's left and right eye at rest, radians
+    gaze_spread: float  # RMS over faces, eyes and axes of a face's mean gaze at rest minus gaze_rest, radians
+    points: str  # the TrackSettings.points it was measured with
+    frames: int
+    seed: int
 
     @classmethod
-    def load(cls, path: str | os.PathLike = DATA) -> Correspondence | None:
+    def load(cls, points: str, path: str | os.PathLike = DATA) -> TrackCalibration | None:
+        """The calibration for ``points`` ("mesh" or "ibug68"), or None when there is none."""
         path = Path(path)
         if not path.is_file():
             return None
         data = np.load(path)
-        offsets = [data[k].astype(np.float64) if k in data else np.zeros(3)
-                   for k in ("pose_offset", "pose_offset_ibug68")]
-        return cls(data["vertices"].astype(np.int64), data["sigma"].astype(np.float64), int(data["samples"]), *offsets)
+        if any(f"{points}_{key}" not in data for key in ("pose_offset", "gaze_rest", "gaze_spread", "frames")):
+            return None
+        return cls(data[f"{points}_pose_offset"].astype(np.float64), data[f"{points}_gaze_rest"].astype(np.float64),
+                   float(data[f"{points}_gaze_spread"]), points, int(data[f"{points}_frames"]), int(data["seed"]))
 
 
-def calibrate(samples: int = 300, seed: int = 0, progress: bool = True) -> Correspondence:
+def calibration_clip(rng: np.random.Generator, n_frames: int, expression: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(T, K) weights (neutral, then ``expression``) and (T, 3) angles (radians) of one calibration clip."""
+    t = np.arange(n_frames) / FPS
+    weights = np.zeros((n_frames, len(expression)))
+    weights[n_frames // 2 :] = expression
+    rest, phase = rng.uniform(-6, 6, 3), rng.uniform(0, 2 * np.pi, 3)
+    angles = np.zeros((n_frames, 3))
+    for axis, amplitude, period in ((1, 20.0, 2.5), (0, 8.0, 1.7), (2, 5.0, 3.1)):
+        angles[:, axis] = np.radians(rest[axis] + amplitude * np.sin(2 * np.pi * t / period + phase[axis]))
+    return weights, angles
+
+
+def calibrate(faces: int = 16, frames: int = 40, seed: int = 4000, points: Sequence[str] = ("mesh", "ibug68"),
+              progress: bool = True, cache: str | os.PathLike | None = None) -> dict[str, TrackCalibration]:
+    """Render the clips (or read them from ``cache``, a .npz this writes when missing), track them, average."""
     import torch
+    from PIL import Image
     from tqdm import tqdm
 
-    from msma.face_model import FaceModel
-    from msma.synth import SyntheticFaceGenerator
+    from msma.api import Reconstructor
+    from msma.synth import SyntheticFaceGenerator, texture_bank_from_photos
     from msma.synth_video import FaceAppearance, FrameRenderer
-
-    os.environ.setdefault("GLOG_minloglevel", "2")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import mediapipe as mp
+    from msma.track import FaceTracker, TrackSettings
+    from msma.video import VideoFrame
 
     torch.set_num_threads(1)
-    model = FaceModel.ict()
-    generator = SyntheticFaceGenerator(model, seed=seed, augment=False)
+    reconstructor = Reconstructor()
+    model = reconstructor.model
+    photos = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.jpg"))
+    bank = texture_bank_from_photos(model, [np.asarray(Image.open(p).convert("RGB")) for p in photos])
+    generator = SyntheticFaceGenerator(model, seed=seed, texture_bank=bank if len(bank) else None,
+                                       bank_probability=1.0, augment=False)
     renderer = FrameRenderer(model)
-    face = model.face_vertices.cpu().numpy()
-    mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1, refine_landmarks=True,
-                                           min_detection_confidence=0.3)
-    sums = np.zeros((N_POINTS, len(face)))
-    used, index = 0, 0
-    kept: list[tuple[np.ndarray, dict]] = []
     rng = np.random.default_rng(seed)
-    bar = tqdm(total=samples, desc="calibration renders", disable=not progress)
-    while used < samples and index < 20 * samples:
-        params = generator.sample_parameters(index)
-        index += 1
-        pitch, yaw, _ = np.degrees(params["angles"])
-        if abs(yaw) > 35 or abs(pitch) > 20:
-            continue
-        c0, c1 = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
-        background = (c0 + (c1 - c0) * np.linspace(0, 1, 1280)[None, :, None]).repeat(960, 0).astype(np.uint8)
-        frame, projected = renderer.render(FaceAppearance.from_generator(generator, index - 1), params["expression"],
-                                           params["angles"], background, rng=rng)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            result = mesh.process(frame)
-        if not result.multi_face_landmarks:
-            continue
-        points = np.array([(p.x * 640 - 0.5, p.y * 480 - 0.5) for p in result.multi_face_landmarks[0].landmark])
-        points = points[:N_POINTS]
-        lm = projected[model.landmarks68.cpu().numpy()]
-        interocular = float(np.linalg.norm(lm[36:42].mean(0) - lm[42:48].mean(0)))
-        target = projected[face]
-        d2 = (points**2).sum(1)[:, None] + (target**2).sum(1)[None] - 2 * points @ target.T
-        sums += np.maximum(d2, 0) / interocular**2
-        kept.append((points, params))
-        used += 1
-        bar.update(1)
-    bar.close()
-    mesh.close()
-    if used == 0:
-        raise RuntimeError("mediapipe found no face in any calibration render")
-    best = np.argmin(sums, axis=1)
-    sigma = np.sqrt(sums[np.arange(N_POINTS), best] / used)
-    corr = Correspondence(face[best], sigma, used, np.zeros(3), np.zeros(3))
-    corr.pose_offset = _pose_offset(model, corr, kept, dense=True)
-    corr.pose_offset_ibug68 = _pose_offset(model, corr, kept, dense=False)
-    return corr
-
-
-def _pose_offset(model, corr: Correspondence, samples: list[tuple[np.ndarray, dict]], dense: bool) -> np.ndarray:
-    from msma.align import estimate_transform, transform_points
-    from msma.landmarks.base import five_points_from_68
-    from msma.landmarks.mapping import MEDIAPIPE_TO_IBUG68
-    from msma.track import FrameFitter, PointSet, TrackSettings
-
-    settings = TrackSettings()
-    template = model.five_point_template()
-    interocular = float(np.linalg.norm(template[1] - template[0]))
-    if dense:
-        points = PointSet(corr.vertices, np.maximum(corr.sigma * interocular, settings.landmark_sigma_px),
-                          "mediapipe468")
+    key = f"seed{seed}_{faces}x{frames}"
+    if cache is not None and Path(cache).is_file() and f"{key}_images" in np.load(cache):
+        data = np.load(cache)
+        clips = list(zip(data[f"{key}_images"], data[f"{key}_angles"]))
     else:
-        points = PointSet.ibug68(model, settings)
-        points.pose_offset = np.zeros(3)
-    errors = []
-    for mesh_points, params in samples:
-        matrix = estimate_transform(five_points_from_68(mesh_points[MEDIAPIPE_TO_IBUG68]), template)
-        observed = mesh_points if dense else mesh_points[MEDIAPIPE_TO_IBUG68]
-        state = FrameFitter(model, params["identity"], settings, points).fit(transform_points(observed, matrix))
-        errors.append(state.angles - params["angles"])
-    return np.mean(errors, axis=0)
+        clips = []
+        for index in tqdm(range(faces), desc="calibration clips", disable=not progress):
+            weights, angles = calibration_clip(rng, frames, generator.sample_parameters(index)["expression"])
+            c0, c1 = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
+            background = (c0 + (c1 - c0) * np.linspace(0, 1, 640)[None, :, None]).repeat(480, 0).astype(np.uint8)
+            face = FaceAppearance.from_generator(generator, index)
+            images = [renderer.render(face, w, a, background, rng=rng)[0] for w, a in zip(weights, angles)]
+            clips.append((np.stack(images), angles))
+        if cache is not None:
+            np.savez(cache, **{f"{key}_images": np.stack([c[0] for c in clips]),
+                               f"{key}_angles": np.stack([c[1] for c in clips])})
+    out = {}
+    for name in points:
+        tracker = FaceTracker(reconstructor, TrackSettings(largest=True, texture=False, smoothing=None, points=name,
+                                                           calibrated=False))
+        pose, gaze = [], []
+        for images, angles in clips:
+            result = tracker.track_frames((VideoFrame(i, i / FPS, f) for i, f in enumerate(images)), progress=False)
+            track = result.faces[0]
+            pose.append(track.angles_raw[track.valid] - angles[track.valid])
+            gaze.append(track.gaze_raw[track.valid])
+        pose_all, gaze_all = np.concatenate(pose), np.concatenate(gaze)
+        rest = gaze_all.mean(0)
+        spread = float(np.sqrt(np.mean([(g.mean(0) - rest) ** 2 for g in gaze])))
+        out[name] = TrackCalibration(pose_all.mean(0), rest, spread, name, len(pose_all), seed)
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--samples", type=int, default=300)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--faces", type=int, default=16)
+    parser.add_argument("--frames", type=int, default=40, help="frames per face")
+    parser.add_argument("--seed", type=int, default=4000)
     parser.add_argument("--out", default=str(DATA))
+    parser.add_argument("--cache", default=None, help="a .npz keeping the rendered clips for a re-run")
     args = parser.parse_args(argv)
-    corr = calibrate(args.samples, args.seed)
-    np.savez_compressed(args.out, vertices=corr.vertices.astype(np.int32), sigma=corr.sigma.astype(np.float32),
-                        samples=corr.samples, seed=args.seed, pose_offset=corr.pose_offset,
-                        pose_offset_ibug68=corr.pose_offset_ibug68)
-    print(f"{corr.samples} renders -> {args.out}; median sigma {np.median(corr.sigma):.4f} interocular, "
-          f"{len(np.unique(corr.vertices))} distinct vertices, pose offset (pitch, yaw, roll) dense "
-          f"{np.degrees(corr.pose_offset).round(2).tolist()}, 68 points "
-          f"{np.degrees(corr.pose_offset_ibug68).round(2).tolist()} degrees")
+    if args.seed == 2000:
+        parser.error("seed 2000 is the tracking benchmark's: calibrate on another seed")
+    calibrations = calibrate(args.faces, args.frames, args.seed, cache=args.cache)
+    arrays: dict[str, np.ndarray] = {"seed": np.array(args.seed)}
+    for name, cal in calibrations.items():
+        arrays[f"{name}_pose_offset"] = cal.pose_offset
+        arrays[f"{name}_gaze_rest"] = cal.gaze_rest
+        arrays[f"{name}_gaze_spread"] = np.array(cal.gaze_spread)
+        arrays[f"{name}_frames"] = np.array(cal.frames)
+        print(f"{name}: {cal.frames} frames; pose offset (pitch, yaw, roll) "
+              f"{np.degrees(cal.pose_offset).round(2).tolist()} deg; gaze at rest (yaw, pitch) left "
+              f"{np.degrees(cal.gaze_rest[0]).round(2).tolist()}, right "
+              f"{np.degrees(cal.gaze_rest[1]).round(2).tolist()} deg, spread over faces "
+              f"{np.degrees(cal.gaze_spread):.2f} deg")
+    np.savez(args.out, **arrays)
+    print(f"-> {args.out}")
     return 0
 
 

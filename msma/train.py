@@ -41,6 +41,7 @@ import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -381,27 +382,10 @@ def _accelerator(cfg: TrainConfig):
     return Accelerator(cpu=cpu, mixed_precision=precision)
 
 
-def train(cfg: TrainConfig, resume: bool = False, export: str | None = None, progress: bool = True) -> dict:
-    """Run (or continue) a training run; returns a summary dict (also written to ``out/summary.json``).
-
-    The same function runs alone or as one process of a distributed launch: ``cfg.batch_size`` is per process,
-    the main process logs, validates and writes checkpoints; the others only train."""
-    from msma.net import MSMANet, save_checkpoint
+def _build_network(cfg: TrainConfig, model: FaceModel, from_init: bool, main: bool):
+    """The network of ``cfg`` (pretrained backbone), started from ``cfg.init``'s matching weights when asked."""
+    from msma.net import MSMANet, read_checkpoint_metadata
     from msma.net.checkpoint import load_matching_weights
-    from msma.render import Renderer
-    from msma.synth import SyntheticCache
-
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    acc = _accelerator(cfg)
-    device, rank, world, main = acc.device, acc.process_index, acc.num_processes, acc.is_main_process
-    out = Path(cfg.out)
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-    ckpt_path = out / "checkpoint.pt"
-    torch.manual_seed(cfg.seed)
-    random.seed(cfg.seed)
-    model = FaceModel.ict().to(device)
 
     overrides = {"head_hidden": cfg.head_hidden}
     if cfg.expression_activation:
@@ -409,20 +393,33 @@ def train(cfg: TrainConfig, resume: bool = False, export: str | None = None, pro
     if not cfg.preset.endswith("paper"):
         overrides["mlka_dilation"] = cfg.mlka_dilation
     net = MSMANet(network_config(cfg.preset, model, cfg.image_size, **overrides), pretrained=cfg.pretrained)
-    if cfg.init and not (resume and ckpt_path.is_file()):
+    if from_init:
         fresh = load_matching_weights(net, cfg.init)
-        from msma.net import read_checkpoint_metadata
-
         init_config, _ = read_checkpoint_metadata(cfg.init)
         if init_config.expression_activation != net.config.expression_activation and "expression" in net.heads.fc:
             # the stored layer was trained for another activation (sigmoid logits ~ +0.4 are weights of 0.4 once
             # clamped): start that layer at zero = neutral
             torch.nn.init.zeros_(net.heads.fc["expression"].weight)
             torch.nn.init.zeros_(net.heads.fc["expression"].bias)
-        if fresh and acc.is_main_process:
+        if fresh and main:
             print(f"--init {cfg.init}: {len(fresh)} tensors not in the file start fresh ({', '.join(fresh[:4])} ...)")
-    net = net.to(device)
-    optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return net
+
+
+@dataclass
+class _Data:
+    """Where a run's batches come from: synthetic (cache or online), optional real photos, held-out validation."""
+
+    synthetic: Any  # _Loop over a SyntheticCache, or _OnlineSynthetic
+    real: _Loop | None
+    val: Any  # SyntheticCache | None (main process only)
+    renderer: Any  # msma.render.Renderer for the real-photo losses, or None
+    identity_loss: IdentityPerceptualLoss | None
+
+
+def _data(cfg: TrainConfig, model: FaceModel, device, rank: int, world: int, main: bool) -> _Data:
+    from msma.render import Renderer
+    from msma.synth import SyntheticCache
 
     if cfg.synthetic:
         synthetic = _Loop(SyntheticCache(cfg.synthetic), cfg.batch_size, cfg.seed, rank, world)
@@ -438,19 +435,137 @@ def train(cfg: TrainConfig, resume: bool = False, export: str | None = None, pro
     val = SyntheticCache(cfg.val, max_items=cfg.val_items) if cfg.val and cfg.val_every and main else None
     renderer = Renderer(cfg.image_size) if real is not None else None
     identity_loss = IdentityPerceptualLoss(cfg.identity_net).to(device) if cfg.identity_net and real else None
+    return _Data(synthetic, real, val, renderer, identity_loss)
+
+
+def _restore(ckpt_path: Path, net, optimizer, data: _Data) -> tuple[int, float]:
+    """Load ``checkpoint.pt`` into the network, optimiser and data positions; returns (step, elapsed seconds)."""
+    from msma.net.checkpoint import remap_legacy_keys
+
+    state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    net.load_state_dict(remap_legacy_keys(state["model"]))
+    optimizer.load_state_dict(state["optimizer"])
+    data.synthetic.load(state["synthetic_state"])
+    if data.real is not None and state.get("real_state"):
+        data.real.load(state["real_state"])
+    return int(state["step"]), float(state.get("elapsed", 0.0))
+
+
+class _TrainLog:
+    """The main process's record of a run: ``log.csv`` (appended on resume), TensorBoard when installed, tqdm."""
+
+    def __init__(self, cfg: TrainConfig, out: Path, step: int, progress: bool) -> None:
+        log_path = out / "log.csv"
+        columns = ["step", "elapsed_s", "lr", "loss", "images_per_s"] + [
+            k for k in asdict(cfg.weights) if k != "real"
+        ] + ["real_loss", *(f"val_{k}" for k in ("expression_mae", "expression_mae_neutral", "identity_mse",
+                                                  "identity_mse_mean", "pose_deg"))]
+        new_log = not log_path.is_file()
+        self.file = open(log_path, "a", newline="")
+        self.writer = csv.DictWriter(self.file, fieldnames=columns, extrasaction="ignore")
+        if new_log:
+            self.writer.writeheader()
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(out / "tensorboard"))
+        except Exception:  # tensorboard not installed
+            self.tb = None
+        try:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc=f"train {cfg.preset}",
+                            smoothing=0.05)
+        except ImportError:  # pragma: no cover
+            self.bar = None
+
+    def progress(self, running: dict[str, float], lr: float) -> None:
+        if self.bar:
+            self.bar.update(1)
+            self.bar.set_postfix(loss=f"{running['loss']:.3f}", vtx=f"{running['vertex']:.2f}mm", lr=f"{lr:.1e}")
+
+    def write(self, row: dict, step: int) -> None:
+        self.writer.writerow(row)
+        self.file.flush()
+        if self.tb is not None:
+            for k, v in row.items():
+                if k != "step":
+                    self.tb.add_scalar(k, v, step)
+
+    def close(self) -> None:
+        if self.bar:
+            self.bar.close()
+        self.file.close()
+        if self.tb is not None:
+            self.tb.close()
+
+
+def _losses(cfg: TrainConfig, model: FaceModel, net, data: _Data, batch: dict, images: torch.Tensor,
+            real_batch: dict | None, lm_w: torch.Tensor, activation: str, want_logits: bool):
+    """One forward pass over the synthetic batch (and the real one, concatenated): (terms, loss, real loss | None)."""
+    n_syn = images.shape[0]
+    target = Coefficients.from_dict({k: batch[k] for k in ("identity", "expression", "texture", "angles",
+                                                            "translation", "lighting")})
+    target_lm = batch["landmarks"] * (model.camera.image_size / batch["image"].shape[-1])
+    if real_batch is not None:
+        images = torch.cat([images, real_batch["resized"]])  # one forward pass: DDP sees one graph per step
+    outputs = net(images, return_logits=want_logits)
+    syn_out = {k: v[:n_syn].float() for k, v in outputs.items()}
+    logits = syn_out.pop("expression_logits", None)
+    pred = predictions_to_coefficients(syn_out)
+    terms = supervised_losses(model, pred, target, target_lm, cfg.weights, batch["texture_valid"], lm_w,
+                              expression_logits=logits, expression_activation=activation)
+    loss = weighted_sum(terms, cfg.weights)
+    real_loss = None
+    if real_batch is not None:
+        routputs = {k: v[n_syn:].float() for k, v in outputs.items() if k != "expression_logits"}
+        rterms = self_supervised_losses(model, data.renderer, predictions_to_coefficients(routputs),
+                                        real_batch["resized"], real_batch["landmarks"], real_batch.get("valid"),
+                                        data.identity_loss)
+        real_loss = weighted_sum(rterms, cfg.weights)
+        loss = loss + cfg.weights.real * real_loss
+        terms.update(rterms)
+    return terms, loss, real_loss
+
+
+def _update_running(running: dict[str, float], terms: dict, loss: torch.Tensor, real_loss) -> None:
+    """Exponential moving averages (0.9) of every loss term, for the log and the progress bar."""
+    for k, v in terms.items():
+        v = float(v.detach()) if torch.is_tensor(v) else float(v)
+        running[k] = running[k] * 0.9 + v * 0.1 if k in running else v
+    loss_value = float(loss.detach())
+    running["loss"] = running.get("loss", loss_value) * 0.9 + loss_value * 0.1
+    if real_loss is not None:
+        running["real_loss"] = float(real_loss.detach())
+
+
+def train(cfg: TrainConfig, resume: bool = False, export: str | None = None, progress: bool = True) -> dict:
+    """Run (or continue) a training run; returns a summary dict (also written to ``out/summary.json``).
+
+    The same function runs alone or as one process of a distributed launch: ``cfg.batch_size`` is per process,
+    the main process logs, validates and writes checkpoints; the others only train."""
+    from msma.net import save_checkpoint
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    acc = _accelerator(cfg)
+    device, rank, world, main = acc.device, acc.process_index, acc.num_processes, acc.is_main_process
+    out = Path(cfg.out)
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out / "checkpoint.pt"
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    model = FaceModel.ict().to(device)
+    can_resume = resume and ckpt_path.is_file()
+    net = _build_network(cfg, model, bool(cfg.init) and not can_resume, acc.is_main_process).to(device)
+    optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    data = _data(cfg, model, device, rank, world, main)
 
     step, elapsed = 0, 0.0
     aug_gen = torch.Generator().manual_seed(cfg.seed + 7919 * rank)
-    if resume and ckpt_path.is_file():
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        from msma.net.checkpoint import remap_legacy_keys
-
-        net.load_state_dict(remap_legacy_keys(state["model"]))
-        optimizer.load_state_dict(state["optimizer"])
-        step, elapsed = int(state["step"]), float(state.get("elapsed", 0.0))
-        synthetic.load(state["synthetic_state"])
-        if real is not None and state.get("real_state"):
-            real.load(state["real_state"])
+    if can_resume:
+        step, elapsed = _restore(ckpt_path, net, optimizer, data)
         aug_gen.manual_seed(cfg.seed + step + 7919 * rank)
     elif resume and main:
         print(f"--resume: no checkpoint in {out}, starting from scratch")
@@ -460,31 +575,7 @@ def train(cfg: TrainConfig, resume: bool = False, export: str | None = None, pro
     if main:
         (out / "config.json").write_text(json.dumps(_jsonable(cfg), indent=1))
     lm_w = landmark_weights(device=device)
-    log_path = out / "log.csv"
-    columns = ["step", "elapsed_s", "lr", "loss", "images_per_s"] + [
-        k for k in asdict(cfg.weights) if k != "real"
-    ] + ["real_loss", *(f"val_{k}" for k in ("expression_mae", "expression_mae_neutral", "identity_mse",
-                                              "identity_mse_mean", "pose_deg"))]
-    log_file = writer = tb = bar = None
-    if main:
-        new_log = not log_path.is_file()
-        log_file = open(log_path, "a", newline="")
-        writer = csv.DictWriter(log_file, fieldnames=columns, extrasaction="ignore")
-        if new_log:
-            writer.writeheader()
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-
-            tb = SummaryWriter(str(out / "tensorboard"))
-        except Exception:  # tensorboard not installed
-            tb = None
-        try:
-            from tqdm import tqdm
-
-            bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc=f"train {cfg.preset}",
-                       smoothing=0.05)
-        except ImportError:  # pragma: no cover
-            bar = None
+    log = _TrainLog(cfg, out, step, progress) if main else None
     start = time.time()
     window_t, window_n = time.time(), 0
     running: dict[str, float] = {}
@@ -499,8 +590,8 @@ def train(cfg: TrainConfig, resume: bool = False, export: str | None = None, pro
             "optimizer": optimizer.state_dict(),
             "step": step,
             "elapsed": elapsed + time.time() - start,
-            "synthetic_state": synthetic.state(),
-            "real_state": real.state() if real is not None else None,
+            "synthetic_state": data.synthetic.state(),
+            "real_state": data.real.state() if data.real is not None else None,
             "config": _jsonable(cfg),
             "network_config": bare.config.to_dict(),
             "world_size": world,
@@ -527,33 +618,16 @@ def train(cfg: TrainConfig, resume: bool = False, export: str | None = None, pro
         lr = learning_rate(cfg, step)
         for g in optimizer.param_groups:
             g["lr"] = lr
-        batch = {k: v.to(device) for k, v in synthetic.next().items()}
+        batch = {k: v.to(device) for k, v in data.synthetic.next().items()}
         images = _augment(resized(batch["image"]), aug_gen)
         n_syn = images.shape[0]
-        target = Coefficients.from_dict({k: batch[k] for k in ("identity", "expression", "texture", "angles",
-                                                                "translation", "lighting")})
-        target_lm = batch["landmarks"] * (model.camera.image_size / batch["image"].shape[-1])
-        rb = None
-        if real is not None and step % cfg.real_every == 0:
-            rb = {k: v.to(device) for k, v in real.next().items()}
-            rimg = resized(rb["image"])
-            images = torch.cat([images, rimg])  # one forward pass: DDP sees one graph per step
+        real_batch = None
+        if data.real is not None and step % cfg.real_every == 0:
+            real_batch = {k: v.to(device) for k, v in data.real.next().items()}
+            real_batch["resized"] = resized(real_batch["image"])
         optimizer.zero_grad(set_to_none=True)
-        outputs = net(images, return_logits=want_logits)
-        syn_out = {k: v[:n_syn].float() for k, v in outputs.items()}
-        logits = syn_out.pop("expression_logits", None)
-        pred = predictions_to_coefficients(syn_out)
-        terms = supervised_losses(model, pred, target, target_lm, cfg.weights, batch["texture_valid"], lm_w,
-                                  expression_logits=logits, expression_activation=activation)
-        loss = weighted_sum(terms, cfg.weights)
-        real_loss = None
-        if rb is not None:
-            routputs = {k: v[n_syn:].float() for k, v in outputs.items() if k != "expression_logits"}
-            rterms = self_supervised_losses(model, renderer, predictions_to_coefficients(routputs), rimg,
-                                            rb["landmarks"], rb.get("valid"), identity_loss)
-            real_loss = weighted_sum(rterms, cfg.weights)
-            loss = loss + cfg.weights.real * real_loss
-            terms.update(rterms)
+        terms, loss, real_loss = _losses(cfg, model, net, data, batch, images, real_batch, lm_w, activation,
+                                         want_logits)
         finite = torch.isfinite(loss.detach()).float()
         if world > 1:
             finite = acc.reduce(finite, reduction="min")
@@ -568,18 +642,10 @@ def train(cfg: TrainConfig, resume: bool = False, export: str | None = None, pro
         optimizer.step()
         step += 1
         window_n += n_syn * world
-        for k, v in terms.items():
-            v = float(v.detach()) if torch.is_tensor(v) else float(v)
-            running[k] = running[k] * 0.9 + v * 0.1 if k in running else v
-        loss_value = float(loss.detach())
-        running["loss"] = running.get("loss", loss_value) * 0.9 + loss_value * 0.1
-        if real_loss is not None:
-            running["real_loss"] = float(real_loss.detach())
+        _update_running(running, terms, loss, real_loss)
         if not main:
             continue
-        if bar:
-            bar.update(1)
-            bar.set_postfix(loss=f"{running['loss']:.3f}", vtx=f"{running['vertex']:.2f}mm", lr=f"{lr:.1e}")
+        log.progress(running, lr)
         row = None
         if step % cfg.log_every == 0 or step == cfg.steps:
             now = time.time()
@@ -587,31 +653,25 @@ def train(cfg: TrainConfig, resume: bool = False, export: str | None = None, pro
                    "images_per_s": round(window_n / max(now - window_t, 1e-9), 2)}
             row.update({k: round(v, 6) for k, v in running.items()})
             window_t, window_n = now, 0
-        if val is not None and (step % cfg.val_every == 0 or step == cfg.steps):
-            metrics = validate(bare, val, cfg.image_size, device)
+        if data.val is not None and (step % cfg.val_every == 0 or step == cfg.steps):
+            metrics = validate(bare, data.val, cfg.image_size, device)
             last_val.update(metrics)
             row = row or {"step": step, "elapsed_s": round(elapsed + time.time() - start, 1), "lr": lr}
             row.update({k: round(v, 6) for k, v in metrics.items()})
         if row is not None:
-            writer.writerow(row)
-            log_file.flush()
-            if tb is not None:
-                for k, v in row.items():
-                    if k != "step":
-                        tb.add_scalar(k, v, step)
+            log.write(row, step)
         if step % cfg.save_every == 0:
             save()
         if cfg.keep_every and step % cfg.keep_every == 0:
             save_checkpoint(bare, out / f"model_step{step:06d}.safetensors", metadata={"step": step})
     acc.wait_for_everyone()
     save()
-    total = elapsed + time.time() - start
     summary = {
         "preset": cfg.preset,
         "step": step,
         "planned_steps": cfg.steps,
         "stopped_by_time": stopped_by_time,
-        "wall_time_s": round(total, 1),
+        "wall_time_s": round(elapsed + time.time() - start, 1),
         "images_seen": step * cfg.batch_size * world,
         "processes": world,
         "final_losses": {k: round(v, 5) for k, v in running.items()},
@@ -624,11 +684,7 @@ def train(cfg: TrainConfig, resume: bool = False, export: str | None = None, pro
         "init": cfg.init,
     }
     if main:
-        if bar:
-            bar.close()
-        log_file.close()
-        if tb is not None:
-            tb.close()
+        log.close()
         (out / "summary.json").write_text(json.dumps(summary, indent=1))
         metadata = {"training": summary, "losses": asdict(cfg.weights),
                     "data": {"synthetic": cfg.synthetic or "online", "real": cfg.real}}

@@ -16,6 +16,12 @@ vertex projects.
 3. sigma_i: the RMS residual of that combination (pixels in the 224 crop) — the fitter's per-point noise level.
 4. The iBUG-68 inner points (17-67) of the mediapipe -> iBUG table: the mesh point whose fitted ICT position is
    nearest to ICT's own 68-point markup vertex, so mediapipe-derived 68 points mean the same as the model's.
+
+Known limits of the committed table (derived at commit 585f7ac): some eyelid-margin points sit on eyeball vertices,
+which do not move with eyeBlink (the video tracker re-seats them, `msma.track`). The renders' skin textures come from
+the fitter (`texture_bank_from_photos`), so re-running this script after fitter changes gives a different table; a
+re-derivation with the stricter candidate set made the identity ROC of benchmarks/identity_roc.py worse, so the
+table stays as derived until that is understood.
 """
 
 from __future__ import annotations

@@ -28,3 +28,15 @@ def ict():
 @pytest.fixture(scope="session")
 def model(ict):
     return ict
+
+
+@pytest.fixture(scope="module")
+def browser_paths():
+    """(chromium binary, chromedriver) for the browser tests; skips when either, or selenium, is missing."""
+    from test_app_browser import find_browser  # tests/ is on sys.path (rootdir conftest)
+
+    found = find_browser()
+    if found is None:
+        pytest.skip("chromium + chromedriver not installed (run .ci/install_browser.sh)")
+    pytest.importorskip("selenium")
+    return found

@@ -1,4 +1,4 @@
-"""The app's handler functions (msma/app_handlers.py), called directly: no server, no browser."""
+"""The app's handler functions (msma/app/), called directly: no server, no browser."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from msma import app_handlers as H
+from msma import app as H
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"

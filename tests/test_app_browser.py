@@ -96,15 +96,6 @@ def make_driver(binary: str, driver_path: str, download_dir: Path):
     return webdriver.Chrome(service=Service(driver_path), options=options)
 
 
-@pytest.fixture(scope="module")
-def browser_paths():
-    found = find_browser()
-    if found is None:
-        pytest.skip("chromium + chromedriver not installed (run .ci/install_browser.sh)")
-    pytest.importorskip("selenium")
-    return found
-
-
 def test_upload_preview_overlay_and_glb_download(browser_paths, tmp_path):
     import trimesh
     from selenium.webdriver.common.by import By

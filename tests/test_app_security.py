@@ -21,7 +21,7 @@ from gradio_http import API, GradioHTTP, free_port
 from PIL import Image
 from security_counts import record
 
-from msma import app_handlers as H
+from msma import app as H
 
 REPO = Path(__file__).resolve().parents[1]
 META = {"_type": "gradio.FileData"}
@@ -134,7 +134,7 @@ def _masked(message, path: str) -> str:
 def test_only_documented_endpoints_take_files(server) -> None:
     file_deps = _file_inputs(server.config)
     public = {d["api_name"] for d in server.config["dependencies"] if d.get("api_visibility") == "public"}
-    assert public == {"reconstruct", "compare_methods", "compare_identities"}
+    assert public == {"reconstruct", "compare_methods", "compare_identities", "track_video", "webcam_frame"}
     # the gr.Examples loaders take a dataset index, not a file; everything else with a file input is public API
     assert {d["api_name"] for d, _ in file_deps} == public
 

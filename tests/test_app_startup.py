@@ -1,4 +1,4 @@
-"""msma.app_startup: the page is built before the models load; handlers wait for them; the status says what is
+"""msma.app.startup: the page is built before the models load; handlers wait for them; the status says what is
 happening. Plus the download names. No model is loaded here (a fake loader stands in)."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from msma import app_handlers as H
+from msma import app as H
 from msma.api import DEFAULT_METHOD
-from msma.app_startup import BackgroundModels, planned_methods
+from msma.app.startup import BackgroundModels, planned_methods
 
 
 class FakeModels:
@@ -78,7 +78,7 @@ def test_planned_methods_follow_the_weight_files(tmp_path, monkeypatch) -> None:
     import msma.defaults
 
     monkeypatch.setattr(msma.defaults, "REPO_WEIGHTS_DIR", tmp_path / "none")
-    monkeypatch.setattr("msma.app_startup.ABLATION_WEIGHTS_NAME", "none.safetensors")
+    monkeypatch.setattr("msma.app.startup.ABLATION_WEIGHTS_NAME", "none.safetensors")
     methods, default = planned_methods()
     assert methods == ["fitting"] and default == "fitting"
 

@@ -11,11 +11,11 @@ from msma.evaluate import (
     aligned_vertex_error_mm,
     expression_mae,
     markdown_report,
-    nme,
     read_dlib_xml,
     rotation_error_deg,
 )
 from msma.face_model import MODEL_UNITS_TO_MM, euler_to_matrix, vertex_normals
+from msma.landmarks.metrics import nme
 
 
 def _rotation(deg=(10.0, -20.0, 5.0)) -> np.ndarray:
@@ -156,7 +156,23 @@ def test_synthetic_benchmark_runs_with_a_stub_method(model):
     def mean_face(crops, landmarks, dense=None):
         return Coefficients.zeros(model, len(crops))
 
-    res = synthetic_benchmark({"mean face": mean_face}, n=2, batch=2, model=model, progress=False)
-    m = res["methods"]["mean face"]
-    assert m["vertex_mm"] > 0 and np.isfinite(m["pose_deg"]) and m["expression_mae"] >= 0
+    from msma.synth import SyntheticFaceGenerator
+
+    truth = SyntheticFaceGenerator(model, seed=1000)  # the benchmark's default seed: the same faces, in order
+    seen = iter(range(100))
+
+    def oracle(crops, landmarks, dense=None):  # answers the ground truth of each face
+        coeffs = Coefficients.zeros(model, len(crops))
+        for b in range(len(crops)):
+            p = truth.sample_parameters(next(seen))
+            coeffs.identity[b], coeffs.expression[b] = torch.as_tensor(p["identity"]), torch.as_tensor(p["expression"])
+            coeffs.angles[b] = torch.as_tensor(p["angles"])
+        return coeffs
+
+    res = synthetic_benchmark({"mean face": mean_face, "oracle": oracle}, n=4, batch=2, model=model, progress=False)
+    mean, exact = res["methods"]["mean face"], res["methods"]["oracle"]
+    assert res["n"] == 4 and res["seed"] == 1000
+    # the ground truth scores (nearly) zero on every measure; the mean face is millimetres and degrees off
+    assert exact["vertex_mm"] < 1e-3 and exact["pose_deg"] < 0.1 and exact["expression_mae"] < 1e-6
+    assert mean["vertex_mm"] > 1.0 and mean["pose_deg"] > 1.0 and mean["expression_mae"] > 0
     assert "mean face" in markdown_report({"synthetic": res})

@@ -10,13 +10,13 @@ import functools
 import http.server
 import json
 import os
-import shutil
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from test_app_browser import find_browser
 
 from msma.export_rig import Rig, RigAnimation, euler_to_quaternion, export_rigged_glb
 
@@ -61,14 +61,6 @@ new GLTFLoader().load('face.glb', (gltf) => {
   window.RESULT = out;
 }, undefined, (err) => { window.RESULT = {error: String(err)}; });
 </script></body></html>"""
-
-
-def find_browser() -> tuple[str, str] | None:
-    binary = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)),
-                  None)
-    driver = shutil.which("chromedriver") or ("/usr/lib/chromium/chromedriver"
-                                              if os.path.exists("/usr/lib/chromium/chromedriver") else None)
-    return (binary, driver) if binary and driver else None
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,8 @@ def test_sample_depends_only_on_seed_and_index(model):
     gen = SyntheticFaceGenerator(model, seed=5, image_size=SIZE, augment=False)
     first = gen.sample(3)
     again = SyntheticFaceGenerator(model, seed=5, image_size=SIZE, augment=False).render_indices([2])
-    assert torch.allclose(first.images[2], again.images[0])
+    # batched and single renders round a few float values differently before uint8 quantisation: one step at most
+    assert torch.allclose(first.images[2], again.images[0], rtol=0, atol=1.01 / 255)
     assert torch.equal(first.coefficients.angles[2], again.coefficients.angles[0])
 
 

@@ -133,3 +133,21 @@ def test_build_real_cache_with_stub_detector(tmp_path, model, monkeypatch):
     assert len(ds) == 1 and ds[0]["image"].shape == (3, 224, 224)
     # aligned to the model template: the crop landmarks are close to the rendered ones (already template-aligned)
     assert np.abs(ds.landmarks[0] - lm).mean() < 8.0
+
+
+def test_training_lowers_the_loss(tmp_path, model):
+    """20 steps on a 4-face cache: the network fits it, so the logged loss (a 0.9 moving average) falls by a fifth
+    at least (measured: 4.64 -> 2.87) and the vertex error falls too."""
+    from msma.synth import prerender_cache
+
+    prerender_cache(model, tmp_path / "cache", n=4, seed=0, image_size=SIZE, shard_size=4, progress=False)
+    out = tmp_path / "run"
+    args = _args(out, 20, "--synthetic", str(tmp_path / "cache"))
+    args.save_every = 1000
+    assert train_mod.main(args) == 0
+    with open(out / "log.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows] == list(range(1, 21))
+    loss = [float(r["loss"]) for r in rows]
+    vertex = [float(r["vertex"]) for r in rows]
+    assert loss[-1] < 0.8 * loss[0] and vertex[-1] < vertex[0]

@@ -1,4 +1,4 @@
-"""Face detection and 68-point iBUG landmarks (mediapipe, dlib, face-alignment).
+"""Face detection and 68-point iBUG landmarks: detector plug-ins (``detectors/``: mediapipe, dlib, face-alignment).
 
     from msma.landmarks import detect_faces
     faces = detect_faces(image)           # largest first, [] when none

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["NoFaceError", "FaceLandmarks", "five_points_from_68", "box_from_points"]
+__all__ = ["NoFaceError", "FaceLandmarks", "five_points_from_68", "box_from_points", "iou"]
 
 
 class NoFaceError(ValueError):
@@ -26,6 +26,15 @@ def box_from_points(points: np.ndarray) -> np.ndarray:
     return np.concatenate([pts.min(0), pts.max(0)])
 
 
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two (x0, y0, x1, y1) boxes."""
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
 @dataclass
 class FaceLandmarks:
     box: np.ndarray  # (4,) x0, y0, x1, y1 in photo pixels (extent of the 68 landmarks: jaw, brows, chin)
@@ -33,6 +42,8 @@ class FaceLandmarks:
     score: float  # detector confidence in [0, 1]
     detector: str  # "mediapipe" | "dlib" | "face_alignment": who produced landmarks68
     dense: np.ndarray | None = None  # (478, 2) mediapipe mesh points when available
+    # (478,) mediapipe's per-point depth relative to the face, photo pixels on the scale of x (smaller is nearer)
+    dense_depth: np.ndarray | None = None
 
     def five_points(self) -> np.ndarray:
         return five_points_from_68(self.landmarks68)
@@ -47,7 +58,8 @@ class FaceLandmarks:
         return float(np.linalg.norm(self.landmarks68[45] - self.landmarks68[36]))
 
     def scaled(self, sx: float, sy: float | None = None) -> FaceLandmarks:
-        """Copy for the image resized by (sx, sy): x' = x * sx (continuous coordinates, see msma.pixels)."""
+        """Copy for the image resized by (sx, sy): x' = x * sx (continuous coordinates, see msma.pixels); depth is
+        scaled by sqrt(sx * sy) (by s for the usual uniform resize)."""
         sy = sx if sy is None else sy
         s = np.array([sx, sy])
 
@@ -55,4 +67,5 @@ class FaceLandmarks:
             return None if p is None else np.asarray(p, np.float64) * s
 
         box = self.box.reshape(2, 2) * s
-        return FaceLandmarks(box.reshape(4), f(self.landmarks68), self.score, self.detector, f(self.dense))
+        depth = None if self.dense_depth is None else np.asarray(self.dense_depth, np.float64) * float(np.sqrt(sx * sy))
+        return FaceLandmarks(box.reshape(4), f(self.landmarks68), self.score, self.detector, f(self.dense), depth)

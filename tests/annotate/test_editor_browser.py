@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from annotate_helpers import face_points, write_photo
-from editor_browser import EditorPage, find_browser, free_port, make_driver, serve, stop_app, wait_http
+from editor_browser import EditorPage, free_port, make_driver, serve, stop_app, wait_http
 
 from annotate.formats import write_pts
 from annotate.importer import import_folder
@@ -23,15 +23,6 @@ from annotate.skeleton import OCCLUDED, OUTSIDE, VISIBLE
 from annotate.store import Store
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(scope="module")
-def browser_paths():
-    found = find_browser()
-    if found is None:
-        pytest.skip("chromium + chromedriver not installed (run .ci/install_browser.sh)")
-    pytest.importorskip("selenium")
-    return found
 
 
 def _stored(store: Store) -> tuple[np.ndarray, np.ndarray, int]:

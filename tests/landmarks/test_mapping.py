@@ -27,16 +27,27 @@ def test_canonical_anchors_are_mirror_symmetric():
     np.testing.assert_allclose(a[mirror, 1], a[:, 1], atol=0.02)
 
 
-def test_mesh_to_68_follows_similarity_transform():
+def test_mesh_to_68_picks_table_vertices():
     rng = np.random.default_rng(0)
     dense = rng.normal(size=(478, 2)) * 50 + 200
     lm = mesh_to_68(dense, contour=False)
     np.testing.assert_array_equal(lm, dense[MEDIAPIPE_TO_IBUG68])
     lm_c = mesh_to_68(dense)
     assert lm_c.shape == (68, 2)
-    np.testing.assert_array_equal(lm_c[17:], lm[17:])
+    np.testing.assert_array_equal(lm_c[17:], lm[17:])  # the contour search moves jaw points only
     with pytest.raises(ValueError):
         mesh_to_68(np.zeros((68, 2)))
+
+
+@pytest.mark.parametrize("contour", [False, True])
+def test_mesh_to_68_follows_similarity_transform(contour):
+    """Rotating, scaling and moving the mesh moves its 68 points the same way (the jaw contour choice included)."""
+    rng = np.random.default_rng(1)
+    dense = rng.normal(size=(478, 2)) * 50 + 200
+    a, s, t = np.radians(25.0), 1.7, np.array([-40.0, 65.0])
+    rotation = s * np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    moved = mesh_to_68(dense @ rotation.T + t, contour=contour)
+    np.testing.assert_allclose(moved, mesh_to_68(dense, contour=contour) @ rotation.T + t, atol=1e-9)
 
 
 def test_five_points_and_errors():

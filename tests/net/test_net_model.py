@@ -166,3 +166,20 @@ def test_mlka_starts_as_identity_and_handles_uneven_groups():
     torch.testing.assert_close(blk(x), x)
     torch.nn.init.ones_(blk.scale)
     assert blk(x).shape == x.shape
+
+
+@pytest.mark.parametrize("map_size, reach", [(None, 19), (14, 8)])
+def test_mlka_reaches_as_far_as_its_kernels(map_size, reach):
+    """An output pixel depends on inputs up to the widest branch's reach and no further: LKA_7 = DW7 -> DW9 with
+    dilation 4 reaches 3 + 4 * 4 = 19 px at the paper's dilations; on a 14 px map the dilations drop to (2, 2, 1) and
+    LKA_5 (2 + 3 * 2 = 8 px) reaches furthest. And with a non-zero scale the block changes its input."""
+    torch.manual_seed(0)
+    blk = MLKA(12, scale_init=1.0, map_size=map_size)
+    x = torch.randn(1, 12, 64, 64, requires_grad=True)
+    y = blk(x)
+    assert (y - x).abs().mean() > 1e-3
+    y[0, :, 32, 32].sum().backward()
+    influence = x.grad[0].abs().sum(0)  # (64, 64)
+    offsets = (torch.nonzero(influence > 0) - 32).abs()
+    assert int(offsets.max()) == reach
+    assert influence[32, 32 + reach] > 0 and influence[32 + reach, 32] > 0

@@ -1,7 +1,7 @@
 """Serve the app's page at once and load the models behind it in a background thread.
 
 ``python app.py`` used to load the face model, the network weights and run a warm-up reconstruction before the
-server answered (~15-30 s). :class:`BackgroundModels` stands in for :class:`msma.app_handlers.AppModels`: the menu
+server answered (~15-30 s). :class:`BackgroundModels` stands in for :class:`msma.app.state.AppModels`: the menu
 (methods, default) is known from the files alone, so the page is built and served immediately; a handler that needs
 the models waits for them; :meth:`BackgroundModels.status_markdown` tells the visitor what is happening.
 """
@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from msma.app_handlers import ABLATION_WEIGHTS_ENV, ABLATION_WEIGHTS_NAME, METHOD_LABELS, AppError, AppModels
+from msma.app.state import ABLATION_WEIGHTS_ENV, ABLATION_WEIGHTS_NAME, METHOD_LABELS, AppError, AppModels
 
 log = logging.getLogger(__name__)
 
