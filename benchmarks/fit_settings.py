@@ -63,6 +63,7 @@ GRID: dict[str, dict] = {
     "68 rows at weight 2": {"dense_landmark68_weight": 2.0},
     "68 rows at weight 1, identity prior 10": {"dense_landmark68_weight": 1.0, "identity_prior": 10.0},
     "L1 expression 64": {"expression_l1": 64.0},
+    "one stage": {"identity_stage_expression_prior": None},
     "L1 expression 128": {"expression_l1": 128.0},
     "L1 expression 128, L2 64": {"expression_l1": 128.0, "expression_prior": 64.0},
     "L1 expression 256, L2 64": {"expression_l1": 256.0, "expression_prior": 64.0},

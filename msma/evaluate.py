@@ -120,8 +120,8 @@ def synthetic_benchmark(methods: dict, n: int = 64, seed: int = 1000, batch: int
     gen = SyntheticFaceGenerator(model, seed=seed, image_size=model.camera.image_size, backgrounds=backgrounds)
     rng = np.random.default_rng(seed)
     region = model.face_vertices.cpu().numpy()
-    per: dict[str, dict[str, list]] = {k: {"vertex_mm": [], "pose_deg": [], "expression_mae": [], "seconds": [],
-                                           "neutral_max_weight": []} for k in methods}
+    per: dict[str, dict[str, list]] = {k: {"vertex_mm": [], "identity_mm": [], "pose_deg": [], "expression_mae": [],
+                                           "seconds": [], "neutral_max_weight": []} for k in methods}
     missed = 0
     for start in range(0, n, batch):
         b = gen.sample(min(batch, n - start))
@@ -141,6 +141,10 @@ def synthetic_benchmark(methods: dict, n: int = 64, seed: int = 1000, batch: int
             with torch.no_grad():
                 verts = model(coeffs.identity, exp).cpu().numpy()
             per[name]["vertex_mm"] += aligned_vertex_error_mm(verts, b.vertices.cpu().numpy(), region).tolist()
+            with torch.no_grad():  # the person's shape alone: neutral meshes, so expressions cannot hide in it
+                neutral_pred = model(coeffs.identity, torch.zeros_like(exp)).cpu().numpy()
+                neutral_gt = model(gt.identity.cpu(), torch.zeros_like(exp)).cpu().numpy()
+            per[name]["identity_mm"] += aligned_vertex_error_mm(neutral_pred, neutral_gt, region).tolist()
             per[name]["pose_deg"] += rotation_error_deg(coeffs.angles, gt.angles).tolist()
             per[name]["expression_mae"] += expression_mae(exp, gt.expression).tolist()
             neutral = (gt.expression.abs().amax(-1) == 0).cpu()  # faces rendered with no expression at all
@@ -152,6 +156,7 @@ def synthetic_benchmark(methods: dict, n: int = 64, seed: int = 1000, batch: int
     for name, v in per.items():
         results[name] = {
             "vertex_mm": float(np.mean(v["vertex_mm"])), "vertex_mm_median": float(np.median(v["vertex_mm"])),
+            "identity_mm": float(np.mean(v["identity_mm"])),
             "pose_deg": float(np.mean(v["pose_deg"])), "pose_deg_median": float(np.median(v["pose_deg"])),
             "expression_mae": float(np.mean(v["expression_mae"])),
             # largest weight the method gives a neutral face (mean over neutral faces) and the share <= 0.15

@@ -69,6 +69,11 @@ class LandmarkFitSettings:
     # points' definition noise through as expressions (neutral faces got weights above 0.15) with no gain in MAE.
     expression_prior: float = 64.0  # weight of ||expression||^2 (ICT weights in [0, 1])
     expression_l1: float = 128.0  # weight of sum(expression): sparse, zero unless the landmarks demand it
+    # Identity is estimated first with weaker expression priors, so that what a smile or a frown moves is not taken
+    # for the person's shape; the last round re-solves the expressions alone, identity fixed, with the priors above.
+    # None: one stage (the priors above throughout).
+    identity_stage_expression_prior: float | None = 16.0
+    identity_stage_expression_l1: float | None = 32.0
     symmetry_prior: float = 8.0  # weight of (w_L - w_R)^2 for ARKit pairs that usually move together
 
 
@@ -406,7 +411,15 @@ def _landmark_rounds(
     scale68 = np.ones((batch, 68))
     scale_dense = None if dense is None else np.ones(dense.shape[:2])
     pairs = _expression_pairs(model) if settings.symmetry_prior > 0 else []
+    two_stage = settings.identity_stage_expression_prior is not None and settings.rounds > 1
     for round_index in range(settings.rounds):
+        final = round_index == settings.rounds - 1
+        solve_identity = not (two_stage and final)
+        expression_prior, expression_l1 = settings.expression_prior, settings.expression_l1
+        if two_stage and not final:
+            expression_prior = settings.identity_stage_expression_prior
+            expression_l1 = (settings.expression_l1 if settings.identity_stage_expression_l1 is None
+                             else settings.identity_stage_expression_l1)
         # pose, per image
         for b in range(batch):
             single = coeffs[b : b + 1]
@@ -482,7 +495,7 @@ def _landmark_rounds(
                     rhs_all.append(np.zeros(1))
             prior = np.zeros(n_vars)
             prior[:n_id] = np.sqrt(settings.identity_prior)
-            prior[n_id:] = np.sqrt(settings.expression_prior)
+            prior[n_id:] = np.sqrt(expression_prior)
             centre = np.zeros(n_vars)
             if prior_mean is not None:
                 centre[:n_id] = prior_mean.identity[group, :n_id].double().mean(0).cpu().numpy()
@@ -493,9 +506,15 @@ def _landmark_rounds(
             lo = np.concatenate([np.full(n_id, -np.inf), np.full(n_exp * len(group), lower)])
             hi = np.concatenate([np.full(n_id, np.inf), np.full(n_exp * len(group), upper)])
             linear = None
-            if bounded and lower >= 0 and settings.expression_l1 > 0:
-                linear = np.concatenate([np.zeros(n_id), np.full(n_exp * len(group), settings.expression_l1)])
-            solution = bounded_least_squares(design, rhs_vec, lo, hi, linear)
+            if bounded and lower >= 0 and expression_l1 > 0:
+                linear = np.concatenate([np.zeros(n_id), np.full(n_exp * len(group), expression_l1)])
+            if solve_identity:
+                solution = bounded_least_squares(design, rhs_vec, lo, hi, linear)
+            else:  # identity fixed at the previous round's estimate: its columns move to the right-hand side
+                identity_now = coeffs.identity[group[0], :n_id].double().cpu().numpy()
+                rhs_vec = rhs_vec - design[:, :n_id] @ identity_now
+                solution = np.concatenate([identity_now, bounded_least_squares(
+                    design[:, n_id:], rhs_vec, lo[n_id:], hi[n_id:], None if linear is None else linear[n_id:])])
             for k, b in enumerate(group):
                 coeffs.identity[b, :n_id] = torch.as_tensor(solution[:n_id], dtype=coeffs.identity.dtype)
                 exp = solution[n_id + k * n_exp : n_id + (k + 1) * n_exp]
