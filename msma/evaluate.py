@@ -132,6 +132,8 @@ def synthetic_benchmark(methods: dict, n: int = 64, seed: int = 1000, batch: int
             lms, dense, m = _detector_landmarks(crops, lms)
             missed += m
         gt = b.coefficients
+        with torch.no_grad():  # the true neutral shapes, shared by every method's identity error
+            neutral_gt = model(gt.identity.cpu(), torch.zeros_like(gt.expression.cpu())).cpu().numpy()
         for name, fn in methods.items():
             t0 = time.perf_counter()
             coeffs = fn(crops, lms, dense)
@@ -143,7 +145,6 @@ def synthetic_benchmark(methods: dict, n: int = 64, seed: int = 1000, batch: int
             per[name]["vertex_mm"] += aligned_vertex_error_mm(verts, b.vertices.cpu().numpy(), region).tolist()
             with torch.no_grad():  # the person's shape alone: neutral meshes, so expressions cannot hide in it
                 neutral_pred = model(coeffs.identity, torch.zeros_like(exp)).cpu().numpy()
-                neutral_gt = model(gt.identity.cpu(), torch.zeros_like(exp)).cpu().numpy()
             per[name]["identity_mm"] += aligned_vertex_error_mm(neutral_pred, neutral_gt, region).tolist()
             per[name]["pose_deg"] += rotation_error_deg(coeffs.angles, gt.angles).tolist()
             per[name]["expression_mae"] += expression_mae(exp, gt.expression).tolist()

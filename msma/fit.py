@@ -167,9 +167,7 @@ class ContourTracker:
         verts = self.vertices_of(rows, single.identity[0].double().numpy(), single.expression[0].double().numpy())
         rotation = euler_to_matrix(single.angles[:1].double())[0].numpy()
         cam = verts @ rotation.T + single.translation[0].double().numpy()
-        depth = model.camera.distance - cam[:, 2]
-        c, f = model.camera.center, model.camera.focal
-        return np.stack([c + f * cam[:, 0] / depth, c - f * cam[:, 1] / depth], axis=1)
+        return model.camera.project(torch.as_tensor(cam))[:, :2].numpy()
 
 
 def _camera_matrix(model: FaceModel) -> np.ndarray:

@@ -14,6 +14,9 @@ known. dlib's 68-point predictor (trained on iBUG 300-W human labels) runs on ev
 For each landmark k, the face-region vertex v whose projection is nearest to dlib's point over all renders (robust
 mean squared distance, each term capped at (8 px)^2) is chosen. Jaw points 0-16 use only renders where they are not on
 the far side of a head turned beyond 12 degrees (there they follow the silhouette, `msma.fit.ContourTracker`).
+The renders' skin textures come from the fitter (`texture_bank_from_photos`), so after fitter changes a rerun draws
+slightly different renders (the committed table was derived before the two-stage expression prior; a rerun now
+gives a different choice for some points).
 Output: ``vertices`` (68,) int64, ``rms_px`` (68,) the RMS distance of the chosen vertex (224 crop px),
 ``markup_rms_px`` (68,) the same for ICT's own markup vertex, ``n_renders``.
 """
@@ -26,19 +29,16 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
-from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from derive_mediapipe_ict import texture_bank  # noqa: E402
+from derive_mediapipe_ict import synthetic_renders  # noqa: E402
 
 from msma.face_model import FaceModel  # noqa: E402
 from msma.fit import CONTOUR_YAW_THRESHOLD  # noqa: E402
 from msma.landmarks import detect_faces  # noqa: E402
-from msma.synth import SyntheticFaceGenerator  # noqa: E402
 
 CAP_PX = 8.0
 PAD = 64
@@ -47,24 +47,17 @@ OUT = ROOT / "msma" / "data" / "ibug68_to_ict.npz"
 
 def collect(model: FaceModel, n: int, batch: int = 8) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(S, 68, 2) dlib points, (S, V, 2) projected face vertices and (S,) yaw (radians) of S successful renders."""
-    gen = SyntheticFaceGenerator(model, seed=77, texture_bank=texture_bank(model), bank_probability=1.0,
-                                 augment=False)
     face = model.face_vertices.cpu().numpy()
     points, projected, yaws = [], [], []
-    for start in tqdm(range(0, n, batch), desc="renders"):
-        b = gen.render_indices(range(start, min(n, start + batch)))
-        images = (b.images.permute(0, 2, 3, 1).numpy() * 255 + 0.5).astype(np.uint8)
-        with torch.no_grad():
-            screen = model.geometry(b.coefficients, with_color=False).screen[..., :2].numpy()
-        for k in range(len(images)):
-            # dlib's HOG detector wants a margin around the face: pad the tight crop
-            padded = cv2.copyMakeBorder(images[k], PAD, PAD, PAD, PAD, cv2.BORDER_REPLICATE)
-            faces = [f for f in detect_faces(padded, detector="dlib") if f.detector == "dlib"]
-            if not faces:
-                continue
-            points.append(faces[0].landmarks68 - PAD)
-            projected.append(screen[k, face])
-            yaws.append(float(b.coefficients.angles[k, 1]))
+    for image, screen, yaw in synthetic_renders(model, n, batch):
+        # dlib's HOG detector wants a margin around the face: pad the tight crop
+        padded = cv2.copyMakeBorder(image, PAD, PAD, PAD, PAD, cv2.BORDER_REPLICATE)
+        faces = [f for f in detect_faces(padded, detector="dlib") if f.detector == "dlib"]
+        if not faces:
+            continue
+        points.append(faces[0].landmarks68 - PAD)
+        projected.append(screen[face])
+        yaws.append(yaw)
     return np.stack(points), np.stack(projected), np.array(yaws)
 
 

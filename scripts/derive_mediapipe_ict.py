@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -55,23 +56,30 @@ def texture_bank(model: FaceModel) -> np.ndarray:
     return texture_bank_from_photos(model, photos).astype(np.float32)
 
 
-def collect(model: FaceModel, n: int, batch: int = 8) -> tuple[np.ndarray, np.ndarray]:
-    """(S, 478, 2) mediapipe points and (S, V, 2) projected candidate vertices, S successful renders."""
+def synthetic_renders(model: FaceModel, n: int, batch: int = 8) -> Iterator[tuple[np.ndarray, np.ndarray, float]]:
+    """The n clean synthetic renders (seed 77) one by one: (224x224x3 uint8 image, (N, 2) crop pixels of every
+    vertex, yaw in radians)."""
     gen = SyntheticFaceGenerator(model, seed=77, texture_bank=texture_bank(model), bank_probability=1.0,
                                  augment=False)
-    candidates = candidate_vertices(model)
-    mp_points, projected = [], []
     for start in tqdm(range(0, n, batch), desc="renders"):
         b = gen.render_indices(range(start, min(n, start + batch)))
         images = (b.images.permute(0, 2, 3, 1).numpy() * 255 + 0.5).astype(np.uint8)
         with torch.no_grad():
             screen = model.geometry(b.coefficients, with_color=False).screen[..., :2].numpy()
         for k in range(len(images)):
-            faces = detect_faces(images[k], detector="mediapipe")
-            if not faces or faces[0].dense is None:
-                continue
-            mp_points.append(faces[0].dense[:478])
-            projected.append(screen[k, candidates])
+            yield images[k], screen[k], float(b.coefficients.angles[k, 1])
+
+
+def collect(model: FaceModel, n: int, batch: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """(S, 478, 2) mediapipe points and (S, V, 2) projected candidate vertices, S successful renders."""
+    candidates = candidate_vertices(model)
+    mp_points, projected = [], []
+    for image, screen, _ in synthetic_renders(model, n, batch):
+        faces = detect_faces(image, detector="mediapipe")
+        if not faces or faces[0].dense is None:
+            continue
+        mp_points.append(faces[0].dense[:478])
+        projected.append(screen[candidates])
     return np.stack(mp_points), np.stack(projected)
 
 
