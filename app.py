@@ -176,7 +176,8 @@ def build_demo(models: H.AppModels, args: argparse.Namespace | None = None) -> g
                         plot = gr.Plot(label="expression weights", elem_id="blendshapes")
                         with gr.Row():
                             pose = gr.Markdown(elem_id="pose")
-                            downloads = gr.File(label="downloads: OBJ+MTL+PNG zip, GLB, PLY, blendshape JSON",
+                            downloads = gr.File(label="downloads: OBJ+MTL+PNG zip, rigged GLB (53 ARKit morph "
+                                                      "targets), static GLB, PLY, blendshape JSON",
                                                 file_count="multiple", interactive=False, elem_id="downloads")
                         with gr.Accordion("edit: expression and identity (re-poses the face, no re-fit)", open=False):
                             with gr.Row():
@@ -218,14 +219,21 @@ def build_demo(models: H.AppModels, args: argparse.Namespace | None = None) -> g
                     return [d.overlay, d.shape, d.blendshape_plot, d.pose_markdown, d.downloads, d.gallery,
                             *d.expression_values, *d.identity_values]
 
+                # the sliders drive the rigged face: the viewer's GLB first (its default morph weights are the
+                # slider values), then the downloads of the edited face (rigged + static GLB, OBJ, PLY, JSON)
                 @ui
                 def on_repose(session, *values):
-                    return H.repose(models, session, values[:n_expr], values[n_expr:])
+                    return H.repose(models, session, values[:n_expr], values[n_expr:], downloads=False).glb
+
+                @ui
+                def on_repose_downloads(session, *values):
+                    return H.repose(models, session, values[:n_expr], values[n_expr:]).downloads
 
                 @ui
                 def on_reset(session):
                     values = H.slider_values(session)
-                    return [H.repose(models, session, values[:n_expr], values[n_expr:]), *values]
+                    return [H.repose(models, session, values[:n_expr], values[n_expr:], downloads=False).glb,
+                            *values]
 
                 # One endpoint for both triggers: the only handlers that read a client's file are the three public
                 # API endpoints, each through H.client_upload; the UI-only events below are private.
@@ -239,8 +247,11 @@ def build_demo(models: H.AppModels, args: argparse.Namespace | None = None) -> g
                     on_details, [state, wireframe], detail_out, **PRIVATE)
                 wireframe.change(on_details, [state, wireframe], detail_out, **PRIVATE)
                 for slider in expr + ident:
-                    slider.release(on_repose, [state, *expr, *ident], [viewer], show_progress="minimal", **PRIVATE)
-                reset.click(on_reset, [state], [viewer, *expr, *ident], **PRIVATE)
+                    slider.release(on_repose, [state, *expr, *ident], [viewer], show_progress="minimal",
+                                   **PRIVATE).success(on_repose_downloads, [state, *expr, *ident], [downloads],
+                                                      show_progress="hidden", **PRIVATE)
+                reset.click(on_reset, [state], [viewer, *expr, *ident], **PRIVATE).success(
+                    ui(H.reconstruction_downloads), [state], [downloads], show_progress="hidden", **PRIVATE)
 
             # ------------------------------------------------------------------------------ Compare
             with gr.Tab("Compare", id="compare"):

@@ -216,6 +216,24 @@ def sphere_fit(points: np.ndarray) -> tuple[np.ndarray, float]:
     return centre, float(np.linalg.norm(points - centre, axis=1).mean())
 
 
+class _VertexNormals:
+    """`msma.export.mesh._vertex_normals` for many vertex sets on one triangle list: the vertex <- triangle sums
+    are one sparse matrix product (2x faster than ``np.add.at`` for the 53 morphed normal sets of a rig)."""
+
+    def __init__(self, faces: np.ndarray, n_vertices: int) -> None:
+        from scipy.sparse import csr_matrix
+
+        self.faces = faces
+        corners = np.repeat(np.arange(len(faces)), 3)
+        self.incidence = csr_matrix((np.ones(faces.size), (faces.reshape(-1), corners)), shape=(n_vertices, len(faces)))
+
+    def __call__(self, vertices: np.ndarray) -> np.ndarray:
+        tri = vertices[self.faces]
+        normals = self.incidence @ np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])  # length = 2 * area
+        length = np.linalg.norm(normals, axis=1, keepdims=True)
+        return np.where(length > 1e-20, normals / np.maximum(length, 1e-20), np.array([0.0, 0.0, 1.0]))
+
+
 # --------------------------------------------------------------------------------------------------------------
 # binary buffer + accessors
 # --------------------------------------------------------------------------------------------------------------
@@ -399,8 +417,10 @@ def export_rigged_glb(
         return Primitive(attributes=attributes, indices=indices, material=material_index, targets=targets), \
             vertex_index
 
+    vertex_normals = _VertexNormals(mesh.faces, len(vertices)) if morph_normals else None
+
     def normals_after(k: int) -> np.ndarray:
-        return _vertex_normals(vertices + deltas[k], mesh.faces)
+        return vertex_normals(vertices + deltas[k])
 
     names = rig.target_names
     face_triangles = np.flatnonzero(eye_of_triangle < 0)

@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from msma import app as H
+from msma.export_rig import arkit_target_name
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
@@ -45,6 +46,28 @@ def _glb_vertices(path: str) -> np.ndarray:
 
     scene = trimesh.load(path, force="scene")
     return np.concatenate([g.vertices for g in scene.geometry.values()])
+
+
+def _rigged_face(path: str):
+    """The ``face`` mesh of a rigged GLB read with pygltflib: (gltf, mesh, {target name: default weight},
+    neutral positions in metres, decoder of an accessor)."""
+    pygltflib = pytest.importorskip("pygltflib")
+    from test_export_rig import read_accessor
+
+    gltf = pygltflib.GLTF2().load(str(path))
+    blob = gltf.binary_blob()
+    mesh = gltf.meshes[next(n.mesh for n in gltf.nodes if n.name == "face")]
+    names = mesh.extras["targetNames"]
+    assert len(names) == 53 and len(mesh.primitives[0].targets) == 53 and len(mesh.weights) == 53
+    positions = read_accessor(gltf, blob, mesh.primitives[0].attributes.POSITION)
+    return gltf, mesh, dict(zip(names, mesh.weights)), positions, lambda index: read_accessor(gltf, blob, index)
+
+
+def _nearest_m(points_m: np.ndarray, vertices_model: np.ndarray) -> np.ndarray:
+    """Distance (m) of each GLB point to the nearest model vertex (model units are decimetres)."""
+    from scipy.spatial import cKDTree
+
+    return cKDTree(vertices_model * 0.1).query(points_m)[0]
 
 
 # --------------------------------------------------------------------------------------------- examples
@@ -133,6 +156,12 @@ def test_reconstruct_preview_and_details(models, couple):
     assert len(session.detections) == 2 and session.selected == 0
     assert "face 1 of 2" in preview.status
     assert Path(preview.glb).name == f"{Path(session.name).stem}_face1.glb"  # the viewer's download is named
+    # the viewer shows the rigged face: neutral mesh + 53 ARKit targets, the fitted weights as the default pose
+    gltf, _, weights, positions, _ = _rigged_face(preview.glb)
+    fitted = {arkit_target_name(k): v for k, v in session.face.blendshapes.items()}
+    assert weights == pytest.approx(fitted, abs=1e-6)
+    assert _nearest_m(positions, session.face.neutral_vertices).max() < 1e-6
+    assert gltf.images and {"eyeLeft", "eyeRight"} <= {n.name for n in gltf.nodes}
     verts = _glb_vertices(preview.glb)
     assert len(verts) >= session.face.vertices.shape[0]
     extent = verts.max(0) - verts.min(0)
@@ -150,16 +179,23 @@ def test_reconstruct_preview_and_details(models, couple):
 
 
 def test_downloads(couple):
-    _, details = couple
+    preview, details = couple
+    face = preview.session.face
     files = {Path(p).name: Path(p) for p in details.downloads}
-    assert len(files) == 4
+    assert len(files) == 5
     zipped = next(p for n, p in files.items() if n.endswith("_obj.zip"))
     names = zipfile.ZipFile(zipped).namelist()
     assert {Path(n).suffix for n in names} >= {".obj", ".mtl", ".png"}
     payload = json.loads(next(p for n, p in files.items() if n.endswith(".json")).read_text())
     assert payload
-    assert any(n.endswith(".glb") for n in files) and any(n.endswith(".ply") for n in files)
-    assert len(_glb_vertices(str(next(p for n, p in files.items() if n.endswith(".glb"))))) > 10000
+    assert any(n.endswith(".ply") for n in files)
+    glbs = [p for n, p in files.items() if n.endswith(".glb")]
+    assert [p.name.endswith("_static.glb") for p in glbs] == [False, True]  # rigged first, then the static one
+    _, _, weights, _, _ = _rigged_face(str(glbs[0]))
+    assert weights == pytest.approx({arkit_target_name(k): v for k, v in face.blendshapes.items()}, abs=1e-6)
+    static = _glb_vertices(str(glbs[1]))
+    assert len(static) > 10000
+    assert _nearest_m(static, face.vertices).max() < 1e-6  # the posed face, no morph targets
 
 
 def test_select_face_caches_and_validates(models, couple):
@@ -175,22 +211,61 @@ def test_select_face_caches_and_validates(models, couple):
     H.select_face(models, session, 0)
 
 
-def test_repose_changes_shape_not_the_reconstruction(models, couple):
+def test_repose_drives_the_rigged_face(models, couple):
     preview, _ = couple
     session = preview.session
-    before = session.face.vertices.copy()
+    face = session.face
+    before = face.vertices.copy()
     values = H.slider_values(session)
     n = len(H.KEY_EXPRESSIONS)
-    same = _glb_vertices(H.repose(models, session, values[:n], values[n:]))
-    expr = list(values[:n])
-    expr[list(H.KEY_EXPRESSIONS).index("jawOpen")] = 1.0
-    opened = _glb_vertices(H.repose(models, session, expr, values[n:]))
-    assert same.shape == opened.shape
-    assert np.abs(opened - same).max() > 0.005  # jaw moved by millimetres (metres in GLB)
-    ident = [v + 2.0 for v in values[n:]]
-    other = _glb_vertices(H.repose(models, session, values[:n], ident))
-    assert np.abs(other - same).max() > 0.001
-    np.testing.assert_array_equal(session.face.vertices, before)
+    identity = face.coefficients.identity[0, : H.N_IDENTITY_SLIDERS].tolist()  # unrounded: the fit's own neutral
+    sliders = dict(zip(H.KEY_EXPRESSIONS, values[:n]))
+    sliders.update(jawOpen=1.0, smile=0.25, eyeBlink=1.7)  # out of range: clipped to 1
+    edited = H.repose(models, session, list(sliders.values()), identity)
+    gltf, mesh, weights, positions, decode = _rigged_face(edited.glb)
+    # default morph weights = the sliders, and the fit's weights for every blendshape no slider drives
+    driven = {}
+    for key, names in H.KEY_EXPRESSIONS.items():
+        driven.update({arkit_target_name(name): min(sliders[key], 1.0) for name in names})
+    assert driven["jawOpen"] == 1.0 and driven["mouthSmileLeft"] == 0.25 and driven["eyeBlinkRight"] == 1.0
+    fitted = {arkit_target_name(k): v for k, v in face.blendshapes.items()}
+    assert weights == pytest.approx({**fitted, **driven}, abs=1e-6)
+    assert edited.weights["mouthSmile_R"] == 0.25
+    # identity sliders at the fit's values: the GLB's base mesh is the person's neutral face; texture and eyes kept
+    assert _nearest_m(positions, face.neutral_vertices).max() < 1e-6
+    assert gltf.images and {"eyeLeft", "eyeRight"} <= {n.name for n in gltf.nodes}
+    names = mesh.extras["targetNames"]
+    jaw = decode(mesh.primitives[0].targets[names.index("jawOpen")]["POSITION"])
+    assert jaw[:, 1].min() < -0.01  # the jawOpen target moves the chin down by centimetres
+
+    # the downloads follow the sliders: rigged GLB with the same weights, static GLB posed with them
+    files = {Path(p).name: p for p in edited.downloads}
+    assert len(files) == 5 and all("_edited" in name for name in files)
+    rigged = next(p for name, p in files.items() if name.endswith("_edited.glb"))
+    assert _rigged_face(rigged)[2] == pytest.approx(weights, abs=1e-6)
+    static = _glb_vertices(next(p for name, p in files.items() if name.endswith("_static.glb")))
+    reconstructor = models.engine(session.options.method).reconstructor
+    posed = reconstructor.repose(face, expression=edited.weights, identity=dict(enumerate(identity)))
+    assert _nearest_m(static, posed).max() < 1e-5
+    assert _nearest_m(static, face.vertices).max() > 0.005  # the jaw opened by millimetres (GLB in metres)
+
+    # identity sliders rebuild the neutral mesh the targets sit on
+    ident = [v + 2.0 for v in identity]
+    other = H.repose(models, session, values[:n], ident)
+    _, _, other_weights, other_positions, _ = _rigged_face(other.glb)
+    unedited = {arkit_target_name(name): value for value, names in zip(values[:n], H.KEY_EXPRESSIONS.values())
+                for name in names}
+    assert other_weights == pytest.approx({**fitted, **unedited}, abs=1e-6)
+    zero = dict.fromkeys(face.blendshapes, 0.0)
+    neutral = reconstructor.repose(face, expression=zero, identity=dict(enumerate(ident)))
+    assert _nearest_m(other_positions, neutral).max() < 1e-6
+    assert _nearest_m(other_positions, face.neutral_vertices).max() > 0.001
+    np.testing.assert_array_equal(face.vertices, before)  # the reconstruction itself is untouched
+    # the viewer-only step writes no downloads; "reset" hands back the reconstruction's own files
+    assert H.repose(models, session, values[:n], identity, downloads=False).downloads == []
+    original = H.reconstruction_downloads(session)
+    assert len(original) == 5 and not any("_edited" in p for p in original)
+    assert _rigged_face(next(p for p in original if p.endswith("1.glb")))[2] == pytest.approx(fitted, abs=1e-6)
 
 
 def test_sessions_do_not_share_state(models, couple):

@@ -159,3 +159,13 @@ def test_bad_rig_inputs(rig):
         Rig(rig.mesh, rig.deltas, rig.names[:5])
     with pytest.raises(ValueError, match="increasing"):
         RigAnimation(np.array([0.0, 0.0]), np.zeros((2, 53)))
+
+
+def test_batched_vertex_normals_match_the_mesh_exporter(rig):
+    from msma.export.mesh import _vertex_normals
+    from msma.export_rig import _VertexNormals
+
+    normals = _VertexNormals(rig.mesh.faces, len(rig.mesh.vertices))
+    for k in (0, 20, 52):
+        moved = rig.mesh.vertices + rig.deltas[k]
+        np.testing.assert_allclose(normals(moved), _vertex_normals(moved, rig.mesh.faces), atol=1e-12)
