@@ -6,8 +6,9 @@
   RightEyeYaw,RightEyePitch,RightEyeRoll``; ``BlendShapeCount`` is 61; the timecode is ``HH:MM:SS:FF.fff``
   (FF = frame within the second at the clip's rounded frame rate, .fff = sub-frame fraction), starting at 0.
   ICT's split ``browInnerUp_L/_R`` and ``cheekPuff_L/_R`` are averaged into ARKit's single channels, ``TongueOut``
-  is 0 (the model has no tongue shape). Rotations are radians in this library's convention (yaw > 0 turns the
-  face/eye towards the face's left, pitch > 0 up, roll > 0 counter-clockwise seen from the camera); eye roll is 0.
+  is 0 (the model has no tongue shape). Rotations are radians with the Live Link Face app's signs (yaw > 0 turns
+  towards the subject's right, pitch > 0 down; see `livelink_rotations`, which converts from this library's
+  convention); eye roll is 0.
 * ``glb``  -- the rigged face (`msma.export_rig`) with one animation: morph weights, head and eye rotations.
 * ``npz`` / ``json`` -- every per-frame array (raw and smoothed) / a readable per-frame document.
 * ``mp4``  -- a preview: the video with the fitted mesh, landmarks and the strongest weights drawn over it.
@@ -35,6 +36,7 @@ __all__ = [
     "export_performance",
     "export_performance_json",
     "export_performance_npz",
+    "livelink_rotations",
     "livelink_timecode",
 ]
 
@@ -77,15 +79,39 @@ def _pascal(name: str) -> str:
     return name[:1].upper() + name[1:]
 
 
+def livelink_rotations(angles: np.ndarray, gaze: np.ndarray) -> list[float]:
+    """This library's head (pitch, yaw, roll) and eye (2, 2) (yaw, pitch) radians -> the 9 Live Link Face columns
+    ``HeadYaw, HeadPitch, HeadRoll, LeftEyeYaw, LeftEyePitch, LeftEyeRoll, RightEyeYaw, RightEyePitch, RightEyeRoll``.
+
+    Ours (`msma.track`, +y up, +z out of the face): head ``R = Rz(roll) Ry(yaw) Rx(pitch)``, so head yaw > 0 turns
+    the face towards its own left, head pitch > 0 turns it down, roll > 0 is counter-clockwise seen from the camera;
+    eye yaw > 0 looks towards the face's left, eye pitch > 0 up.
+
+    Live Link Face's, measured on two recordings made with the app (github.com/alexdjulin/LiveLinkFace-CSV-Retarget-
+    For-Motionbuilder, anim/alex_rom_3.csv and alex_rom_4.csv, 4030 and 3809 frames; numbers from
+    ``scripts/livelink_csv_conventions.py``): the eye columns are **radians** (yaw/pitch span -0.61..+0.63, ~0.6 per
+    unit of a full eyeLook* weight = 35 degrees; neither degrees nor a -1..1 scale), **pitch > 0 looks down**
+    (LeftEyePitch vs EyeLookDown - EyeLookUp: r = +0.996 / +0.995) and **yaw > 0 looks towards the subject's right**
+    for both eyes (LeftEyeYaw vs EyeLookIn - EyeLookOut, RightEyeYaw vs EyeLookOut - EyeLookIn: r = +0.999). Both
+    signs are those of Unreal's FRotator (yaw > 0 turns right, pitch > 0 raises the +X axis) of the ARKit transform
+    in Unreal axes (X = -z, Y = x, Z = y), the face's forward +z being -X. Those recordings have head rotation
+    switched off (all zeros), so the head columns follow the same rule -- HeadYaw > 0 turns the head towards the
+    subject's right, HeadPitch > 0 down, HeadRoll > 0 tips the top of the head towards the subject's left
+    (clockwise seen from the camera) -- inferred, not measured; the unit (radians) agrees with the -1..1 range
+    quoted for the app's head values (nmfisher/blender_livelinkface issue #3).
+    """
+    pitch, yaw, roll = (float(v) for v in angles)
+    (left_yaw, left_pitch), (right_yaw, right_pitch) = np.asarray(gaze, np.float64)
+    return [-yaw, pitch, -roll, -left_yaw, -left_pitch, 0.0, -right_yaw, -right_pitch, 0.0]
+
+
 def livelink_rows(face, times: np.ndarray, fps: float) -> list[list[str]]:
     """Rows (strings) of the Live Link Face CSV for one `FaceTrack`."""
     rows = []
     for i, t in enumerate(times):
         arkit = {_pascal(k): v for k, v in to_arkit52(dict(zip(face.names, face.weights[i]))).items()}
-        pitch, yaw, roll = face.angles[i]
-        (left_yaw, left_pitch), (right_yaw, right_pitch) = face.gaze[i]
         values = [arkit.get(name, 0.0) for name in LIVE_LINK_BLENDSHAPES]
-        values += [yaw, pitch, roll, left_yaw, left_pitch, 0.0, right_yaw, right_pitch, 0.0]
+        values += livelink_rotations(face.angles[i], face.gaze[i])
         rows.append([livelink_timecode(t, fps), str(len(LIVE_LINK_BLENDSHAPES) + len(LIVE_LINK_ROTATIONS))]
                     + [f"{float(v):.6f}" for v in values])
     return rows

@@ -10,9 +10,9 @@ import re
 import numpy as np
 import pytest
 
-from msma.face_model import Camera
-from msma.track import FaceTrack, TrackResult
-from msma.track_export import export_performance, livelink_timecode
+from msma.face_model import Camera, euler_to_matrix
+from msma.track import FaceTrack, TrackResult, gaze_to_eye_look
+from msma.track_export import export_performance, livelink_rotations, livelink_timecode
 
 # The Live Link Face app's CSV layout as published (Epic's Live Link Face recordings, as read by Unreal's
 # LiveLinkFaceImporter and the open-source importers): written out here independently of msma.track_export.
@@ -100,11 +100,75 @@ def test_live_link_csv_reads_back(result, tmp_path):
     assert np.allclose(data["values"][:, col["MouthRight"]], 0.7, atol=1e-5)
     assert np.all(data["values"][:, col["MouthLeft"]] == 0)
     assert np.all(data["values"][:, col["TongueOut"]] == 0)
-    assert np.allclose(data["values"][:, col["HeadYaw"]], face.angles[:, 1], atol=1e-5)
+    # Live Link Face signs (yaw > 0 towards the subject's right, pitch > 0 down), radians
+    assert np.allclose(data["values"][:, col["HeadYaw"]], -face.angles[:, 1], atol=1e-5)
     assert np.allclose(data["values"][:, col["HeadPitch"]], 0.1, atol=1e-5)
-    assert np.allclose(data["values"][:, col["LeftEyeYaw"]], 0.2, atol=1e-5)
+    assert np.allclose(data["values"][:, col["LeftEyeYaw"]], -0.2, atol=1e-5)
     blend = data["values"][:, :52]
     assert blend.min() >= 0 and blend.max() <= 1
+
+
+def _track(names, weights, angles, gaze) -> TrackResult:
+    n = len(weights)
+    face = FaceTrack(
+        index=0, valid=np.ones(n, bool), landmarks68=np.zeros((n, 68, 2)), iris=np.zeros((n, 2, 2)),
+        crop_matrix=np.tile(np.array([[1.0, 0, 0], [0, 1.0, 0]]), (n, 1, 1)), names=names,
+        identity=np.zeros(1), weights_raw=weights, weights=weights, angles_raw=angles, angles=angles,
+        translation=np.zeros((n, 3)), gaze_raw=gaze, gaze=gaze, residual_px=np.zeros(n), keyframes=[0],
+        camera=Camera(distance=12.0),
+    )
+    return TrackResult("synthetic", None, np.arange(n) / 30.0, (64, 48), 1.0, 30.0, False, [face], True)
+
+
+def test_live_link_eye_rotations_match_the_app(ict, tmp_path):
+    """The relation measured on real Live Link Face recordings (scripts/livelink_csv_conventions.py on two takes
+    recorded with the app, see msma.track_export.livelink_rotations): eye pitch rises with EyeLookDown - EyeLookUp
+    (r = +0.996), LeftEyeYaw with EyeLookIn - EyeLookOut and RightEyeYaw with EyeLookOut - EyeLookIn (r = +0.999),
+    about 0.6 rad per unit weight. Our CSV, with the eyeLook* weights the tracker derives from the same gaze, must
+    show the same signs and radians (degrees would give ~35 per unit)."""
+    names = list(ict.expression_names)
+    rng = np.random.default_rng(0)
+    n = 120
+    gaze = np.stack([rng.uniform(-0.5, 0.5, (n, 2)), rng.uniform(-0.35, 0.35, (n, 2))], -1)  # (n, eye, yaw/pitch)
+    weights = np.zeros((n, len(names)))
+    for i in range(n):
+        for name, value in gaze_to_eye_look(gaze[i]).items():
+            weights[i, names.index(name)] = value
+    files = export_performance(_track(names, weights, np.zeros((n, 3)), gaze), tmp_path, formats=("csv",))
+    data = read_live_link_csv(files["face0.csv"], fps=30)
+    v = {name: data["values"][:, i] for i, name in enumerate(data["columns"])}
+    for side, towards_right in (("Left", v["EyeLookInLeft"] - v["EyeLookOutLeft"]),
+                                ("Right", v["EyeLookOutRight"] - v["EyeLookInRight"])):
+        down = v[f"EyeLookDown{side}"] - v[f"EyeLookUp{side}"]
+        assert np.corrcoef(v[f"{side}EyePitch"], down)[0, 1] > 0.9
+        assert np.corrcoef(v[f"{side}EyeYaw"], towards_right)[0, 1] > 0.9
+        for column, driver in ((f"{side}EyePitch", down), (f"{side}EyeYaw", towards_right)):
+            assert 0.2 < np.polyfit(driver, v[column], 1)[0] < 1.2  # radians per unit weight
+        assert np.all(v[f"{side}EyeRoll"] == 0)
+
+
+def test_live_link_head_rotation_signs():
+    """Head columns: radians, HeadYaw > 0 turns the face towards the subject's right, HeadPitch > 0 down, HeadRoll > 0
+    tips the top of the head towards the subject's left -- checked against where our own rotation sends the face's
+    forward (+z) and up (+y) axes (+x = the face's left)."""
+    import torch
+
+    def axes(angles):
+        rotation = euler_to_matrix(torch.tensor([angles], dtype=torch.float64))[0].numpy()
+        return rotation @ [0.0, 0.0, 1.0], rotation @ [0.0, 1.0, 0.0]
+
+    no_gaze = np.zeros((2, 2))
+    forward, _ = axes([0.0, 0.3, 0.0])
+    assert forward[0] > 0  # our yaw 0.3 turns the face to its own left ...
+    assert livelink_rotations([0.0, 0.3, 0.0], no_gaze)[0] == pytest.approx(-0.3)  # ... = HeadYaw -0.3 rad
+    forward, _ = axes([0.2, 0.0, 0.0])
+    assert forward[1] < 0  # our pitch 0.2 turns it down ...
+    assert livelink_rotations([0.2, 0.0, 0.0], no_gaze)[1] == pytest.approx(0.2)  # ... = HeadPitch +0.2
+    _, up = axes([0.0, 0.0, 0.1])
+    assert up[0] < 0  # our roll 0.1 tips the top of the head to the face's right ...
+    assert livelink_rotations([0.0, 0.0, 0.1], no_gaze)[2] == pytest.approx(-0.1)  # ... = HeadRoll -0.1
+    eyes = livelink_rotations(np.zeros(3), [[0.1, 0.2], [-0.3, -0.05]])[3:]
+    assert eyes == pytest.approx([-0.1, -0.2, 0.0, 0.3, 0.05, 0.0])
 
 
 def test_npz_json_and_animated_glb(result, tmp_path):
