@@ -83,6 +83,26 @@ def browser():
     driver.quit()
 
 
+def _run_page(browser, folder: Path) -> dict:
+    """Serve ``folder`` (index.html, face.glb, three -> three.js) on localhost, open the page, wait for RESULT."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    handler.log_message = lambda *a, **k: None
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        browser.get(f"http://127.0.0.1:{server.server_address[1]}/index.html")
+        result = None
+        deadline = time.monotonic() + 60
+        while result is None and time.monotonic() < deadline:
+            result = browser.execute_script("return window.RESULT || null")
+            time.sleep(0.2)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result is not None, "three.js never finished loading the GLB"
+    return result
+
+
 def test_threejs_loads_rig_morphs_and_animation(browser, ict, tmp_path):
     names = ict.expression_names
     weights = np.zeros(len(names))
@@ -99,21 +119,7 @@ def test_threejs_loads_rig_morphs_and_animation(browser, ict, tmp_path):
     chin = rig.mesh.vertices[chin_vertex] * 0.1
     (tmp_path / "index.html").write_text(PAGE % json.dumps({"chin": chin.tolist()}))
 
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    handler.log_message = lambda *a, **k: None
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        browser.get(f"http://127.0.0.1:{server.server_address[1]}/index.html")
-        result = None
-        deadline = time.monotonic() + 60
-        while result is None and time.monotonic() < deadline:
-            result = browser.execute_script("return window.RESULT || null")
-            time.sleep(0.2)
-    finally:
-        server.shutdown()
-        server.server_close()
-    assert result is not None, "three.js never finished loading the GLB"
+    result = _run_page(browser, tmp_path)
     assert "error" not in result, result.get("error")
     assert len(result["dictionary"]) == 53 and "jawOpen" in result["dictionary"]
     assert "browInnerUpLeft" in result["dictionary"]
@@ -127,3 +133,68 @@ def test_threejs_loads_rig_morphs_and_animation(browser, ict, tmp_path):
     (animation,) = result["animations"]
     assert "face.morphTargetInfluences" in animation["tracks"] and "head.quaternion" in animation["tracks"]
     assert result["litFraction"] > 0.05, "WebGL drew nothing"
+
+
+PLAYBACK_PAGE = """<!doctype html><html><body>
+<script type="importmap">{"imports": {"three": "./three/build/three.module.js",
+                                      "three/addons/": "./three/examples/jsm/"}}</script>
+<script type="module">
+import * as THREE from 'three';
+import { GLTFLoader } from 'three/addons/loaders/GLTFLoader.js';
+const args = %s;
+new GLTFLoader().load('face.glb', (gltf) => {
+  let face = null;
+  gltf.scene.traverse((o) => { if (!face && o.isMesh && o.morphTargetDictionary) face = o; });
+  const head = gltf.scene.getObjectByName('head'), eye = gltf.scene.getObjectByName('eyeLeft');
+  const mixer = new THREE.AnimationMixer(gltf.scene);
+  const clip = gltf.animations[0];
+  mixer.clipAction(clip).play();
+  const samples = [];
+  let now = 0;
+  for (const t of args.times) {  // advance the mixer as a render loop would, then read the animated state
+    mixer.update(t - now); now = t;
+    samples.push({influences: Array.from(face.morphTargetInfluences), head: head.quaternion.toArray(),
+                  eye: eye ? eye.quaternion.toArray() : null});
+  }
+  window.RESULT = {duration: clip.duration, names: Object.keys(face.morphTargetDictionary), samples};
+}, undefined, (err) => { window.RESULT = {error: String(err)}; });
+</script></body></html>"""
+
+
+def test_tracked_performance_plays_in_threejs(browser, tmp_path):
+    """`python -m msma track` on a short clip, then its animated GLB in three.js: after AnimationMixer.update the
+    morph influences and head rotation are the tracked per-frame values at the key times and linear in between."""
+    from test_track_video import CLI_FAST, make_clip
+
+    from msma.cli import main
+
+    clip = make_clip(tmp_path / "take.mp4", n=10)
+    out = tmp_path / "out"
+    assert main(["track", str(clip), "-o", str(out), *CLI_FAST, "--format", "glb", "npz"]) == 0
+    data = np.load(out / "take_face0.npz")
+    times = data["times"] - data["times"][0]
+    weights, head = data["weights"], euler_to_quaternion(data["angles"])
+    assert np.abs(np.diff(weights, axis=0)).max() > 1e-3  # the tracked weights do change over the clip
+
+    page = tmp_path / "page"
+    page.mkdir()
+    (page / "face.glb").write_bytes((out / "take_face0.glb").read_bytes())
+    (page / "three").symlink_to(THREE)
+    mid = (times[:-1] + times[1:]) / 2
+    sample_times = np.sort(np.concatenate([times[1:-1], mid]))  # keys and halfway between them, t < duration
+    (page / "index.html").write_text(PLAYBACK_PAGE % json.dumps({"times": sample_times.tolist()}))
+    result = _run_page(browser, page)
+    assert "error" not in result, result.get("error")
+    assert result["duration"] == pytest.approx(times[-1], abs=1e-4)
+    assert len(result["names"]) == 53
+
+    influences = np.array([s["influences"] for s in result["samples"]])
+    expected = np.stack([np.interp(sample_times, times, weights[:, k]) for k in range(weights.shape[1])], 1)
+    np.testing.assert_allclose(influences, expected, atol=1e-4)
+    assert np.abs(np.diff(influences, axis=0)).max() > 1e-3  # the face really moves during playback
+    played_head = np.array([s["head"] for s in result["samples"]])
+    at_keys = np.isin(sample_times, times)
+    key_index = np.searchsorted(times, sample_times[at_keys])
+    dots = np.abs(np.sum(played_head[at_keys] * head[key_index], axis=1))  # q and -q are the same rotation
+    assert dots.min() > 1 - 1e-5
+    assert result["samples"][0]["eye"] is not None
