@@ -275,11 +275,14 @@ class Reconstructor:
         self.mesh_points = MeshPoints.for_model(self.model)
         self.weights_path = resolve_weights_path(weights)
         self.network = None
+        self.prior_trust = None
         if self.weights_path is not None and method != "fitting":
             from msma.net import load_checkpoint
+            from msma.net.trust import load_trust
 
             self.network = load_checkpoint(self.weights_path, device=str(self.device)).eval()
             self._check_network_matches_model()
+            self.prior_trust = load_trust(self.weights_path)
         if method == "auto":
             method = DEFAULT_METHOD
         if method.startswith("network") and self.network is None:
@@ -308,6 +311,8 @@ class Reconstructor:
         return {
             "face_model": f"{self.model.info.name} ({self.model.n_vertices} vertices, {self.model.info.licence})",
             "weights": str(self.weights_path) if self.network is not None else "none (fitting only)",
+            "network trust": ("-" if self.prior_trust is None else f"identity {self.prior_trust.identity:g}, "
+                              f"expression {self.prior_trust.expression:g} ({self.prior_trust.source})"),
             "method": self.method,
             "detector": f"{self.detector} (available: {', '.join(available_detectors())})",
             "device": str(self.device),
@@ -419,8 +424,9 @@ class Reconstructor:
         return coeffs.to("cpu")
 
     @torch.no_grad()
-    def predict(self, crops: np.ndarray) -> Coefficients:
-        """Network coefficients for aligned crops (B, 224, 224, 3) uint8."""
+    def predict(self, crops: np.ndarray, raw: bool = False) -> Coefficients:
+        """Network coefficients for aligned crops (B, 224, 224, 3) uint8: identity and expression scaled by the
+        weights' calibrated trust (`msma.net.trust`; ``raw`` skips that and returns the network's outputs)."""
         if self.network is None:
             raise RuntimeError("no network weights loaded")
         images = torch.as_tensor(np.asarray(crops), dtype=torch.float32, device=self.device).permute(0, 3, 1, 2)
@@ -430,7 +436,8 @@ class Reconstructor:
             images = torch.nn.functional.interpolate(images, size=(size, size), mode="bilinear", align_corners=False,
                                                      antialias=True)
         out = self.network(images)
-        return Coefficients.from_dict({k: v.float() for k, v in out.items()}).to("cpu")
+        coeffs = Coefficients.from_dict({k: v.float() for k, v in out.items()}).to("cpu")
+        return coeffs if raw or self.prior_trust is None else self.prior_trust.apply(coeffs)
 
     def reconstruct_many(
         self, images: Iterable[ImageSource], batch_size: int = 16, largest_only: bool = False,

@@ -88,6 +88,11 @@ class LossWeights:
     coefficient_reg: float = 5e-4  # x RegularizerWeights (identity 1.3, expression 1.1, texture 0.06)
     lighting_reg: float = 5.0
     albedo_reg: float = 3.0
+    # distillation from the fitter on real batches (a cache with teacher labels: python -m msma.data --teacher);
+    # per-coefficient mean squared errors to the fitter's identity, expression weights and angles (rad^2)
+    distill_identity: float = 0.0
+    distill_expression: float = 0.0
+    distill_pose: float = 0.0
 
 
 @dataclass
@@ -249,6 +254,18 @@ def self_supervised_losses(
         m = out.mask.unsqueeze(-1)
         composite = torch.where(m, out.image, target).permute(0, 3, 1, 2)
         terms["identity_perceptual"] = identity_loss(composite, images)
+    return terms
+
+
+def distillation_losses(pred: Coefficients, real_batch: dict, w: LossWeights) -> dict[str, torch.Tensor]:
+    """Mean squared errors to the fitter's coefficients (``teacher_*`` of a real batch; none without them or with
+    the distillation weights at 0)."""
+    pairs = (("distill_identity", "identity"), ("distill_expression", "expression"), ("distill_pose", "angles"))
+    terms = {}
+    for term, field_name in pairs:
+        teacher = real_batch.get(f"teacher_{field_name}")
+        if teacher is not None and getattr(w, term) > 0:
+            terms[term] = F.mse_loss(getattr(pred, field_name), teacher.to(getattr(pred, field_name)))
     return terms
 
 
@@ -461,6 +478,9 @@ class _TrainLog:
         ] + ["real_loss", *(f"val_{k}" for k in ("expression_mae", "expression_mae_neutral", "identity_mse",
                                                   "identity_mse_mean", "pose_deg"))]
         new_log = not log_path.is_file()
+        if not new_log:  # resumed: keep the existing file's columns (runs started before a loss term was added)
+            with open(log_path, newline="") as f:
+                columns = next(csv.reader(f), None) or columns
         self.file = open(log_path, "a", newline="")
         self.writer = csv.DictWriter(self.file, fieldnames=columns, extrasaction="ignore")
         if new_log:
@@ -522,6 +542,7 @@ def _losses(cfg: TrainConfig, model: FaceModel, net, data: _Data, batch: dict, i
         rterms = self_supervised_losses(model, data.renderer, predictions_to_coefficients(routputs),
                                         real_batch["resized"], real_batch["landmarks"], real_batch.get("valid"),
                                         data.identity_loss)
+        rterms.update(distillation_losses(predictions_to_coefficients(routputs), real_batch, cfg.weights))
         real_loss = weighted_sum(rterms, cfg.weights)
         loss = loss + cfg.weights.real * real_loss
         terms.update(rterms)

@@ -151,3 +151,49 @@ def test_training_lowers_the_loss(tmp_path, model):
     loss = [float(r["loss"]) for r in rows]
     vertex = [float(r["vertex"]) for r in rows]
     assert loss[-1] < 0.8 * loss[0] and vertex[-1] < vertex[0]
+
+
+def test_teacher_labels_are_the_fitters_coefficients(tmp_path, model, monkeypatch):
+    """`add_teacher_labels` stores, per cached face, what the fitter answers for that crop and its landmarks; the
+    dataset hands them to the training loop, and the distillation terms are their mean squared errors."""
+    from msma.api import Reconstructor
+    from msma.data import RealFaceDataset, add_teacher_labels
+    from msma.face_model import Coefficients
+    from msma.synth import SyntheticFaceGenerator
+
+    b = SyntheticFaceGenerator(model, seed=12, image_size=224, supersample=1, augment=False).sample(2)
+    images = (b.images.permute(0, 2, 3, 1).numpy() * 255).astype(np.uint8)
+    landmarks = b.landmarks2d.numpy().astype(np.float32)
+    path = tmp_path / "real.npz"
+    np.savez(path, images=images, landmarks=landmarks, valid=np.ones((2, 68), bool), names=np.array(["a", "b"]),
+             dense=np.full((2, 478, 2), np.nan, np.float32))
+    rec = Reconstructor(method="fitting", photometric=False)
+    assert add_teacher_labels(path, rec, progress=False) == 2
+    ds = RealFaceDataset(path)
+    assert ds.has_teacher and len(ds) == 2
+    direct = rec.estimate(images, landmarks, method="fitting")
+    np.testing.assert_allclose(ds.teacher["identity"], direct.identity.numpy(), atol=1e-5)
+    np.testing.assert_allclose(ds.teacher["expression"], direct.expression.numpy(), atol=1e-5)
+    item = ds[1]
+    assert item["teacher_angles"].shape == (3,) and item["teacher_expression"].shape == (model.n_expression,)
+
+    batch = {k: torch.stack([ds[i][k] for i in range(2)]) for k in item}
+    pred = Coefficients.zeros(model, 2)
+    none = train_mod.distillation_losses(pred, batch, train_mod.LossWeights())
+    assert none == {}  # off by default
+    w = train_mod.LossWeights(distill_identity=1.0, distill_expression=1.0, distill_pose=1.0)
+    terms = train_mod.distillation_losses(pred, batch, w)
+    assert float(terms["distill_identity"]) == pytest.approx(float((batch["teacher_identity"] ** 2).mean()))
+    assert float(terms["distill_pose"]) == pytest.approx(float((batch["teacher_angles"] ** 2).mean()))
+    assert train_mod.distillation_losses(pred, {k: v for k, v in batch.items() if "teacher" not in k}, w) == {}
+
+    out = tmp_path / "run"
+    prerender = __import__("msma.synth", fromlist=["prerender_cache"]).prerender_cache
+    prerender(model, tmp_path / "cache", n=4, seed=0, image_size=SIZE, shard_size=4, progress=False)
+    args = _args(out, 2, "--synthetic", str(tmp_path / "cache"), "--real", str(path), "--real-every", "1",
+                 "--real-batch", "2", "--config", "plain-light",
+                 "--weights", '{"distill_identity": 1.0, "distill_expression": 5.0, "distill_pose": 10.0}')
+    assert train_mod.main(args) == 0
+    with open(out / "log.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert float(rows[-1]["distill_identity"]) > 0 and float(rows[-1]["distill_pose"]) > 0
