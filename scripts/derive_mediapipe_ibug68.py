@@ -1,6 +1,6 @@
 """Derive the mediapipe 478-point mesh -> iBUG 68-point table: msma/data/mediapipe_to_ibug68.npz.
 
-    .venv/bin/python scripts/derive_mediapipe_ibug68.py                       # the committed table (~2 min)
+    .venv/bin/python scripts/derive_mediapipe_ibug68.py                       # the committed table (~30 s)
     .venv/bin/python scripts/derive_mediapipe_ibug68.py --xml-dir ../shared/data/dlib_faces --out /tmp/t.npz
                                                     # the same procedure on the evaluation faces (a check only)
 

@@ -21,7 +21,10 @@ How it is derived (details in the script):
      canonical frontal mesh, the Procrustes mean of the measured meshes and their mirror images), and the candidate
      projecting furthest along that normal, mapped into the photo by an affine fit of the 51 inner points, is used.
 The script prints the table's own NME on its derivation faces; benchmarks/results/nme_dlib_mediapipe.* has the
-held-out number. (Until this file existed the table was a hand-copied array fitted on dlib_faces itself.)
+held-out number. Until this file existed the table was a hand-copied array fitted on dlib_faces itself; the script
+run on those faces (``--xml-dir ../shared/data/dlib_faces``) gives that table back except the right mouth corners
+54 / 64 (mesh vertices 291 / 292 for 306 / 308: the measured mirror map is not an involution at the mouth corners)
+and some jaw candidate lists (its canonical frame was not recorded).
 """
 
 from __future__ import annotations
