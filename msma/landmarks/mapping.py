@@ -1,149 +1,69 @@
 """Mapping from mediapipe's 478-point face mesh to the 68 iBUG (300-W / dlib) landmarks.
 
-How the table was derived (reproducible with the face mesh on /work/shared/data/dlib_faces, 43 labelled faces):
-  1. Face mesh was run on a 2x crop around every labelled face; for every iBUG point k and mesh vertex v the mean
-     distance |mesh_v - label_k| / inter-ocular (36-45) was measured over the 33 faces with inter-ocular >= 20 px.
-  2. The mesh's left/right mirror map was measured by running the mesh on horizontally flipped crops. Each mirror
-     pair of iBUG points (e.g. 36 <-> 45) was assigned the mirror pair of vertices with the lowest summed error, and
-     midline points (27-30, 33, 51, 57, 62, 66, 8) the best self-symmetric vertex, so the table is exactly symmetric.
-     NME of the fixed table on that data: 0.048 (a commonly circulated hand-picked table: 0.057).
+The table is data: ``msma/data/mediapipe_to_ibug68.npz``, written by
+
+    .venv/bin/python scripts/derive_mediapipe_ibug68.py
+
+on the dev photos only: every face dlib's HOG detector finds in ../shared/data/faces_in_the_wild and
+../shared/data/old_photos (65 faces with inter-ocular >= 20 px), labelled by dlib's 68-point predictor (the same
+convention as the pseudo-labels of ../shared/data/dlib_faces, which stays held out for NME). The table therefore
+mimics dlib's placement (e.g. the upper jaw points sit in front of the ear, inside the mesh's face oval).
+
+How it is derived (details in the script):
+  1. Face mesh on a 2x crop around every labelled face; for every iBUG point k and mesh vertex v (0-467) the mean
+     distance |mesh_v - label_k| / inter-ocular (36-45).
+  2. The mesh's left/right mirror map, measured by running the mesh on horizontally flipped photos. Each mirror pair
+     of iBUG points (e.g. 36 <-> 45) gets the mirror pair of vertices with the lowest summed error, midline points
+     (27-30, 33, 51, 57, 62, 66, 8) the best self-symmetric vertex, so the table is exactly symmetric.
   3. Jaw contour: iBUG jaw points lie on the visible face outline, which moves over the surface when the head turns
      (on the far side the silhouette is a cheek point, not the mesh's face-oval vertex). Each jaw point therefore has
-     a short list of candidate vertices running inward from its fixed vertex along the outward contour normal (in
-     a canonical frontal mesh, the Procrustes mean of the measured meshes), and the candidate projecting furthest
-     along that normal, mapped into the photo by an affine fit of the 51 inner points, is used. Jaw NME 0.073 -> 0.069.
-Labels there come from dlib's predictor, so the table mimics dlib's placement (e.g. the upper jaw points sit in
-front of the ear, inside the mesh's face oval).
+     a short list of candidate vertices running inward from its fixed vertex along the outward contour normal (in a
+     canonical frontal mesh, the Procrustes mean of the measured meshes and their mirror images), and the candidate
+     projecting furthest along that normal, mapped into the photo by an affine fit of the 51 inner points, is used.
+The script prints the table's own NME on its derivation faces; benchmarks/results/nme_dlib_mediapipe.* has the
+held-out number. Until this file existed the table was a hand-copied array fitted on dlib_faces itself; the script
+run on those faces (``--xml-dir ../shared/data/dlib_faces``) gives that table back except the right mouth corners
+54 / 64 (mesh vertices 291 / 292 for 306 / 308: the measured mirror map is not an involution at the mouth corners)
+and some jaw candidate lists (its canonical frame was not recorded).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
-__all__ = ["MEDIAPIPE_TO_IBUG68", "IBUG68_MIRROR", "mesh_to_68"]
+__all__ = ["MEDIAPIPE_TO_IBUG68", "IBUG68_MIRROR", "JAW_CANDIDATES", "mesh_to_68"]
 
-MEDIAPIPE_TO_IBUG68 = np.array([
-    # jaw 0-16
-    127, 137, 177, 215, 172, 136, 149, 148, 152, 377, 378, 365, 397, 435, 401, 366, 356,
-    # brows 17-26
-    156, 63, 105, 66, 107, 336, 296, 334, 293, 383,
-    # nose bridge 27-30, nostrils 31-35
-    168, 197, 5, 4, 75, 97, 2, 326, 305,
-    # eyes 36-47
-    7, 160, 158, 155, 153, 144, 382, 385, 387, 249, 373, 380,
-    # outer lips 48-59
-    61, 74, 72, 11, 302, 304, 306, 405, 314, 17, 84, 181,
-    # inner lips 60-67
-    78, 82, 13, 312, 308, 316, 15, 86,
-], dtype=np.int64)
+TABLE_PATH = Path(__file__).resolve().parents[1] / "data" / "mediapipe_to_ibug68.npz"
+
+
+def _load(path: Path = TABLE_PATH) -> dict[str, np.ndarray]:
+    if not path.is_file():  # only while the derivation script rebuilds it: mesh_to_68 then raises
+        return {"mediapipe_to_ibug68": np.zeros(0), "ibug68_mirror": np.zeros(0), "jaw_candidates": np.zeros((0, 3)),
+                "anchor_canonical": np.zeros((0, 2)), "jaw_normals": np.zeros((0, 2))}
+    with np.load(path) as d:
+        return {k: d[k] for k in d.files}
+
+
+_TABLE = _load()
+
+# mesh vertex of each iBUG point (68,)
+MEDIAPIPE_TO_IBUG68: np.ndarray = _TABLE["mediapipe_to_ibug68"].astype(np.int64)
 
 # iBUG index of each point's left/right mirror partner.
-IBUG68_MIRROR = np.array(
-    list(range(16, -1, -1)) + list(range(26, 16, -1)) + [27, 28, 29, 30, 35, 34, 33, 32, 31]
-    + [45, 44, 43, 42, 47, 46, 39, 38, 37, 36, 41, 40]
-    + [54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55, 64, 63, 62, 61, 60, 67, 66, 65],
-    dtype=np.int64,
-)
+IBUG68_MIRROR: np.ndarray = _TABLE["ibug68_mirror"].astype(np.int64)
 
 # Jaw point -> candidate mesh vertices (the fixed vertex and those just inward of it along the contour normal).
 JAW_CANDIDATES: dict[int, tuple[int, ...]] = {
-    0: (34, 127,),
-    1: (123, 137,),
-    2: (132, 147, 177,),
-    3: (58, 213, 215,),
-    4: (138, 172, 214,),
-    5: (135, 136, 210,),
-    6: (32, 149, 170,),
-    7: (148, 171, 208,),
-    9: (377, 396, 428,),
-    10: (262, 378, 395,),
-    11: (364, 365, 430,),
-    12: (367, 397, 434,),
-    13: (288, 433, 435,),
-    14: (361, 376, 401,),
-    15: (352, 366,),
-    16: (264, 356,),
+    k: tuple(int(c) for c in row if c >= 0) for k, row in enumerate(_TABLE["jaw_candidates"]) if (row >= 0).any()
 }
 
 # Canonical frontal mesh (x right, y down, unit RMS over the anchors) positions of the 51 non-jaw table vertices.
-_ANCHOR_CANONICAL = np.array(
-    [
-        [-1.3267, -0.8797],
-        [-1.1041, -1.1119],
-        [-0.8886, -1.1421],
-        [-0.6167, -1.1006],
-        [-0.3129, -1.0452],
-        [0.3125, -1.0452],
-        [0.6163, -1.1006],
-        [0.8882, -1.1421],
-        [1.1037, -1.1119],
-        [1.3264, -0.8797],
-        [-0.0002, -0.6749],
-        [-0.0002, -0.3179],
-        [-0.0002, 0.0254],
-        [-0.0002, 0.2205],
-        [-0.3080, 0.3103],
-        [-0.1850, 0.3948],
-        [-0.0002, 0.4138],
-        [0.1846, 0.3948],
-        [0.3076, 0.3103],
-        [-0.9382, -0.6527],
-        [-0.8438, -0.7245],
-        [-0.6257, -0.7281],
-        [-0.4383, -0.6331],
-        [-0.5922, -0.6026],
-        [-0.8041, -0.6050],
-        [0.4379, -0.6331],
-        [0.6254, -0.7281],
-        [0.8435, -0.7245],
-        [0.9379, -0.6527],
-        [0.8037, -0.6050],
-        [0.5919, -0.6026],
-        [-0.6326, 0.7437],
-        [-0.4743, 0.7094],
-        [-0.1885, 0.6928],
-        [-0.0002, 0.7061],
-        [0.1881, 0.6928],
-        [0.4740, 0.7094],
-        [0.6323, 0.7437],
-        [0.3680, 1.0654],
-        [0.1983, 1.1395],
-        [-0.0002, 1.1613],
-        [-0.1987, 1.1395],
-        [-0.3684, 1.0654],
-        [-0.5826, 0.7516],
-        [-0.1616, 0.7590],
-        [-0.0002, 0.7682],
-        [0.1613, 0.7590],
-        [0.5914, 0.7508],
-        [0.1799, 0.9984],
-        [-0.0002, 1.0196],
-        [-0.1803, 0.9984],
-    ]
-)
+_ANCHOR_CANONICAL: np.ndarray = _TABLE["anchor_canonical"].astype(np.float64)
 
 # Outward contour normal of each jaw point in the canonical frame.
-_JAW_NORMALS = np.array(
-    [
-        [-0.9992, 0.0404],
-        [-0.9981, 0.0622],
-        [-0.9854, 0.1705],
-        [-0.9485, 0.3168],
-        [-0.8967, 0.4426],
-        [-0.7619, 0.6477],
-        [-0.6234, 0.7819],
-        [-0.3802, 0.9249],
-        [-0.0000, 1.0000],
-        [0.3802, 0.9249],
-        [0.6234, 0.7819],
-        [0.7619, 0.6477],
-        [0.8967, 0.4426],
-        [0.9485, 0.3168],
-        [0.9854, 0.1705],
-        [0.9981, 0.0622],
-        [0.9992, 0.0404],
-    ]
-)
+_JAW_NORMALS: np.ndarray = _TABLE["jaw_normals"].astype(np.float64)
 
 
 def mesh_to_68(dense: np.ndarray, contour: bool = True) -> np.ndarray:
@@ -151,6 +71,8 @@ def mesh_to_68(dense: np.ndarray, contour: bool = True) -> np.ndarray:
 
     With ``contour`` the jaw points follow the visible silhouette (see module docstring); otherwise the fixed table.
     """
+    if len(MEDIAPIPE_TO_IBUG68) != 68:
+        raise FileNotFoundError(f"{TABLE_PATH} is missing: run scripts/derive_mediapipe_ibug68.py")
     pts = np.asarray(dense, dtype=np.float64)[:, :2]
     if pts.shape[0] < 468:
         raise ValueError(f"expected a 478- (or 468-) point face mesh, got {pts.shape[0]} points")
