@@ -75,6 +75,9 @@ def build_methods(weights: str | None, ablation: str | None, fitting: bool = Tru
     if weights and Path(weights).is_file():
         rec = Reconstructor(method="network", weights=weights, face_model=model)
         methods["network"] = lambda c, lm, d=None, r=rec: r.estimate(c, lm, method="network")
+        if rec.prior_trust is not None and rec.prior_trust != type(rec.prior_trust)():
+            # the calibrated trust (msma.net.trust) changed the outputs: also report the network as it answers
+            methods["network (raw outputs)"] = lambda c, lm, d=None, r=rec: r.predict(c, raw=True)
         if refine:
             methods["network+refine"] = lambda c, lm, d=None, r=rec: r.estimate(c, lm, method="network+refine",
                                                                                  crop_dense=d)
