@@ -1,5 +1,6 @@
 """Why a network does not learn expression / identity: per-term gradient at the shared features, translation error
-per axis against the prior, expression MAE against neutral and against a constant-mean answer.
+per axis against the prior, expression MAE against neutral and against a constant-mean answer, and the Pearson
+correlation of predicted and true weight per blendshape (the network's raw outputs; does it learn anything at all).
 
     python benchmarks/net_diagnostics.py --weights weights/msma_light.safetensors --n 32 --size 128 \
         --out benchmarks/results --name net_diagnostics
@@ -26,6 +27,29 @@ from msma.net import load_checkpoint  # noqa: E402
 from msma.synth import SyntheticFaceGenerator  # noqa: E402
 
 
+@torch.no_grad()
+def expression_correlation(net, model: FaceModel, size: int, n: int, batch: int = 32) -> dict:
+    """Pearson r of predicted vs true weight on ``n`` held-out faces (seed 1000), for every blendshape that varies,
+    their mean, and the frequent ones by name."""
+    gen = SyntheticFaceGenerator(model, seed=1000, image_size=size)
+    pred, true = [], []
+    for start in range(0, n, batch):
+        b = gen.render_indices(range(start, min(n, start + batch)))
+        pred.append(net(b.images)["expression"].float())
+        true.append(b.coefficients.expression)
+    p, t = torch.cat(pred), torch.cat(true)
+    p, t = p - p.mean(0), t - t.mean(0)
+    denom = (p.norm(dim=0) * t.norm(dim=0)).clamp_min(1e-12)
+    r = (p * t).sum(0) / denom
+    varies = (t.abs().sum(0) > 0) & (p.abs().sum(0) > 0)
+    names = model.expression_names
+    named = {k: round(float(r[names.index(k)]), 3) for k in ("jawOpen", "eyeBlink_L", "eyeBlink_R", "mouthSmile_L",
+                                                             "mouthSmile_R", "browInnerUp_L", "mouthFunnel")
+             if k in names}
+    return {"n": n, "mean_r": round(float(r[varies].mean()), 3), "blendshapes_varying": int(varies.sum()),
+            "by_name": named}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", default="weights/msma_light.safetensors")
@@ -34,6 +58,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=None)
     parser.add_argument("--name", default="net_diagnostics")
+    parser.add_argument("--n-correlation", type=int, default=256,
+                        help="held-out faces for the per-blendshape correlation of predicted and true weights")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model = FaceModel.ict()
@@ -75,6 +101,7 @@ def main() -> None:
         "expression_mae_constant_mean": float((gt_e.mean(0, keepdim=True) - gt_e).abs().mean()),
         "expression_mean_prediction": float(exp.mean()),
     }
+    result["expression_correlation"] = expression_correlation(net, model, size, args.n_correlation)
     text = json.dumps(result, indent=1)
     print(text)
     if args.out:

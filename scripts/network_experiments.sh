@@ -5,6 +5,8 @@
 #   bash scripts/network_experiments.sh probes     # x1-x4: expression-only losses, 150 steps each
 #   bash scripts/network_experiments.sh final      # MSMA + plain ablation, 700 steps each, the fixed losses
 #   bash scripts/network_experiments.sh evaluate   # the synthetic benchmark of both pairs of weights
+# Round 2 (the shipped weights since issue 10 round 2, weights/README.md): 128 px, cross-entropy on the expressions
+#   bash scripts/network_experiments.sh bce128     # cache (8,000 + 500 held-out at 128), both runs, trust, evaluation
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-python}
@@ -44,5 +46,27 @@ case "${1:-}" in
     $PY benchmarks/net_speed.py --size 192 --configs light,light-ablation --threads 1 --seconds 3 \
       --out benchmarks/results --name net_speed_192
     ;;
-  *) echo "usage: $0 cache|probes|final|evaluate" >&2; exit 2 ;;
+  bce128)
+    [ -f runs/cache/synth128/shard_00015.npz ] || $PY -m msma.synth --out runs/cache/synth128 --n 8000 --image-size 128 \
+      --backgrounds ../shared/data/faces_in_the_wild
+    [ -f runs/cache/val128/shard_00000.npz ] || $PY -m msma.synth --out runs/cache/val128 --n 500 --seed 1000 \
+      --image-size 128 --backgrounds ../shared/data/old_photos
+    [ -f runs/cache/real_train.npz ] || $PY -m msma.data --source ../shared/data/faces_in_the_wild \
+      ../shared/data/old_photos --out runs/cache/real_train.npz
+    common=(--synthetic runs/cache/synth128 --real runs/cache/real_train.npz --real-every 8 --real-batch 4 --steps 4000
+            --batch-size 16 --image-size 128 --lr 5e-4 --decay-at 0.6 0.85 --head-hidden 256 --mlka-dilation scaled
+            --val runs/cache/val128 --val-items 256 --val-every 500 --threads 1 --quiet --log-every 50
+            --save-every 250 --resume --weights '{"translation_z": 0.1, "expression": 0, "expression_bce": 10}')
+    # the two runs side by side, one thread each (equal budget: same data order, steps and schedule)
+    nice -n 5 $PY -m msma train --config light --init weights/msma_light.safetensors "${common[@]}" \
+      --out runs/exp/msma_bce128 --export runs/exp/msma_bce128/export.safetensors &
+    nice -n 5 $PY -m msma train --config plain-light --init weights/plain_light.safetensors "${common[@]}" \
+      --out runs/exp/plain_bce128 --export runs/exp/plain_bce128/export.safetensors &
+    wait
+    $PY scripts/calibrate_network_trust.py runs/exp/msma_bce128/export.safetensors runs/exp/plain_bce128/export.safetensors
+    $PY -m msma evaluate --synthetic 64 --seed 1000 --backgrounds ../shared/data/old_photos --no-fitting --no-refine \
+      --reference --threads 2 --weights runs/exp/msma_bce128/export.safetensors \
+      --ablation-weights runs/exp/plain_bce128/export.safetensors --name network_bce128_candidate
+    ;;
+  *) echo "usage: $0 cache|probes|final|evaluate|bce128" >&2; exit 2 ;;
 esac
