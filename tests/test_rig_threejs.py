@@ -26,7 +26,9 @@ CHROME_FLAGS = ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--
 
 pytestmark = pytest.mark.browser
 
-PAGE = """<!doctype html><html><body><canvas id="c" width="256" height="256"></canvas>
+# The page around each test's script: three.js from the local npm copy, the GLB loaded, its morph-target mesh
+# found as `face`; BODY fills window.RESULT (CANVAS: an optional <canvas>). `args` is filled with %-formatting.
+_PAGE_TEMPLATE = """<!doctype html><html><body>CANVAS
 <script type="importmap">{"imports": {"three": "./three/build/three.module.js",
                                       "three/addons/": "./three/examples/jsm/"}}</script>
 <script type="module">
@@ -36,6 +38,15 @@ const args = %s;
 new GLTFLoader().load('face.glb', (gltf) => {
   let face = null;
   gltf.scene.traverse((o) => { if (!face && o.isMesh && o.morphTargetDictionary) face = o; });
+BODY}, undefined, (err) => { window.RESULT = {error: String(err)}; });
+</script></body></html>"""
+
+
+def _gltf_page(body: str, canvas: str = "") -> str:
+    return _PAGE_TEMPLATE.replace("CANVAS", canvas).replace("BODY", body)
+
+
+PAGE = _gltf_page("""\
   const out = {dictionary: Object.keys(face.morphTargetDictionary), defaults: Array.from(face.morphTargetInfluences),
                animations: gltf.animations.map(a => ({name: a.name, tracks: a.tracks.map(t => t.name)})),
                eyes: ['eyeLeft', 'eyeRight'].map(n => !!gltf.scene.getObjectByName(n)), faceName: face.name};
@@ -59,8 +70,7 @@ new GLTFLoader().load('face.glb', (gltf) => {
   let lit = 0; for (let i = 0; i < px.length; i += 4) if (px[i] + px[i + 1] + px[i + 2] > 30) lit++;
   out.litFraction = lit / (256 * 256);
   window.RESULT = out;
-}, undefined, (err) => { window.RESULT = {error: String(err)}; });
-</script></body></html>"""
+""", canvas='<canvas id="c" width="256" height="256"></canvas>')
 
 
 @pytest.fixture(scope="module")
@@ -135,16 +145,7 @@ def test_threejs_loads_rig_morphs_and_animation(browser, ict, tmp_path):
     assert result["litFraction"] > 0.05, "WebGL drew nothing"
 
 
-PLAYBACK_PAGE = """<!doctype html><html><body>
-<script type="importmap">{"imports": {"three": "./three/build/three.module.js",
-                                      "three/addons/": "./three/examples/jsm/"}}</script>
-<script type="module">
-import * as THREE from 'three';
-import { GLTFLoader } from 'three/addons/loaders/GLTFLoader.js';
-const args = %s;
-new GLTFLoader().load('face.glb', (gltf) => {
-  let face = null;
-  gltf.scene.traverse((o) => { if (!face && o.isMesh && o.morphTargetDictionary) face = o; });
+PLAYBACK_PAGE = _gltf_page("""\
   const head = gltf.scene.getObjectByName('head'), eye = gltf.scene.getObjectByName('eyeLeft');
   const mixer = new THREE.AnimationMixer(gltf.scene);
   const clip = gltf.animations[0];
@@ -157,8 +158,7 @@ new GLTFLoader().load('face.glb', (gltf) => {
                   eye: eye ? eye.quaternion.toArray() : null});
   }
   window.RESULT = {duration: clip.duration, names: Object.keys(face.morphTargetDictionary), samples};
-}, undefined, (err) => { window.RESULT = {error: String(err)}; });
-</script></body></html>"""
+""")
 
 
 def test_tracked_performance_plays_in_threejs(browser, tmp_path):
