@@ -70,12 +70,13 @@ def build_methods(weights: str | None, ablation: str | None, fitting: bool = Tru
                   model: FaceModel | None = None) -> dict:
     """name -> fn(crops uint8 (B, 224, 224, 3), landmarks (B, 68, 2), dense (B, 478, 2) | None) -> Coefficients."""
     from msma.api import Reconstructor
+    from msma.net.trust import PriorTrust
 
     methods = {}
     if weights and Path(weights).is_file():
         rec = Reconstructor(method="network", weights=weights, face_model=model)
         methods["network"] = lambda c, lm, d=None, r=rec: r.estimate(c, lm, method="network")
-        if rec.prior_trust is not None and rec.prior_trust != type(rec.prior_trust)():
+        if rec.prior_trust is not None and rec.prior_trust != PriorTrust():
             # the calibrated trust (msma.net.trust) changed the outputs: also report the network as it answers
             methods["network (raw outputs)"] = lambda c, lm, d=None, r=rec: r.predict(c, raw=True)
         if refine:

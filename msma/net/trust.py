@@ -21,7 +21,6 @@ Weights without an entry are trusted fully (c = 1): a network trained elsewhere 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ import numpy as np
 import torch
 
 from msma.face_model import Coefficients, FaceModel
+from msma.identity_calibration import file_sha256
 
 TRUST_FILE = Path(__file__).resolve().parents[1] / "data" / "network_trust.json"
 CALIBRATION_SEED = 1500
@@ -64,14 +64,6 @@ class PriorTrust:
         return out
 
 
-def file_digest(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def read_trust_table(path: Path = TRUST_FILE) -> dict[str, dict]:
     if not path.is_file():
         return {}
@@ -82,7 +74,7 @@ def load_trust(weights_path: str | os.PathLike | None, table_path: Path = TRUST_
     """The calibrated trust of a weights file (full trust when it has no entry or no file is given)."""
     if weights_path is None:
         return PriorTrust()
-    entry = read_trust_table(table_path).get(file_digest(weights_path))
+    entry = read_trust_table(table_path).get(file_sha256(weights_path))
     if entry is None:
         return PriorTrust()
     return PriorTrust(float(entry["identity"]), float(entry["expression"]), float(entry.get("expression_threshold", 0)),
@@ -132,9 +124,9 @@ def measure_trust(network, model: FaceModel, n: int = 256, seed: int = CALIBRATI
 
 def write_trust_entry(weights_path: str | os.PathLike, entry: dict, table_path: Path = TRUST_FILE) -> None:
     table = read_trust_table(table_path)
-    table[file_digest(weights_path)] = {"name": Path(weights_path).name, **entry}
+    table[file_sha256(weights_path)] = {"name": Path(weights_path).name, **entry}
     table_path.write_text(json.dumps(table) + "\n")
 
 
-__all__ = ["CALIBRATION_SEED", "PriorTrust", "TRUST_FILE", "file_digest", "load_trust", "measure_trust",
+__all__ = ["CALIBRATION_SEED", "PriorTrust", "TRUST_FILE", "load_trust", "measure_trust",
            "write_trust_entry"]

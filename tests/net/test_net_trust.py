@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from msma.face_model import Coefficients, FaceModel
-from msma.net.trust import TRUST_FILE, PriorTrust, file_digest, load_trust, measure_trust, write_trust_entry
+from msma.identity_calibration import file_sha256
+from msma.net.trust import TRUST_FILE, PriorTrust, load_trust, measure_trust, write_trust_entry
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = REPO / "weights" / "msma_light.safetensors"
@@ -73,7 +74,7 @@ def test_reconstructor_applies_the_committed_calibration():
     from msma.api import Reconstructor
 
     table = json.loads(TRUST_FILE.read_text())
-    entry = table[file_digest(SHIPPED)]  # the shipped weights are calibrated
+    entry = table[file_sha256(SHIPPED)]  # the shipped weights are calibrated
     rec = Reconstructor(method="network", weights=SHIPPED)
     assert rec.prior_trust.identity == entry["identity"]
     crop = (np.random.default_rng(0).random((1, 224, 224, 3)) * 255).astype(np.uint8)
