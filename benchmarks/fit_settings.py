@@ -31,6 +31,9 @@ from msma.fit import LandmarkFitSettings, PhotometricSettings  # noqa: E402
 
 GRID: dict[str, dict] = {
     "defaults": {},
+    "no detector bias correction": {"detector_bias": False},
+    "detector bias: all pose terms (pitch too)": {"detector_bias_terms": "all"},
+    "detector bias: constant only": {"detector_bias_terms": "constant"},
     "68 points only": {"use_dense": False},
     "identity prior 0.3": {"identity_prior": 0.3},
     "identity prior 3": {"identity_prior": 3.0},

@@ -376,7 +376,7 @@ class Reconstructor:
         crop_dense = None if detection.dense is None else transform_points(detection.dense, aligned.matrix)[None]
         timings["align"] = time.perf_counter() - start
         coeffs = self.estimate(aligned.image, crop_landmarks[None], method=method, timings=timings,
-                               crop_dense=crop_dense)
+                               crop_dense=crop_dense, landmark_sources=[detection.detector])
         start = time.perf_counter()
         face = self._build_result(photo, detection, aligned, coeffs, method, index, texture)
         timings["texture"] = time.perf_counter() - start
@@ -387,11 +387,13 @@ class Reconstructor:
         self, crops: np.ndarray, crop_landmarks: np.ndarray, method: str | None = None,
         timings: dict[str, float] | None = None, shared_identity: bool = False, crop_dense: np.ndarray | None = None,
         prior: Coefficients | None = None, photometric: bool | None = None,
+        landmark_sources: Sequence[str | None] | None = None,
     ) -> Coefficients:
         """Coefficients for aligned crops (B, 224, 224, 3) uint8 with their landmarks (B, 68, 2) and, when the
         detector gave them, mediapipe's mesh points (B, 478, 2) in crop pixels (NaN rows for images without).
         ``prior``: the network's coefficients for these crops when already computed (network methods only);
-        ``photometric`` overrides the reconstructor's setting for this call."""
+        ``photometric`` overrides the reconstructor's setting for this call; ``landmark_sources`` (B,) the detector
+        that gave each image's 68 points (its pose-dependent offsets are removed, `msma.fit.DetectorBias`)."""
         method = method or self.method
         timings = {} if timings is None else timings
         crops = np.asarray(crops)
@@ -409,7 +411,7 @@ class Reconstructor:
         start = time.perf_counter()
         coeffs = fit_landmarks(self.model, crop_landmarks, init=prior, settings=self.landmark_settings,
                                shared_identity=shared_identity, contour=self.contour, prior_mean=prior,
-                               dense=crop_dense, mesh_points=self.mesh_points)
+                               dense=crop_dense, mesh_points=self.mesh_points, landmark_sources=landmark_sources)
         if prior is not None:  # keep the network's albedo and lighting as the photometric starting point
             coeffs.texture, coeffs.lighting = prior.texture.clone(), prior.lighting.clone()
         timings["fit_landmarks"] = time.perf_counter() - start
@@ -567,7 +569,8 @@ class Reconstructor:
             batch_timings["network"] = time.perf_counter() - start
         # the landmark fit vectorised over the batch, the photometric refinement face by face (see estimate_many)
         coeffs = self.estimate(crops, crop_lms, timings=batch_timings, crop_dense=crop_dense, prior=prior,
-                               photometric=False)
+                               photometric=False,
+                               landmark_sources=[photo.detections[k].detector for photo, k in faces_of])
         if self.method != "network" and self.photometric:
             start = time.perf_counter()
             parts = []
@@ -631,7 +634,8 @@ class Reconstructor:
         method = method or self.method
         method = method if method != "network" else "network+refine"
         coeffs = self.estimate(np.stack([a.image for a in aligned]), np.stack(crop_lms), method=method,
-                               shared_identity=True, crop_dense=dense)
+                               shared_identity=True, crop_dense=dense,
+                               landmark_sources=[d.detector for d in detections])
         return [
             self._build_result(photos[i], detections[i], aligned[i], coeffs[i : i + 1], method, i, texture)
             for i in range(len(photos))

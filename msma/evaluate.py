@@ -68,36 +68,40 @@ def expression_mae(pred: torch.Tensor, gt: torch.Tensor) -> np.ndarray:
 # ---------------------------------------------------------------------- methods
 def build_methods(weights: str | None, ablation: str | None, fitting: bool = True, refine: bool = True,
                   model: FaceModel | None = None) -> dict:
-    """name -> fn(crops uint8 (B, 224, 224, 3), landmarks (B, 68, 2), dense (B, 478, 2) | None) -> Coefficients."""
+    """name -> fn(crops uint8 (B, 224, 224, 3), landmarks (B, 68, 2), dense (B, 478, 2) | None, sources (B,) detector
+    names of the landmarks | None) -> Coefficients."""
     from msma.api import Reconstructor
     from msma.net.trust import PriorTrust
 
     methods = {}
     if weights and Path(weights).is_file():
         rec = Reconstructor(method="network", weights=weights, face_model=model)
-        methods["network"] = lambda c, lm, d=None, r=rec: r.estimate(c, lm, method="network")
+        methods["network"] = lambda c, lm, d=None, src=None, r=rec: r.estimate(c, lm, method="network")
         if rec.prior_trust is not None and rec.prior_trust != PriorTrust():
             # the calibrated trust (msma.net.trust) changed the outputs: also report the network as it answers
-            methods["network (raw outputs)"] = lambda c, lm, d=None, r=rec: r.predict(c, raw=True)
+            methods["network (raw outputs)"] = lambda c, lm, d=None, src=None, r=rec: r.predict(c, raw=True)
         if refine:
-            methods["network+refine"] = lambda c, lm, d=None, r=rec: r.estimate(c, lm, method="network+refine",
-                                                                                 crop_dense=d)
+            methods["network+refine"] = lambda c, lm, d=None, src=None, r=rec: r.estimate(
+                c, lm, method="network+refine", crop_dense=d, landmark_sources=src)
     if fitting:
         fit_rec = Reconstructor(method="fitting", face_model=model)
-        methods["fitting"] = lambda c, lm, d=None, r=fit_rec: r.estimate(c, lm, method="fitting", crop_dense=d)
+        methods["fitting"] = lambda c, lm, d=None, src=None, r=fit_rec: r.estimate(
+            c, lm, method="fitting", crop_dense=d, landmark_sources=src)
     if ablation and Path(ablation).is_file():
         abl = Reconstructor(method="network", weights=ablation, face_model=model)
-        methods["ablation network (no fusion/attention)"] = lambda c, lm, d=None, r=abl: r.estimate(
+        methods["ablation network (no fusion/attention)"] = lambda c, lm, d=None, src=None, r=abl: r.estimate(
             c, lm, method="network")
     return methods
 
 
-def _detector_landmarks(crops: np.ndarray, fallback: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
-    """Detected 68 points (fallback where no face is found), mediapipe mesh points (NaN where none), misses."""
+def _detector_landmarks(crops: np.ndarray, fallback: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, list]:
+    """Detected 68 points (fallback where no face is found), mediapipe mesh points (NaN where none), misses, and
+    the detector of each image's 68 points (None for a fallback)."""
     from msma.landmarks import detect_faces
 
     out, missed = fallback.copy(), 0
     dense = np.full((len(crops), 478, 2), np.nan)
+    sources: list[str | None] = [None] * len(crops)
     for b, crop in enumerate(crops):
         try:
             faces = detect_faces(crop)
@@ -105,11 +109,12 @@ def _detector_landmarks(crops: np.ndarray, fallback: np.ndarray) -> tuple[np.nda
             faces = []
         if faces:
             out[b] = faces[0].landmarks68
+            sources[b] = faces[0].detector
             if faces[0].dense is not None:
                 dense[b] = faces[0].dense[:478]
         else:
             missed += 1
-    return out, dense, missed
+    return out, dense, missed, sources
 
 
 # ---------------------------------------------------------------------- synthetic benchmark
@@ -120,7 +125,8 @@ def synthetic_benchmark(methods: dict, n: int = 64, seed: int = 1000, batch: int
 
     model = model or FaceModel.ict()
     if reference:  # the mean shape: what any method must beat on vertex error (its pose error is meaningless)
-        methods = {**methods, "mean shape (reference)": lambda c, lm, d=None: Coefficients.zeros(model, len(c))}
+        methods = {**methods, "mean shape (reference)": lambda c, lm, d=None, src=None: Coefficients.zeros(model,
+                                                                                                      len(c))}
     gen = SyntheticFaceGenerator(model, seed=seed, image_size=model.camera.image_size, backgrounds=backgrounds)
     rng = np.random.default_rng(seed)
     region = model.face_vertices.cpu().numpy()
@@ -131,16 +137,16 @@ def synthetic_benchmark(methods: dict, n: int = 64, seed: int = 1000, batch: int
         b = gen.sample(min(batch, n - start))
         crops = (b.images.permute(0, 2, 3, 1).cpu().numpy() * 255 + 0.5).astype(np.uint8)
         lms = b.landmarks2d.cpu().numpy() + rng.normal(0, landmark_noise, b.landmarks2d.shape)
-        dense = None
+        dense, sources = None, None
         if fit_landmarks == "detector":
-            lms, dense, m = _detector_landmarks(crops, lms)
+            lms, dense, m, sources = _detector_landmarks(crops, lms)
             missed += m
         gt = b.coefficients
         with torch.no_grad():  # the true neutral shapes, shared by every method's identity error
             neutral_gt = model(gt.identity.cpu(), torch.zeros_like(gt.expression.cpu())).cpu().numpy()
         for name, fn in methods.items():
             t0 = time.perf_counter()
-            coeffs = fn(crops, lms, dense)
+            coeffs = fn(crops, lms, dense, sources)
             per[name]["seconds"].append((time.perf_counter() - t0) / len(crops))
             coeffs = coeffs.to("cpu")
             exp = model.clamp_expression(coeffs.expression)
@@ -234,7 +240,7 @@ def dlib_nme(dlib_dir: str | os.PathLike, methods: dict, detector: str = "auto",
             crop_lm = transform_points(best.landmarks68, aligned.matrix)
             crop_dense = None if best.dense is None else transform_points(best.dense, aligned.matrix)[None]
             for name, fn in methods.items():
-                coeffs = fn(aligned.image[None], crop_lm[None], crop_dense).to("cpu")
+                coeffs = fn(aligned.image[None], crop_lm[None], crop_dense, [best.detector]).to("cpu")
                 proj = contour.project(model, coeffs)  # the jaw on the silhouette, as detectors place it
                 per[name].append(nme(transform_points(proj, aligned.inverse), gt))
         if progress:

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +37,8 @@ from msma.losses import (
 from msma.threads import single_torch_thread
 
 MESH_TABLE_PATH = Path(__file__).resolve().parent / "data" / "mediapipe_to_ict.npz"
+# the detectors' pose-dependent point offsets, made by scripts/derive_detector_bias.py
+DETECTOR_BIAS_PATH = Path(__file__).resolve().parent / "data" / "detector_bias.npz"
 # Far-side jaw points slide to the silhouette once the head turns more than this.
 CONTOUR_YAW_THRESHOLD = np.deg2rad(12.0)
 # The OpenCV camera has y down and looks down +z; ours has y up and looks down -z from z = distance.
@@ -75,6 +78,11 @@ class LandmarkFitSettings:
     identity_stage_expression_prior: float | None = 16.0
     identity_stage_expression_l1: float | None = 32.0
     symmetry_prior: float = 8.0  # weight of (w_L - w_R)^2 for ARKit pairs that usually move together
+    # subtract the detectors' pose-dependent point offsets (`DetectorBias`) at the current pose estimate. Terms:
+    # "all" pose features, "yaw" (pitch taken as 0) or "constant" (the frontal offset). "yaw" was best on both dev
+    # sets (benchmarks/results/*_detector_bias.md): with the pitch terms, pitch errors fed back into the correction.
+    detector_bias: bool = True
+    detector_bias_terms: str = "yaw"
 
 
 @dataclass
@@ -241,6 +249,39 @@ def _linear_system(
                             tracker.expression_basis[:, rows], target, sigma)
 
 
+def pose_features(angles: np.ndarray) -> np.ndarray:
+    """(S, 8) features of head poses (S, 3) radians (pitch, yaw, roll) on which detector offsets are regressed:
+    1, sin yaw, sin pitch, their squares and product, sin^3 yaw, sin^2 yaw sin pitch."""
+    a = np.atleast_2d(np.asarray(angles, np.float64))
+    sp, sy = np.sin(a[:, 0]), np.sin(a[:, 1])
+    return np.stack([np.ones_like(sy), sy, sp, sy * sy, sp * sp, sy * sp, sy**3, sy * sy * sp], axis=1)
+
+
+class DetectorBias:
+    """Pose-dependent offsets of detector points (crop pixels), ``msma/data/detector_bias.npz`` made by
+    scripts/derive_detector_bias.py: detected ~ true projection + offset(pose). ``correct`` removes the offset
+    expected at the current pose estimate. Tables: ``mediapipe_dense`` (478 points), ``dlib68``, ``mediapipe68``."""
+
+    def __init__(self, tables: dict[str, np.ndarray]) -> None:
+        self.tables = {k: np.asarray(v, np.float64) for k, v in tables.items()}
+
+    @classmethod
+    def load(cls, path: Path = DETECTOR_BIAS_PATH) -> DetectorBias | None:
+        if not path.is_file():
+            return None
+        data = np.load(path)
+        return cls({k: data[k] for k in ("mediapipe_dense", "dlib68", "mediapipe68") if k in data})
+
+    def offset(self, table: str, angles: np.ndarray, terms: str = "all") -> np.ndarray | None:
+        """(K, 2) expected offset of table ``table``'s points at pose ``angles`` (3,), None for an unknown table.
+        ``terms``: "all" pose features, "yaw" (pitch taken as 0) or "constant" (the offset at the frontal pose)."""
+        coef = self.tables.get(table)
+        if coef is None:
+            return None
+        angles = np.asarray(angles, np.float64) * {"all": (1, 1, 1), "yaw": (0, 1, 1), "constant": (0, 0, 0)}[terms]
+        return coef @ pose_features(angles)[0]
+
+
 def box_qp(hessian: np.ndarray, gradient: np.ndarray, lower: np.ndarray, upper: np.ndarray,
            start: np.ndarray | None = None) -> np.ndarray:
     """min 1/2 x'Hx - g'x subject to lower <= x <= upper (H positive definite), by an active set from a start.
@@ -347,6 +388,8 @@ def fit_landmarks(
     prior_mean: Coefficients | None = None,
     dense: np.ndarray | None = None,
     mesh_points: MeshPoints | None = None,
+    landmark_sources: Sequence[str | None] | None = None,
+    detector_bias: DetectorBias | None = None,
 ) -> Coefficients:
     """Fit pose, identity and expression to 68 crop-pixel landmarks (B, 68, 2), and to mediapipe's 478 mesh points
     ``dense`` (B, 478, 2) crop pixels (NaN rows where an image has no mesh) when given and the model has the table.
@@ -355,6 +398,10 @@ def fit_landmarks(
     mean face to that estimate, so the network's shape is kept where the landmarks do not contradict it.
     With ``shared_identity`` all B images are taken as one person: one identity, per-image expression and pose.
     ``valid`` (B, 68) marks landmarks to use (e.g. outside-image points excluded).
+    ``landmark_sources`` (B,) names the detector of each image's 68 points ("dlib", "mediapipe", ...): with
+    ``settings.detector_bias`` their pose-dependent offsets (`DetectorBias`) are removed at the current pose; the
+    mesh points are always mediapipe's. Unknown or None sources (e.g. hand-placed points) are used as given.
+    ``detector_bias`` replaces the shipped offset table (``msma/data/detector_bias.npz``).
     """
     settings = settings or LandmarkFitSettings()
     targets = np.asarray(landmarks.detach().cpu() if isinstance(landmarks, torch.Tensor) else landmarks, np.float64)
@@ -372,9 +419,21 @@ def fit_landmarks(
         dense = None
     coeffs = init.clone() if init is not None else Coefficients.zeros(model, batch)
     with threadpool_limits(1):
+        bias = (detector_bias or _detector_bias()) if settings.detector_bias else None
+        sources = list(landmark_sources) if landmark_sources is not None else [None] * batch
         _landmark_rounds(model, coeffs, targets, valid, contour, settings, shared_identity, init is not None,
-                         prior_mean, dense, mesh_points)
+                         prior_mean, dense, mesh_points, bias, sources)
     return coeffs
+
+
+_BIAS_TABLES = {"dlib": "dlib68", "mediapipe": "mediapipe68"}  # detector name -> its 68-point offset table
+_BIAS_CACHE: list[DetectorBias | None] = []
+
+
+def _detector_bias() -> DetectorBias | None:
+    if not _BIAS_CACHE:
+        _BIAS_CACHE.append(DetectorBias.load())
+    return _BIAS_CACHE[0]
 
 
 def _cauchy_row_scale(a_id: np.ndarray, a_exp: np.ndarray, rhs: np.ndarray, coeffs: Coefficients,
@@ -394,9 +453,27 @@ def _expression_pairs(model: FaceModel) -> list[tuple[int, int]]:
 def _landmark_rounds(
     model: FaceModel, coeffs: Coefficients, targets: np.ndarray, valid: np.ndarray, contour: ContourTracker,
     settings: LandmarkFitSettings, shared_identity: bool, has_init: bool, prior_mean: Coefficients | None,
-    dense: np.ndarray | None, mesh_points: MeshPoints | None,
+    dense: np.ndarray | None, mesh_points: MeshPoints | None, bias: DetectorBias | None = None,
+    sources: list[str | None] | None = None,
 ) -> None:
     batch = targets.shape[0]
+    raw_targets, raw_dense = targets, dense
+    targets, dense = targets.copy(), None if dense is None else dense.copy()
+    tables68 = [_BIAS_TABLES.get(s or "") for s in (sources or [None] * batch)]
+
+    def correct(b: int) -> None:  # the detectors' expected offsets at image b's current pose estimate
+        if bias is None:
+            return
+        angles = coeffs.angles[b].double().cpu().numpy()
+        terms = settings.detector_bias_terms
+        if tables68[b] is not None and (offset := bias.offset(tables68[b], angles, terms)) is not None:
+            targets[b] = raw_targets[b] - offset
+        if dense is not None and (offset := bias.offset("mediapipe_dense", angles, terms)) is not None:
+            dense[b] = raw_dense[b] - offset[: dense.shape[1]]
+
+    if has_init:
+        for b in range(batch):
+            correct(b)
     n_exp = model.n_expression
     n_id = model.n_identity if settings.identity_modes is None else min(settings.identity_modes, model.n_identity)
     sigma68 = np.full(68, settings.landmark_sigma_px)
@@ -438,6 +515,7 @@ def _landmark_rounds(
             angles, translation = solve_pose(model, points3d, points2d, keep, previous)
             coeffs.angles[b] = torch.as_tensor(angles, dtype=coeffs.angles.dtype)
             coeffs.translation[b] = torch.as_tensor(translation, dtype=coeffs.translation.dtype)
+            correct(b)
 
         # shape + expression: one bounded least-squares problem (identity shared or not)
         systems = []

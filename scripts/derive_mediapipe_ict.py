@@ -56,18 +56,25 @@ def texture_bank(model: FaceModel) -> np.ndarray:
     return texture_bank_from_photos(model, photos).astype(np.float32)
 
 
-def synthetic_renders(model: FaceModel, n: int, batch: int = 8) -> Iterator[tuple[np.ndarray, np.ndarray, float]]:
+def synthetic_renders(model: FaceModel, n: int, batch: int = 8, with_coefficients: bool = False,
+                      photo_textures: bool | np.ndarray = True) -> Iterator[tuple[np.ndarray, np.ndarray, float]]:
     """The n clean synthetic renders (seed 77) one by one: (224x224x3 uint8 image, (N, 2) crop pixels of every
-    vertex, yaw in radians)."""
-    gen = SyntheticFaceGenerator(model, seed=77, texture_bank=texture_bank(model), bank_probability=1.0,
-                                 augment=False)
+    vertex, yaw in radians — or, ``with_coefficients``, the render's true `Coefficients` (batch of 1)).
+    ``photo_textures``: skin from the old_photos texture bank; False: the generator's own procedural albedo; an
+    array: that texture bank (K, N, 3)."""
+    if isinstance(photo_textures, np.ndarray):
+        bank = photo_textures
+    else:
+        bank = texture_bank(model) if photo_textures else None
+    gen = SyntheticFaceGenerator(model, seed=77, texture_bank=bank, bank_probability=1.0, augment=False)
     for start in tqdm(range(0, n, batch), desc="renders"):
         b = gen.render_indices(range(start, min(n, start + batch)))
         images = (b.images.permute(0, 2, 3, 1).numpy() * 255 + 0.5).astype(np.uint8)
         with torch.no_grad():
             screen = model.geometry(b.coefficients, with_color=False).screen[..., :2].numpy()
         for k in range(len(images)):
-            yield images[k], screen[k], float(b.coefficients.angles[k, 1])
+            yield images[k], screen[k], (b.coefficients[k : k + 1] if with_coefficients
+                                         else float(b.coefficients.angles[k, 1]))
 
 
 def collect(model: FaceModel, n: int, batch: int = 8) -> tuple[np.ndarray, np.ndarray]:

@@ -153,7 +153,7 @@ def test_synthetic_benchmark_runs_with_a_stub_method(model):
     from msma.evaluate import synthetic_benchmark
     from msma.face_model import Coefficients
 
-    def mean_face(crops, landmarks, dense=None):
+    def mean_face(crops, landmarks, dense=None, sources=None):
         return Coefficients.zeros(model, len(crops))
 
     from msma.synth import SyntheticFaceGenerator
@@ -161,7 +161,7 @@ def test_synthetic_benchmark_runs_with_a_stub_method(model):
     truth = SyntheticFaceGenerator(model, seed=1000)  # the benchmark's default seed: the same faces, in order
     seen = iter(range(100))
 
-    def oracle(crops, landmarks, dense=None):  # answers the ground truth of each face
+    def oracle(crops, landmarks, dense=None, sources=None):  # answers the ground truth of each face
         coeffs = Coefficients.zeros(model, len(crops))
         for b in range(len(crops)):
             p = truth.sample_parameters(next(seen))

@@ -7,11 +7,13 @@ import torch
 from msma.face_model import MODEL_UNITS_TO_MM, Coefficients, FaceModel, euler_to_matrix
 from msma.fit import (
     ContourTracker,
+    DetectorBias,
     LandmarkFitSettings,
     MeshPoints,
     PhotometricSettings,
     bounded_least_squares,
     fit_landmarks,
+    pose_features,
     refine_photometric,
     solve_pose,
 )
@@ -96,6 +98,32 @@ def test_dense_mesh_points_constrain_identity(ict: FaceModel, contour: ContourTr
     with_dense = fit_landmarks(ict, target, contour=contour, settings=weak_prior, dense=dense, mesh_points=mesh)
     only68 = fit_landmarks(ict, target, contour=contour, settings=weak_prior)
     assert (with_dense.identity - truth.identity).norm() < (only68.identity - truth.identity).norm()
+
+
+def test_detector_bias_is_removed_at_the_estimated_pose(ict: FaceModel, contour: ContourTracker) -> None:
+    """A detector whose 68 points shift with the head's yaw (here: 8 px x sin(yaw) to the right, 3 px down) is
+    corrected by its offset table when the fit knows the points came from it, and only then."""
+    truth = random_faces(ict, 3, seed=11)
+    truth.expression.zero_()
+    truth.angles[:, 1] = torch.tensor([-0.6, 0.3, 0.7])
+    coef = np.zeros((68, 2, pose_features(np.zeros(3)).shape[1]))
+    coef[:, 0, 1], coef[:, 1, 0] = 8.0, 3.0
+    bias = DetectorBias({"dlib68": coef})
+    target = ict.project_landmarks(truth).double().numpy()
+    shifted = np.stack([target[b] + bias.offset("dlib68", truth.angles[b].double().numpy()) for b in range(3)])
+    weak_prior = LandmarkFitSettings(identity_prior=1.0, expression_l1=4.0)
+
+    def reprojection_error(sources, points=shifted) -> float:
+        fitted = fit_landmarks(ict, points, contour=contour, settings=weak_prior, landmark_sources=sources,
+                               detector_bias=bias)
+        inner = slice(17, 68)  # the jaw is matched on the silhouette, not at the markup vertices projected here
+        return float(np.linalg.norm(ict.project_landmarks(fitted).double().numpy()[:, inner] - target[:, inner],
+                                    axis=-1).mean())
+
+    corrected, uncorrected = reprojection_error(["dlib"] * 3), reprojection_error(None)
+    unshifted = reprojection_error(None, target)  # what the fitter reaches from the true projections (~1 px)
+    assert corrected < unshifted + 0.6 and uncorrected > corrected + 3.0  # crop pixels
+    assert reprojection_error(["face_alignment"] * 3) == pytest.approx(uncorrected)  # no table for that detector
 
 
 def test_neutral_face_keeps_neutral_expression(ict: FaceModel, contour: ContourTracker) -> None:
