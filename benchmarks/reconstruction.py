@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,13 +25,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from msma.api import Reconstructor
-from msma.compare import identity_distance
-from msma.evaluate import read_dlib_xml
-from msma.face_model import MODEL_UNITS_TO_MM, Coefficients
-from msma.image_io import load_image
-from msma.landmarks import detect_faces
-from msma.render import Renderer
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere, without installing
+
+from msma.api import Reconstructor  # noqa: E402
+from msma.compare import identity_distance  # noqa: E402
+from msma.evaluate import read_dlib_xml  # noqa: E402
+from msma.face_model import MODEL_UNITS_TO_MM, Coefficients  # noqa: E402
+from msma.image_io import load_image  # noqa: E402
+from msma.landmarks import detect_faces  # noqa: E402
+from msma.render import Renderer  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 RESULTS = Path(__file__).resolve().parent / "results"

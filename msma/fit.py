@@ -2,7 +2,8 @@
 
 1. `fit_landmarks`: pose by PnP, shape and expression by bounded regularised linear least squares on the
    68 landmarks (perspective linearised at the current depth), jaw-contour correspondences re-chosen on the
-   silhouette of the far side each round. Several photos of one person can share one identity.
+   silhouette of the far side each round, and the detectors' pose-dependent point offsets (`DetectorBias`)
+   removed at the current pose. Several photos of one person can share one identity.
 2. `refine_photometric`: differentiable rendering, photometric loss with trimmed per-pixel residuals (so hair,
    glasses and hands do not drag the fit), landmark loss and regularisers; Adam over all coefficients.
 """
@@ -166,16 +167,22 @@ class ContourTracker:
         return index
 
 
-    def project(self, model: FaceModel, coeffs: Coefficients) -> np.ndarray:
+    def project(self, model: FaceModel, coeffs: Coefficients, annotator_offset: bool = True) -> np.ndarray:
         """(68, 2) crop pixels of one face's fitted landmarks as a 68-point detector defines them: the model's
-        landmark vertices, the far-side jaw on the silhouette (what `fit_landmarks` matched to the detector)."""
+        landmark vertices, the far-side jaw on the silhouette (what `fit_landmarks` matched to the detector), plus
+        (``annotator_offset``) the pose-dependent offset by which dlib — trained on iBUG hand labels — places each
+        point away from that surface point (`DetectorBias` "dlib68", the terms the fitter removes by default)."""
         single = coeffs.to("cpu")
         index = self.correspondences(model, single)
         rows = self.rows(index)
         verts = self.vertices_of(rows, single.identity[0].double().numpy(), single.expression[0].double().numpy())
         rotation = euler_to_matrix(single.angles[:1].double())[0].numpy()
         cam = verts @ rotation.T + single.translation[0].double().numpy()
-        return model.camera.project(torch.as_tensor(cam))[:, :2].numpy()
+        points = model.camera.project(torch.as_tensor(cam))[:, :2].numpy()
+        bias = _detector_bias() if annotator_offset else None
+        offset = None if bias is None else bias.offset("dlib68", single.angles[0].double().numpy(),
+                                                      LandmarkFitSettings().detector_bias_terms)
+        return points if offset is None else points + offset
 
 
 def _camera_matrix(model: FaceModel) -> np.ndarray:

@@ -27,7 +27,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -35,7 +34,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from derive_mediapipe_ict import synthetic_renders  # noqa: E402
 
-from msma.face_model import Coefficients, FaceModel  # noqa: E402
+from msma.face_model import FaceModel  # noqa: E402
 from msma.fit import DETECTOR_BIAS_PATH, ContourTracker, MeshPoints, pose_features  # noqa: E402
 from msma.landmarks import detect_faces  # noqa: E402
 

@@ -194,3 +194,16 @@ def test_photometric_rejects_mismatched_renderer(ict: FaceModel) -> None:
     with pytest.raises(ValueError, match="resolution"):
         refine_photometric(ict, Renderer(64), torch.zeros(1, 224, 224, 3), np.zeros((1, 68, 2)),
                            Coefficients.zeros(ict, 1))
+
+
+def test_projected_landmarks_follow_the_annotators_convention(ict: FaceModel, contour: ContourTracker) -> None:
+    """Reported 68 points are where an iBUG-trained detector would put them on the fitted face: the model's points
+    plus the shipped dlib offset table at the face's pose (yaw terms, as the fitter removes them)."""
+    bias = DetectorBias.load()
+    if bias is None or "dlib68" not in bias.tables:
+        pytest.skip("no detector offset table")
+    face = random_faces(ict, 1, seed=5)
+    shift = contour.project(ict, face) - contour.project(ict, face, annotator_offset=False)
+    expected = bias.offset("dlib68", face.angles[0].double().numpy(), LandmarkFitSettings().detector_bias_terms)
+    np.testing.assert_allclose(shift, expected, atol=1e-4)
+    assert np.abs(shift).max() > 0.5  # pixels: the convention matters
