@@ -83,7 +83,7 @@ def dev_cases(n_subjects: int, distance_mm: float = 600.0) -> tuple[list[dict], 
     for subject in tqdm(range(n_subjects), desc="dev renders"):
         gt, views = subject_views(sfm, textures, "dev", subject, distance_mm)
         cases += [{"subject": subject, "view": view, "image": image, "detection": detection, "gt": gt}
-                  for view, image, detection in views if detection is not None]
+                  for view, image, detection, _ in views if detection is not None]
     return cases, sfm
 
 

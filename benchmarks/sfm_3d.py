@@ -91,7 +91,8 @@ def subject_shape(sfm: SurreyModel, split: str, subject: int) -> tuple[np.ndarra
 
 def subject_views(sfm: SurreyModel, textures: list[np.ndarray], split: str, subject: int,
                   distance_mm: float = 600.0):
-    """Ground truth of a subject and, for each of `VIEWS`, (view name, render, largest detection or None)."""
+    """Ground truth of a subject and, for each of `VIEWS`, (view name, render, largest detection or None, the
+    render's signed yaw in degrees)."""
     from msma.landmarks import detect_faces
 
     truth, rng, gt = subject_shape(sfm, split, subject)
@@ -101,7 +102,7 @@ def subject_views(sfm: SurreyModel, textures: list[np.ndarray], split: str, subj
         image = render_face(sfm, truth, textures[subject % len(textures)], sign * yaw, pitch,
                             seed=SPLIT_SEEDS[split] * 1000 + subject, distance_mm=distance_mm).image
         found = detect_faces(image)
-        views.append((f"yaw{yaw}_pitch{pitch}", image, found[0] if found else None))
+        views.append((f"yaw{yaw}_pitch{pitch}", image, found[0] if found else None, float(sign * yaw)))
     return gt, views
 
 
@@ -135,7 +136,7 @@ def run(split: str, n_subjects: int, methods: tuple[str, ...], multiview: bool =
     for subject in tqdm(range(n_subjects), desc=f"SFM {split} subjects"):
         gt, views = subject_views(sfm, textures, split, subject)
         renders, detections = [], []
-        for view, image, detection in views:
+        for view, image, detection, true_yaw in views:
             if detection is None:
                 failures.append({"subject": subject, "view": view, "error": "no face detected"})
                 continue
@@ -143,6 +144,7 @@ def run(split: str, n_subjects: int, methods: tuple[str, ...], multiview: bool =
             detections.append(detection)
             for method in methods:
                 start = time.perf_counter()
+                pose = {}
                 if method == "mean":
                     err = score_ict(model, mean_mm, gt, sfm)
                 elif method == "sfm-mean":
@@ -152,8 +154,10 @@ def run(split: str, n_subjects: int, methods: tuple[str, ...], multiview: bool =
                 else:
                     face = reconstructors[method].reconstruct_face(image, detection, texture=False)
                     err = score_ict(model, face.neutral_vertices * MODEL_UNITS_TO_MM, gt, sfm)
+                    # the renders share the model's Euler convention; the aligned crop only removes roll
+                    pose = {"yaw_error_deg": abs(face.pose.yaw - true_yaw)}
                 rows.append({"subject": subject, "view": view, "method": method, "detector": detection.detector,
-                             "seconds": time.perf_counter() - start, **err})
+                             "seconds": time.perf_counter() - start, **err, **pose})
         if multiview and len(renders) > 1:
             for method, rec in reconstructors.items():
                 if method == "network":
@@ -179,6 +183,9 @@ def summarise(result: dict) -> dict:
                       "seconds": float(np.mean([r["seconds"] for r in mine])),
                       "per_view": {v: float(np.mean([r["mean_mm"] for r in mine if r["view"] == v]))
                                    for v in dict.fromkeys(r["view"] for r in mine)}}
+        if any("yaw_error_deg" in r for r in mine):
+            summary[m]["yaw_error_deg"] = {v: float(np.mean([r["yaw_error_deg"] for r in mine if r["view"] == v]))
+                                           for v in dict.fromkeys(r["view"] for r in mine)}
     for ref in ("mean", "eos"):
         if ref not in summary:
             continue
@@ -205,6 +212,12 @@ def markdown(result: dict, summary: dict) -> str:
         per_view = " | ".join(f"{s['per_view'][v]:.2f}" if v in s["per_view"] else "-" for v in views)
         lines.append(f"| {m} | {s['mean_mm']:.3f} | {s['median_mm']:.3f} | {s.get('vs_mean', float('nan')):.3f} | "
                      f"{s.get('vs_eos', float('nan')):.3f} | {per_view} | {s['seconds']:.2f} |")
+    posed = {m: s["yaw_error_deg"] for m, s in summary.items() if "yaw_error_deg" in s}
+    if posed:
+        lines += ["", "Head yaw error, |estimated - rendered| degrees (mean over subjects):", "",
+                  "| method | " + " | ".join(views) + " |", "|---" * (1 + len(views)) + "|"]
+        lines += [f"| {m} | " + " | ".join(f"{e[v]:.1f}" if v in e else "-" for v in views) + " |"
+                  for m, e in posed.items()]
     if result["failures"]:
         lines += ["", f"Views with no detected face: {len(result['failures'])}"]
     return "\n".join(lines) + "\n"
