@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -181,7 +182,7 @@ class ContourTracker:
         points = model.camera.project(torch.as_tensor(cam))[:, :2].numpy()
         bias = _detector_bias() if annotator_offset else None
         offset = None if bias is None else bias.offset("dlib68", single.angles[0].double().numpy(),
-                                                      LandmarkFitSettings().detector_bias_terms)
+                                                      LandmarkFitSettings.detector_bias_terms)
         return points if offset is None else points + offset
 
 
@@ -266,8 +267,8 @@ def pose_features(angles: np.ndarray) -> np.ndarray:
 
 class DetectorBias:
     """Pose-dependent offsets of detector points (crop pixels), ``msma/data/detector_bias.npz`` made by
-    scripts/derive_detector_bias.py: detected ~ true projection + offset(pose). ``correct`` removes the offset
-    expected at the current pose estimate. Tables: ``mediapipe_dense`` (478 points), ``dlib68``, ``mediapipe68``."""
+    scripts/derive_detector_bias.py: detected ~ true projection + offset(pose); the fitter subtracts the offset
+    expected at its current pose estimate. Tables: ``mediapipe_dense`` (478 points), ``dlib68``, ``mediapipe68``."""
 
     def __init__(self, tables: dict[str, np.ndarray]) -> None:
         self.tables = {k: np.asarray(v, np.float64) for k, v in tables.items()}
@@ -427,20 +428,17 @@ def fit_landmarks(
     coeffs = init.clone() if init is not None else Coefficients.zeros(model, batch)
     with threadpool_limits(1):
         bias = (detector_bias or _detector_bias()) if settings.detector_bias else None
-        sources = list(landmark_sources) if landmark_sources is not None else [None] * batch
         _landmark_rounds(model, coeffs, targets, valid, contour, settings, shared_identity, init is not None,
-                         prior_mean, dense, mesh_points, bias, sources)
+                         prior_mean, dense, mesh_points, bias, landmark_sources)
     return coeffs
 
 
 _BIAS_TABLES = {"dlib": "dlib68", "mediapipe": "mediapipe68"}  # detector name -> its 68-point offset table
-_BIAS_CACHE: list[DetectorBias | None] = []
 
 
+@functools.cache
 def _detector_bias() -> DetectorBias | None:
-    if not _BIAS_CACHE:
-        _BIAS_CACHE.append(DetectorBias.load())
-    return _BIAS_CACHE[0]
+    return DetectorBias.load()
 
 
 def _cauchy_row_scale(a_id: np.ndarray, a_exp: np.ndarray, rhs: np.ndarray, coeffs: Coefficients,
@@ -461,7 +459,7 @@ def _landmark_rounds(
     model: FaceModel, coeffs: Coefficients, targets: np.ndarray, valid: np.ndarray, contour: ContourTracker,
     settings: LandmarkFitSettings, shared_identity: bool, has_init: bool, prior_mean: Coefficients | None,
     dense: np.ndarray | None, mesh_points: MeshPoints | None, bias: DetectorBias | None = None,
-    sources: list[str | None] | None = None,
+    sources: Sequence[str | None] | None = None,
 ) -> None:
     batch = targets.shape[0]
     raw_targets, raw_dense = targets, dense
