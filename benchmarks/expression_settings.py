@@ -56,8 +56,8 @@ def main() -> int:
             continue
         rec = Reconstructor(method="fitting", face_model=base.model, photometric=False)
         rec.landmark_settings = dataclasses.replace(LandmarkFitSettings(), **change)
-        methods[name] = lambda c, lm, d=None, src=None, r=rec: r.estimate(c, lm, method="fitting", crop_dense=d,
-                                                                          landmark_sources=src)
+        methods[name] = lambda x, r=rec: r.estimate(x.crops, x.landmarks, method="fitting", crop_dense=x.dense,
+                                                    landmark_sources=x.sources)
     backgrounds = ROOT.parent / "shared" / "data" / "old_photos"
     result = synthetic_benchmark(methods, n=args.n, seed=args.seed, fit_landmarks="detector",
                                  backgrounds=backgrounds if backgrounds.is_dir() else None, model=base.model,

@@ -24,6 +24,8 @@ import os
 import platform
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -66,31 +68,45 @@ def expression_mae(pred: torch.Tensor, gt: torch.Tensor) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------- methods
+@dataclass
+class MethodInput:
+    """What every evaluated method is given for a batch of faces (the same for all methods of a benchmark)."""
+
+    crops: np.ndarray  # uint8 (B, 224, 224, 3): 5-point aligned crops
+    landmarks: np.ndarray  # (B, 68, 2) crop pixels: the detector's 68 points (or the truth + noise)
+    dense: np.ndarray | None = None  # (B, 478, 2) mediapipe's mesh points in crop pixels (NaN rows where none)
+    sources: list[str | None] | None = None  # (B,) the detector that gave each face's 68 points
+
+
+# an evaluated method: MethodInput -> Coefficients (batch B)
+Method = Callable[[MethodInput], Coefficients]
+
+
 def build_methods(weights: str | None, ablation: str | None, fitting: bool = True, refine: bool = True,
-                  model: FaceModel | None = None) -> dict:
-    """name -> fn(crops uint8 (B, 224, 224, 3), landmarks (B, 68, 2), dense (B, 478, 2) | None, sources (B,) detector
-    names of the landmarks | None) -> Coefficients."""
+                  model: FaceModel | None = None) -> dict[str, Method]:
+    """The `Reconstructor` methods to evaluate, by name: the network (and its raw outputs where calibrated trust
+    changes them), network+refine, fitting and the ablation network, each where its weights exist."""
     from msma.api import Reconstructor
     from msma.net.trust import PriorTrust
 
-    methods = {}
+    def estimator(rec: Reconstructor, method: str) -> Method:
+        return lambda x: rec.estimate(x.crops, x.landmarks, method=method, crop_dense=x.dense,
+                                      landmark_sources=x.sources)
+
+    methods: dict[str, Method] = {}
     if weights and Path(weights).is_file():
         rec = Reconstructor(method="network", weights=weights, face_model=model)
-        methods["network"] = lambda c, lm, d=None, src=None, r=rec: r.estimate(c, lm, method="network")
+        methods["network"] = estimator(rec, "network")
         if rec.prior_trust is not None and rec.prior_trust != PriorTrust():
             # the calibrated trust (msma.net.trust) changed the outputs: also report the network as it answers
-            methods["network (raw outputs)"] = lambda c, lm, d=None, src=None, r=rec: r.predict(c, raw=True)
+            methods["network (raw outputs)"] = lambda x, r=rec: r.predict(x.crops, raw=True)
         if refine:
-            methods["network+refine"] = lambda c, lm, d=None, src=None, r=rec: r.estimate(
-                c, lm, method="network+refine", crop_dense=d, landmark_sources=src)
+            methods["network+refine"] = estimator(rec, "network+refine")
     if fitting:
-        fit_rec = Reconstructor(method="fitting", face_model=model)
-        methods["fitting"] = lambda c, lm, d=None, src=None, r=fit_rec: r.estimate(
-            c, lm, method="fitting", crop_dense=d, landmark_sources=src)
+        methods["fitting"] = estimator(Reconstructor(method="fitting", face_model=model), "fitting")
     if ablation and Path(ablation).is_file():
-        abl = Reconstructor(method="network", weights=ablation, face_model=model)
-        methods["ablation network (no fusion/attention)"] = lambda c, lm, d=None, src=None, r=abl: r.estimate(
-            c, lm, method="network")
+        methods["ablation network (no fusion/attention)"] = estimator(
+            Reconstructor(method="network", weights=ablation, face_model=model), "network")
     return methods
 
 
@@ -118,15 +134,14 @@ def _detector_landmarks(crops: np.ndarray, fallback: np.ndarray) -> tuple[np.nda
 
 
 # ---------------------------------------------------------------------- synthetic benchmark
-def synthetic_benchmark(methods: dict, n: int = 64, seed: int = 1000, batch: int = 8, landmark_noise: float = 1.5,
-                        fit_landmarks: str = "noisy-gt", backgrounds=None, model: FaceModel | None = None,
-                        progress: bool = True, reference: bool = False) -> dict:
+def synthetic_benchmark(methods: dict[str, Method], n: int = 64, seed: int = 1000, batch: int = 8,
+                        landmark_noise: float = 1.5, fit_landmarks: str = "noisy-gt", backgrounds=None,
+                        model: FaceModel | None = None, progress: bool = True, reference: bool = False) -> dict:
     from msma.synth import SyntheticFaceGenerator
 
     model = model or FaceModel.ict()
     if reference:  # the mean shape: what any method must beat on vertex error (its pose error is meaningless)
-        methods = {**methods, "mean shape (reference)": lambda c, lm, d=None, src=None: Coefficients.zeros(model,
-                                                                                                      len(c))}
+        methods = {**methods, "mean shape (reference)": lambda x: Coefficients.zeros(model, len(x.crops))}
     gen = SyntheticFaceGenerator(model, seed=seed, image_size=model.camera.image_size, backgrounds=backgrounds)
     rng = np.random.default_rng(seed)
     region = model.face_vertices.cpu().numpy()
@@ -146,7 +161,7 @@ def synthetic_benchmark(methods: dict, n: int = 64, seed: int = 1000, batch: int
             neutral_gt = model(gt.identity.cpu(), torch.zeros_like(gt.expression.cpu())).cpu().numpy()
         for name, fn in methods.items():
             t0 = time.perf_counter()
-            coeffs = fn(crops, lms, dense, sources)
+            coeffs = fn(MethodInput(crops, lms, dense, sources))
             per[name]["seconds"].append((time.perf_counter() - t0) / len(crops))
             coeffs = coeffs.to("cpu")
             exp = model.clamp_expression(coeffs.expression)
@@ -197,8 +212,8 @@ def read_dlib_xml(path: str | os.PathLike) -> list[tuple[str, np.ndarray, np.nda
     return out
 
 
-def dlib_nme(dlib_dir: str | os.PathLike, methods: dict, detector: str = "auto", model: FaceModel | None = None,
-             progress: bool = True) -> dict:
+def dlib_nme(dlib_dir: str | os.PathLike, methods: dict[str, Method], detector: str = "auto",
+             model: FaceModel | None = None, progress: bool = True) -> dict:
     """Reprojected 68-point NME on the dlib example faces: detect -> align -> method -> project -> photo pixels.
 
     The labels were produced by dlib's own predictor (pseudo-labels); a ground-truth face is matched to the detection
@@ -240,7 +255,7 @@ def dlib_nme(dlib_dir: str | os.PathLike, methods: dict, detector: str = "auto",
             crop_lm = transform_points(best.landmarks68, aligned.matrix)
             crop_dense = None if best.dense is None else transform_points(best.dense, aligned.matrix)[None]
             for name, fn in methods.items():
-                coeffs = fn(aligned.image[None], crop_lm[None], crop_dense, [best.detector]).to("cpu")
+                coeffs = fn(MethodInput(aligned.image[None], crop_lm[None], crop_dense, [best.detector])).to("cpu")
                 proj = contour.project(model, coeffs)  # the jaw on the silhouette, as detectors place it
                 per[name].append(nme(transform_points(proj, aligned.inverse), gt))
         if progress:

@@ -7,6 +7,9 @@
 #   bash scripts/network_experiments.sh evaluate   # the synthetic benchmark of both pairs of weights
 # Round 2 (the shipped weights since issue 10 round 2, weights/README.md): 128 px, cross-entropy on the expressions
 #   bash scripts/network_experiments.sh bce128     # cache (8,000 + 500 held-out at 128), both runs, trust, evaluation
+# Round 3: fine-tunes of the round-2 files on a fresh, larger cache (12,000 faces, seed 4, half of them with skin
+# unwrapped from faces_in_the_wild photos; old_photos are the SFM benchmark's textures and stay out of the bank)
+#   bash scripts/network_experiments.sh round3     # bank, cache, both runs side by side, trust, evaluation
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-python}
@@ -68,5 +71,36 @@ case "${1:-}" in
       --reference --threads 2 --weights runs/exp/msma_bce128/export.safetensors \
       --ablation-weights runs/exp/plain_bce128/export.safetensors --name network_bce128_candidate
     ;;
-  *) echo "usage: $0 cache|probes|final|evaluate|bce128" >&2; exit 2 ;;
+  round3)
+    [ -f runs/cache/val128/shard_00000.npz ] || $PY -m msma.synth --out runs/cache/val128 --n 500 --seed 1000 \
+      --image-size 128 --backgrounds ../shared/data/old_photos
+    [ -f runs/cache/real_train.npz ] || $PY -m msma.data --source ../shared/data/faces_in_the_wild \
+      ../shared/data/old_photos --out runs/cache/real_train.npz
+    [ -f runs/cache/real_fitw.npz ] || $PY -m msma.data --source ../shared/data/faces_in_the_wild \
+      --out runs/cache/real_fitw.npz
+    [ -f runs/cache/bank_fitw.npz ] || $PY -m msma.synth --build-bank runs/cache/real_fitw.npz --out runs/cache/bank_fitw.npz
+    if [ ! -f runs/cache/synth128_r3/shard_00023.npz ]; then  # 24 shards of 500, two processes
+      for part in 0-11 12-23; do
+        $PY -m msma.synth --out runs/cache/synth128_r3 --n 12000 --seed 4 --image-size 128 --threads 1 \
+          --backgrounds ../shared/data/faces_in_the_wild --texture-bank runs/cache/bank_fitw.npz \
+          --bank-probability 0.5 --shards "$part" &
+      done
+      wait
+    fi
+    common=(--synthetic runs/cache/synth128_r3 --real runs/cache/real_train.npz --real-every 8 --real-batch 4
+            --steps "${STEPS:-3000}" --batch-size 16 --image-size 128 --lr 3e-4 --decay-at 0.6 0.85 --head-hidden 256
+            --mlka-dilation scaled --val runs/cache/val128 --val-items 256 --val-every 500 --threads 1 --quiet
+            --log-every 50 --save-every 250 --resume
+            --weights '{"translation_z": 0.1, "expression": 0, "expression_bce": 10}')
+    nice -n 5 $PY -m msma train --config light --init weights/msma_light.safetensors "${common[@]}" \
+      --out runs/exp/msma_r3 --export runs/exp/msma_r3/export.safetensors &
+    nice -n 5 $PY -m msma train --config plain-light --init weights/plain_light.safetensors "${common[@]}" \
+      --out runs/exp/plain_r3 --export runs/exp/plain_r3/export.safetensors &
+    wait
+    $PY scripts/calibrate_network_trust.py runs/exp/msma_r3/export.safetensors runs/exp/plain_r3/export.safetensors
+    $PY -m msma evaluate --synthetic 64 --seed 1000 --backgrounds ../shared/data/old_photos --no-fitting --no-refine \
+      --reference --threads 2 --weights runs/exp/msma_r3/export.safetensors \
+      --ablation-weights runs/exp/plain_r3/export.safetensors --name network_r3_candidate
+    ;;
+  *) echo "usage: $0 cache|probes|final|evaluate|bce128|round3" >&2; exit 2 ;;
 esac

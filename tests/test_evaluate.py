@@ -153,17 +153,17 @@ def test_synthetic_benchmark_runs_with_a_stub_method(model):
     from msma.evaluate import synthetic_benchmark
     from msma.face_model import Coefficients
 
-    def mean_face(crops, landmarks, dense=None, sources=None):
-        return Coefficients.zeros(model, len(crops))
+    def mean_face(x):
+        return Coefficients.zeros(model, len(x.crops))
 
     from msma.synth import SyntheticFaceGenerator
 
     truth = SyntheticFaceGenerator(model, seed=1000)  # the benchmark's default seed: the same faces, in order
     seen = iter(range(100))
 
-    def oracle(crops, landmarks, dense=None, sources=None):  # answers the ground truth of each face
-        coeffs = Coefficients.zeros(model, len(crops))
-        for b in range(len(crops)):
+    def oracle(x):  # answers the ground truth of each face
+        coeffs = Coefficients.zeros(model, len(x.crops))
+        for b in range(len(x.crops)):
             p = truth.sample_parameters(next(seen))
             coeffs.identity[b], coeffs.expression[b] = torch.as_tensor(p["identity"]), torch.as_tensor(p["expression"])
             coeffs.angles[b] = torch.as_tensor(p["angles"])
