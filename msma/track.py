@@ -9,9 +9,11 @@ Pipeline (the time of every stage is in ``TrackResult.timings``):
 1. decode (`msma.video`); frames larger than ``max_side`` are downscaled while decoding;
 2. landmarks: mediapipe's face mesh in video mode (it tracks from frame to frame and re-detects when it loses the
    face), 478 points with irises; faces are followed over frames by box overlap;
-3. identity: a few keyframes per face (the most frontal, most neutral frame of each stretch of the clip) fitted
-   together with one shared identity (`fit_identity`: the network's estimate from the keyframe crops as the prior,
-   then the same points, camera and priors as the per-frame fit);
+3. identity: a few keyframes per face (the most frontal, most neutral frame of each stretch of the clip, so the
+   head's poses over the clip). The person's shape (the rig, ``FaceTrack.identity``) is the photo fitter's with one
+   identity shared by the keyframes, as several photos of a person get (`Reconstructor.estimate(shared_identity=
+   True)`); the per-frame fit below keeps its own `fit_identity` on its points (the network's estimate as the
+   prior, the tracker's weak prior), which absorbs where the video-mode points sit on the face but is a poor shape;
    the photo texture of the rig is unwrapped from the most frontal frame (`Reconstructor.reconstruct_face`);
 4. per frame, identity fixed: head pose and the 53 expression weights from mediapipe's 468 mesh points as points on
    the ICT surface with their measured noise (`msma.fit.MeshPoints`, the still fitter's table; eyelid points the
@@ -80,6 +82,10 @@ class TrackSettings:
     max_faces: int = 4  # faces the landmark tracker follows at once
     largest: bool = False  # one track: the largest face of every frame
     keyframes: int = 5  # frames used for the shared identity
+    # the person's identity (the rig's shape, FaceTrack.identity) from the keyframes: "still" (the photo fitter, one
+    # identity shared by the keyframes) or "tracker" (the per-frame fit's own `fit_identity`, the earlier way); the
+    # per-frame fit always uses its own (see FaceTracker._identity)
+    identity: str = "still"
     min_detection_confidence: float = 0.5
     min_tracking_confidence: float = 0.5
     fit_iterations: int = 2  # joint Gauss-Newton steps per frame (3x on the first frame of a stretch)
@@ -669,7 +675,7 @@ class _Keyframe:
     frame: int
     crop: np.ndarray  # (224, 224, 3) aligned crop
     crop_landmarks: np.ndarray  # (68, 2)
-    crop_dense: np.ndarray  # (468, 2) mesh points in the crop
+    crop_dense: np.ndarray  # (478, 2) mesh points (with irises) in the crop
 
 
 class _KeyframePool:
@@ -727,6 +733,8 @@ class FaceTracker:
     def __init__(self, reconstructor=None, settings: TrackSettings | None = None) -> None:
         self._reconstructor = reconstructor
         self.settings = settings or TrackSettings()
+        if self.settings.identity not in ("still", "tracker"):
+            raise ValueError(f"TrackSettings.identity must be 'still' or 'tracker', got {self.settings.identity!r}")
 
     @property
     def reconstructor(self):
@@ -880,8 +888,7 @@ class FaceTracker:
                 matrix = estimate_transform(five_points_from_68(lm), template)
                 crop = cv2.warpAffine(image, matrix, (224, 224), flags=cv2.INTER_AREA if matrix[0, 0] < 1 else
                                       cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-                return _Keyframe(score, index, crop, transform_points(lm, matrix),
-                                 transform_points(dense[:468], matrix))
+                return _Keyframe(score, index, crop, transform_points(lm, matrix), transform_points(dense, matrix))
 
             track.pool.offer(time_s, index, score, make)
             if self.settings.texture:
@@ -897,9 +904,16 @@ class FaceTracker:
         return np.stack([a, b] if keep <= swap else [b, a])
 
     def _identity(self, raw: _RawTrack, points: PointSet, timings: dict[str, float]):
-        """One identity from the keyframes: the network's estimate (when there are weights) as the prior, refined
-        by `fit_identity` on the same points the frames are fitted to (the 68-point `fit_landmarks` would put
-        ICT's landmark vertices under mediapipe's points, which sit elsewhere on the face)."""
+        """(the person's identity, the per-frame fit's identity, keyframe indices) from the keyframes (frames spread
+        over the clip, so over the head's poses).
+
+        The per-frame fit's identity is `fit_identity` on the tracker's own points (the network's estimate as the
+        prior): with the tracker's weak identity prior it absorbs where mediapipe's video-mode points sit on this
+        face, which keeps the per-frame weights neutral, but as a shape it was worse than the mean face on
+        out-of-model faces (benchmarks/results/sfm_video_*.md). The person's identity (``identity="still"``) is
+        the photo fitter's, one identity shared by the keyframes (`Reconstructor.estimate(shared_identity=True)`:
+        mediapipe's mesh and 68 points, the detector-offset correction and the photo priors), what several photos
+        of a person get; ``"tracker"`` reports the per-frame fit's identity as the person's (the earlier way)."""
         start = time.perf_counter()
         rec = self.reconstructor
         keyframes = raw.pool.choose(self.settings.keyframes)
@@ -907,10 +921,16 @@ class FaceTracker:
         prior = None
         if rec.network is not None:
             prior = rec.predict(crops).identity.mean(0).detach().cpu().numpy().astype(np.float64)
-        targets = np.stack([k.crop_dense if points.dense else k.crop_landmarks for k in keyframes])
-        identity, _ = fit_identity(rec.model, targets, points, self.settings, prior_identity=prior)
+        targets = np.stack([k.crop_dense[:468] if points.dense else k.crop_landmarks for k in keyframes])
+        tracking, _ = fit_identity(rec.model, targets, points, self.settings, prior_identity=prior)
+        person = tracking
+        if self.settings.identity == "still":
+            coeffs = rec.estimate(crops, np.stack([k.crop_landmarks for k in keyframes]), shared_identity=True,
+                                  crop_dense=np.stack([k.crop_dense for k in keyframes]), photometric=False,
+                                  landmark_sources=["mediapipe"] * len(keyframes))
+            person = coeffs.identity[0].double().cpu().numpy()
         timings["identity"] += time.perf_counter() - start
-        return identity, [k.frame for k in keyframes]
+        return person, tracking, [k.frame for k in keyframes]
 
     def _rig(self, raw: _RawTrack, identity: np.ndarray, timings: dict[str, float], messages: list[str]):
         from msma.export_rig import Rig
@@ -942,12 +962,12 @@ class FaceTracker:
         calibration = _calibration(model, points) if s.calibrated else None
         if calibration is not None:
             points.pose_offset = calibration.pose_offset
-        identity, keyframes = self._identity(raw, points, timings)
+        identity, tracking_identity, keyframes = self._identity(raw, points, timings)
         rig = self._rig(raw, identity, timings, messages)
         n, kn = len(times), model.n_expression
         names = list(model.expression_names)
-        fitter = FrameFitter(model, identity, s, points)
-        eyes = EyeModel.from_model(model, identity)
+        fitter = FrameFitter(model, tracking_identity, s, points)
+        eyes = EyeModel.from_model(model, tracking_identity)
         if eyes is not None and calibration is not None:
             eyes.rest = calibration.gaze_rest.copy()
         deadzone = s.gaze_deadzone_deg

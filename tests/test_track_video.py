@@ -141,3 +141,39 @@ def test_variable_frame_rate_uses_timestamps(tracker, tmp_path):
     assert result.variable_frame_rate
     np.testing.assert_allclose(result.times, times - times[0], atol=2e-3)
     assert any("variable frame rate" in m for m in result.messages)
+
+
+def test_identity_is_the_photo_fitters_shared_identity_over_the_keyframes(tracker, tmp_path, monkeypatch):
+    """The person's identity from a video is `Reconstructor.estimate(shared_identity=True)` on the keyframes (the
+    photo fitter's priors and detector-offset correction), not the per-frame fit's weakly regularised
+    `fit_identity`, which the per-frame fit still uses."""
+    import msma.track as track
+
+    calls = []
+    real = tracker.reconstructor.estimate
+
+    def spy(crops, landmarks, **kwargs):
+        calls.append((len(crops), kwargs))
+        out = real(crops, landmarks, **kwargs)
+        calls[-1] += (out.identity[0].double().numpy(),)
+        return out
+
+    tracking, real_fit_identity = [], track.fit_identity
+
+    def fit_identity(*args, **kwargs):  # the per-frame fit's own identity
+        identity, states = real_fit_identity(*args, **kwargs)
+        tracking.append(identity)
+        return identity, states
+
+    monkeypatch.setattr(tracker.reconstructor, "estimate", spy)
+    monkeypatch.setattr(track, "fit_identity", fit_identity)
+    result = tracker.track_video(make_clip(tmp_path / "id.mp4"), progress=False)
+    [(n, kwargs, shared)] = calls
+    face = result.faces[0]
+    assert n == len(face.keyframes) and kwargs["shared_identity"] and kwargs["photometric"] is False
+    assert kwargs["landmark_sources"] == ["mediapipe"] * n and kwargs["crop_dense"].shape == (n, 478, 2)
+    assert np.allclose(face.identity, shared) and np.abs(face.identity).max() > 0
+    # the per-frame fit keeps its own identity, which is not the person's
+    assert len(tracking) == 1 and not np.allclose(tracking[0], shared)
+    with pytest.raises(ValueError, match="identity"):
+        FaceTracker(tracker.reconstructor, TrackSettings(identity="network"))
