@@ -86,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-photometric", action="store_true", help="landmark fitting only (faster)")
     parser.add_argument("--align", default="rigid", choices=("rigid", "similarity"))
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--name", default="identity_roc",
+                        help="result file stem (identity_threshold.py calibrates from identity_roc.json)")
     args = parser.parse_args(argv)
     if not args.pairs.is_file():
         print(f"pairs file not found: {args.pairs}", file=sys.stderr)
@@ -169,14 +171,14 @@ def main(argv: list[str] | None = None) -> int:
         "pairs": rows,
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "identity_roc.json").write_text(json.dumps(summary, indent=2))
-    _plot(fpr, tpr, auc, summary, args.out / "identity_roc.html")
+    (args.out / f"{args.name}.json").write_text(json.dumps(summary, indent=2))
+    _plot(fpr, tpr, auc, summary, args.out / f"{args.name}.html")
     lo, hi = summary["auc_95ci_bootstrap"]
     print(f"AUC {auc:.3f} (bootstrap 95% CI {lo:.2f}-{hi:.2f})")
     print(f"{len(rows)} pairs ({summary['n_same']} same, {summary['n_different']} different); "
           f"same-person mean {summary['same_mean_mm']:.2f} mm vs different {summary['different_mean_mm']:.2f} mm; "
           f"threshold {threshold_mm:.2f} mm: TPR {tpr[best]:.2f}, FPR {fpr[best]:.2f}")
-    print(f"wrote {args.out / 'identity_roc.json'} and {args.out / 'identity_roc.html'}")
+    print(f"wrote {args.out / (args.name + '.json')} and {args.out / (args.name + '.html')}")
     return 0
 
 
