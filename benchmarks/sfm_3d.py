@@ -176,6 +176,14 @@ def run(split: str, n_subjects: int, methods: tuple[str, ...], multiview: bool =
             "failures": failures}
 
 
+def _by_view(rows: list[dict], key: str) -> dict[str, list[float]]:
+    """``key`` of each row, grouped by view in the rows' order."""
+    grouped: dict[str, list[float]] = {}
+    for r in rows:
+        grouped.setdefault(r["view"], []).append(r[key])
+    return grouped
+
+
 def summarise(result: dict) -> dict:
     rows = result["rows"]
     methods = list(dict.fromkeys(r["method"] for r in rows))
@@ -185,15 +193,13 @@ def summarise(result: dict) -> dict:
         summary[m] = {"n": len(mine), "mean_mm": float(np.mean([r["mean_mm"] for r in mine])),
                       "median_mm": float(np.mean([r["median_mm"] for r in mine])),
                       "seconds": float(np.mean([r["seconds"] for r in mine])),
-                      "per_view": {v: float(np.mean([r["mean_mm"] for r in mine if r["view"] == v]))
-                                   for v in dict.fromkeys(r["view"] for r in mine)}}
+                      "per_view": {v: float(np.mean(e)) for v, e in _by_view(mine, "mean_mm").items()}}
         if any("yaw_error_deg" in r for r in mine):
-            summary[m]["yaw_error_deg"] = {v: float(np.mean([r["yaw_error_deg"] for r in mine if r["view"] == v]))
-                                           for v in dict.fromkeys(r["view"] for r in mine)}
+            summary[m]["yaw_error_deg"] = {v: float(np.mean(e)) for v, e in _by_view(mine, "yaw_error_deg").items()}
         if any("max_expression_weight" in r for r in mine):
-            summary[m]["neutral"] = {v: {"largest_weight": float(np.mean(w)), "share_all_below_0.15": float(
-                np.mean(np.array(w) <= NEUTRAL_LIMIT))} for v in dict.fromkeys(r["view"] for r in mine)
-                for w in [[r["max_expression_weight"] for r in mine if r["view"] == v]]}
+            summary[m]["neutral"] = {v: {"largest_weight": float(np.mean(w)),
+                                         "share_all_below_0.15": float(np.mean(np.array(w) <= NEUTRAL_LIMIT))}
+                                     for v, w in _by_view(mine, "max_expression_weight").items()}
     for ref in ("mean", "eos"):
         if ref not in summary:
             continue

@@ -918,16 +918,15 @@ class FaceTracker:
         rec = self.reconstructor
         keyframes = raw.pool.choose(self.settings.keyframes)
         crops = np.stack([k.crop for k in keyframes])
-        prior = None
-        if rec.network is not None:
-            prior = rec.predict(crops).identity.mean(0).detach().cpu().numpy().astype(np.float64)
+        predicted = rec.predict(crops) if rec.network is not None else None
+        prior = None if predicted is None else predicted.identity.mean(0).double().cpu().numpy()
         targets = np.stack([k.crop_dense[:468] if points.dense else k.crop_landmarks for k in keyframes])
         tracking, _ = fit_identity(rec.model, targets, points, self.settings, prior_identity=prior)
         person = tracking
-        if self.settings.identity == "still":
+        if self.settings.identity == "still":  # the network methods reuse the prediction above as their prior
             coeffs = rec.estimate(crops, np.stack([k.crop_landmarks for k in keyframes]), shared_identity=True,
                                   crop_dense=np.stack([k.crop_dense for k in keyframes]), photometric=False,
-                                  landmark_sources=["mediapipe"] * len(keyframes))
+                                  landmark_sources=["mediapipe"] * len(keyframes), prior=predicted)
             person = coeffs.identity[0].double().cpu().numpy()
         timings["identity"] += time.perf_counter() - start
         return person, tracking, [k.frame for k in keyframes]

@@ -19,6 +19,25 @@ run() {  # NAME STEPS ARGS...
     --val-items 256 --steps "$steps" --batch-size 16 --image-size 192 --threads 1 --out "runs/exp/$name" --quiet \
     --log-every 20 --save-every 100 --resume "$@"
 }
+val_and_real_caches() {  # the 128 px validation faces (seed 1000) and the real-photo batches, when missing
+  [ -f runs/cache/val128/shard_00000.npz ] || $PY -m msma.synth --out runs/cache/val128 --n 500 --seed 1000 \
+    --image-size 128 --backgrounds ../shared/data/old_photos
+  [ -f runs/cache/real_train.npz ] || $PY -m msma.data --source ../shared/data/faces_in_the_wild \
+    ../shared/data/old_photos --out runs/cache/real_train.npz
+}
+equal_budget_pair() {  # TAG RESULT_NAME TRAIN_ARGS...: MSMA light + plain ablation side by side, one thread each
+  # (equal budget: same data order, steps and schedule), fine-tuned from weights/, then trust and evaluation
+  local tag=$1 name=$2; shift 2
+  nice -n 5 $PY -m msma train --config light --init weights/msma_light.safetensors "$@" \
+    --out "runs/exp/msma_$tag" --export "runs/exp/msma_$tag/export.safetensors" &
+  nice -n 5 $PY -m msma train --config plain-light --init weights/plain_light.safetensors "$@" \
+    --out "runs/exp/plain_$tag" --export "runs/exp/plain_$tag/export.safetensors" &
+  wait
+  $PY scripts/calibrate_network_trust.py "runs/exp/msma_$tag/export.safetensors" "runs/exp/plain_$tag/export.safetensors"
+  $PY -m msma evaluate --synthetic 64 --seed 1000 --backgrounds ../shared/data/old_photos --no-fitting --no-refine \
+    --reference --threads 2 --weights "runs/exp/msma_$tag/export.safetensors" \
+    --ablation-weights "runs/exp/plain_$tag/export.safetensors" --name "$name"
+}
 ZERO='"identity":0,"angles":0,"translation":0,"translation_z":0,"lighting":0,"texture":0,"vertex":0,"landmark":0'
 case "${1:-}" in
   cache)
@@ -52,30 +71,15 @@ case "${1:-}" in
   bce128)
     [ -f runs/cache/synth128/shard_00015.npz ] || $PY -m msma.synth --out runs/cache/synth128 --n 8000 --image-size 128 \
       --backgrounds ../shared/data/faces_in_the_wild
-    [ -f runs/cache/val128/shard_00000.npz ] || $PY -m msma.synth --out runs/cache/val128 --n 500 --seed 1000 \
-      --image-size 128 --backgrounds ../shared/data/old_photos
-    [ -f runs/cache/real_train.npz ] || $PY -m msma.data --source ../shared/data/faces_in_the_wild \
-      ../shared/data/old_photos --out runs/cache/real_train.npz
+    val_and_real_caches
     common=(--synthetic runs/cache/synth128 --real runs/cache/real_train.npz --real-every 8 --real-batch 4 --steps 4000
             --batch-size 16 --image-size 128 --lr 5e-4 --decay-at 0.6 0.85 --head-hidden 256 --mlka-dilation scaled
             --val runs/cache/val128 --val-items 256 --val-every 500 --threads 1 --quiet --log-every 50
             --save-every 250 --resume --weights '{"translation_z": 0.1, "expression": 0, "expression_bce": 10}')
-    # the two runs side by side, one thread each (equal budget: same data order, steps and schedule)
-    nice -n 5 $PY -m msma train --config light --init weights/msma_light.safetensors "${common[@]}" \
-      --out runs/exp/msma_bce128 --export runs/exp/msma_bce128/export.safetensors &
-    nice -n 5 $PY -m msma train --config plain-light --init weights/plain_light.safetensors "${common[@]}" \
-      --out runs/exp/plain_bce128 --export runs/exp/plain_bce128/export.safetensors &
-    wait
-    $PY scripts/calibrate_network_trust.py runs/exp/msma_bce128/export.safetensors runs/exp/plain_bce128/export.safetensors
-    $PY -m msma evaluate --synthetic 64 --seed 1000 --backgrounds ../shared/data/old_photos --no-fitting --no-refine \
-      --reference --threads 2 --weights runs/exp/msma_bce128/export.safetensors \
-      --ablation-weights runs/exp/plain_bce128/export.safetensors --name network_bce128_candidate
+    equal_budget_pair bce128 network_bce128_candidate "${common[@]}"
     ;;
   round3)
-    [ -f runs/cache/val128/shard_00000.npz ] || $PY -m msma.synth --out runs/cache/val128 --n 500 --seed 1000 \
-      --image-size 128 --backgrounds ../shared/data/old_photos
-    [ -f runs/cache/real_train.npz ] || $PY -m msma.data --source ../shared/data/faces_in_the_wild \
-      ../shared/data/old_photos --out runs/cache/real_train.npz
+    val_and_real_caches
     [ -f runs/cache/real_fitw.npz ] || $PY -m msma.data --source ../shared/data/faces_in_the_wild \
       --out runs/cache/real_fitw.npz
     [ -f runs/cache/bank_fitw.npz ] || $PY -m msma.synth --build-bank runs/cache/real_fitw.npz --out runs/cache/bank_fitw.npz
@@ -92,15 +96,7 @@ case "${1:-}" in
             --mlka-dilation scaled --val runs/cache/val128 --val-items 256 --val-every 500 --threads 1 --quiet
             --log-every 50 --save-every 250 --resume
             --weights '{"translation_z": 0.1, "expression": 0, "expression_bce": 10}')
-    nice -n 5 $PY -m msma train --config light --init weights/msma_light.safetensors "${common[@]}" \
-      --out runs/exp/msma_r3 --export runs/exp/msma_r3/export.safetensors &
-    nice -n 5 $PY -m msma train --config plain-light --init weights/plain_light.safetensors "${common[@]}" \
-      --out runs/exp/plain_r3 --export runs/exp/plain_r3/export.safetensors &
-    wait
-    $PY scripts/calibrate_network_trust.py runs/exp/msma_r3/export.safetensors runs/exp/plain_r3/export.safetensors
-    $PY -m msma evaluate --synthetic 64 --seed 1000 --backgrounds ../shared/data/old_photos --no-fitting --no-refine \
-      --reference --threads 2 --weights runs/exp/msma_r3/export.safetensors \
-      --ablation-weights runs/exp/plain_r3/export.safetensors --name network_r3_candidate
+    equal_budget_pair r3 network_r3_candidate "${common[@]}"
     ;;
   *) echo "usage: $0 cache|probes|final|evaluate|bce128|round3" >&2; exit 2 ;;
 esac
