@@ -73,6 +73,11 @@ GRID: dict[str, dict] = {
     "68 rows at weight 1, L1 expression 128": {"dense_landmark68_weight": 1.0, "expression_l1": 128.0},
     "no L1 expression": {"expression_l1": 0.0},
     "L1 expression 16": {"expression_l1": 16.0},
+    "mesh depth sigma 2": {"mesh_depth_sigma_px": 2.0},
+    "mesh depth sigma 4": {"mesh_depth_sigma_px": 4.0},
+    "mesh depth sigma 8": {"mesh_depth_sigma_px": 8.0},
+    "mesh depth sigma 4, scale per image": {"mesh_depth_sigma_px": 4.0, "mesh_depth_scale": None},
+    "mesh depth sigma 4, identity prior 10": {"mesh_depth_sigma_px": 4.0, "identity_prior": 10.0},
 }
 
 

@@ -6,13 +6,19 @@ sees the in-plane roll and predicts it as part of the pose. ``rotate=True`` fits
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from msma.pixels import opencv_affine
 
-__all__ = ["AlignedFace", "align_face", "estimate_transform", "transform_points", "invert_affine"]
+if TYPE_CHECKING:
+    from msma.landmarks import FaceLandmarks
+
+__all__ = ["AlignedFace", "align_face", "estimate_transform", "transform_points", "invert_affine",
+           "crop_mesh_points", "stack_mesh_points"]
 
 
 @dataclass
@@ -27,6 +33,27 @@ def transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     pts = np.asarray(points, dtype=np.float64)
     m = np.asarray(matrix, dtype=np.float64)
     return pts @ m[:, :2].T + m[:, 2]
+
+
+def crop_mesh_points(detection: FaceLandmarks, matrix: np.ndarray) -> np.ndarray | None:
+    """(N, 3) a detection's mesh points in the crop of ``matrix``: x, y, and mediapipe's relative depth (on the scale
+    of x, so times the similarity's scale; NaN when the detector gave none). None when it has no mesh."""
+    if detection.dense is None:
+        return None
+    xy = transform_points(detection.dense, matrix)
+    scale = float(np.sqrt(abs(np.linalg.det(np.asarray(matrix, np.float64)[:, :2]))))
+    depth = (np.full(len(xy), np.nan) if detection.dense_depth is None
+             else np.asarray(detection.dense_depth, np.float64)[: len(xy)] * scale)
+    return np.concatenate([xy, depth[:, None]], axis=1)
+
+
+def stack_mesh_points(detections: Sequence[FaceLandmarks], matrices: Sequence[np.ndarray]) -> np.ndarray | None:
+    """(B, N, 3) `crop_mesh_points` of several detections, NaN rows for those without a mesh; None when none has."""
+    points = [crop_mesh_points(d, m) for d, m in zip(detections, matrices)]
+    if all(p is None for p in points):
+        return None
+    n = max(len(p) for p in points if p is not None)
+    return np.stack([p if p is not None else np.full((n, 3), np.nan) for p in points])
 
 
 def invert_affine(matrix: np.ndarray) -> np.ndarray:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from msma.align import AlignedFace, align_face, transform_points
+from msma.align import AlignedFace, align_face, crop_mesh_points, stack_mesh_points, transform_points
 from msma.assets import resolve_local_file
 from msma.defaults import (  # noqa: F401 - re-exported; DEFAULT_METHOD ("auto") is set in msma/defaults.py
     DEFAULT_METHOD,
@@ -373,7 +373,7 @@ class Reconstructor:
         start = time.perf_counter()
         aligned = align_face(photo, detection.five_points(), template=self.template)
         crop_landmarks = transform_points(detection.landmarks68, aligned.matrix)
-        crop_dense = None if detection.dense is None else transform_points(detection.dense, aligned.matrix)[None]
+        crop_dense = None if detection.dense is None else crop_mesh_points(detection, aligned.matrix)[None]
         timings["align"] = time.perf_counter() - start
         coeffs = self.estimate(aligned.image, crop_landmarks[None], method=method, timings=timings,
                                crop_dense=crop_dense, landmark_sources=[detection.detector])
@@ -551,13 +551,8 @@ class Reconstructor:
         crops = np.stack([photo.aligned[k].image for photo, k in faces_of])
         crop_lms = np.stack([transform_points(photo.detections[k].landmarks68, photo.aligned[k].matrix)
                              for photo, k in faces_of])
-        dense_list = [None if photo.detections[k].dense is None
-                      else transform_points(photo.detections[k].dense, photo.aligned[k].matrix)
-                      for photo, k in faces_of]
-        crop_dense = None
-        if any(d is not None for d in dense_list):
-            n = max(len(d) for d in dense_list if d is not None)
-            crop_dense = np.stack([d if d is not None else np.full((n, 2), np.nan) for d in dense_list])
+        crop_dense = stack_mesh_points([photo.detections[k] for photo, k in faces_of],
+                                       [photo.aligned[k].matrix for photo, k in faces_of])
         batch_timings: dict[str, float] = {}
         prior = None
         if self.method.startswith("network"):
@@ -626,11 +621,7 @@ class Reconstructor:
         """One face per photo (already detected), all of one person: one shared identity, per-photo expression/pose."""
         aligned = [align_face(p, d.five_points(), template=self.template) for p, d in zip(photos, detections)]
         crop_lms = [transform_points(d.landmarks68, a.matrix) for d, a in zip(detections, aligned)]
-        dense = None
-        if any(d.dense is not None for d in detections):
-            n = max(len(d.dense) for d in detections if d.dense is not None)
-            dense = np.stack([transform_points(d.dense, a.matrix) if d.dense is not None else np.full((n, 2), np.nan)
-                              for d, a in zip(detections, aligned)])
+        dense = stack_mesh_points(detections, [a.matrix for a in aligned])
         method = method or self.method
         method = method if method != "network" else "network+refine"
         coeffs = self.estimate(np.stack([a.image for a in aligned]), np.stack(crop_lms), method=method,

@@ -69,6 +69,11 @@ class LandmarkFitSettings:
     # weight of the mean squared identity displacement (mm^2) of face vertices along the viewing direction, which
     # one photo cannot observe: identity changes go in-plane unless the landmarks demand depth
     depth_prior: float = 0.0
+    # mediapipe's per-point relative depth (its z) as a measurement: the model's camera-frame depth of the visible
+    # mesh points, centred, against mediapipe's, centred, with this noise (crop pixels); None leaves depth out.
+    # depth_scale multiplies mediapipe's z (same scale as x by its definition); None estimates it per image.
+    mesh_depth_sigma_px: float | None = None
+    mesh_depth_scale: float | None = 1.0
     # Expression priors, chosen on dev data (benchmarks/expression_settings.py: synthetic faces with expressions and
     # detector landmarks, seed 2000; benchmarks/fit_settings.py: neutral SFM dev faces). Weaker ones let the mesh
     # points' definition noise through as expressions (neutral faces got weights above 0.15) with no gain in MAE.
@@ -247,6 +252,38 @@ def _projection_rows(
     return design(identity_basis) * w[:, None], design(expression_basis) * w[:, None], b * w
 
 
+def _depth_rows(
+    model: FaceModel, coeffs: Coefficients, mesh_points: MeshPoints, depth: np.ndarray, seen: np.ndarray,
+    settings: LandmarkFitSettings,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows (A_id, A_exp, b) for mediapipe's relative depth of the ``seen`` mesh points (crop pixels, smaller is
+    nearer): the model's camera-frame depth in pixels at the face's distance, centred over those points (mediapipe's
+    origin is its own), against the measured depth centred the same way, rows scaled by 1 / sigma."""
+    cam = model.camera
+    rotation = euler_to_matrix(coeffs.angles[:1].double().cpu())[0].numpy()
+    t = coeffs.translation[0].double().cpu().numpy()
+    verts = mesh_points.vertices_of(coeffs.identity[0].double().cpu().numpy(),
+                                    coeffs.expression[0].double().cpu().numpy())[seen]
+    pixels_per_unit = cam.focal / (cam.distance - float((verts @ rotation[2]).mean() + t[2]))
+    # camera-frame z grows towards the camera, mediapipe's depth away from it
+    axis = -pixels_per_unit * rotation[2]
+
+    def centred(x: np.ndarray) -> np.ndarray:
+        return x - x.mean(axis=0, keepdims=True)
+
+    a_id = centred(np.einsum("nkc,c->kn", mesh_points.identity_basis[:, seen], axis))
+    a_exp = centred(np.einsum("nkc,c->kn", mesh_points.expression_basis[:, seen], axis))
+    const = centred(mesh_points.mean[seen] @ axis)
+    measured = centred(depth[seen])
+    if settings.mesh_depth_scale is None:  # mediapipe's depth scale for this image, from the current model depth
+        model_depth = centred(verts @ axis)
+        scale = float(model_depth @ measured / max(measured @ measured, 1e-9))
+    else:
+        scale = settings.mesh_depth_scale
+    w = 1.0 / settings.mesh_depth_sigma_px
+    return a_id * w, a_exp * w, (scale * measured - const) * w
+
+
 def _linear_system(
     model: FaceModel, tracker: ContourTracker, coeffs: Coefficients, index: np.ndarray, target: np.ndarray,
     sigma: np.ndarray,
@@ -400,7 +437,9 @@ def fit_landmarks(
     detector_bias: DetectorBias | None = None,
 ) -> Coefficients:
     """Fit pose, identity and expression to 68 crop-pixel landmarks (B, 68, 2), and to mediapipe's 478 mesh points
-    ``dense`` (B, 478, 2) crop pixels (NaN rows where an image has no mesh) when given and the model has the table.
+    ``dense`` (B, 478, 2) crop pixels (NaN rows where an image has no mesh) when given and the model has the table;
+    a third column (B, 478, 3) is mediapipe's relative depth in crop pixels (`msma.align.crop_mesh_points`), used
+    when ``settings.mesh_depth_sigma_px`` is set.
 
     ``prior_mean`` (e.g. the network's prediction) moves the Gaussian prior on identity and expression from the
     mean face to that estimate, so the network's shape is kept where the landmarks do not contradict it.
@@ -416,6 +455,7 @@ def fit_landmarks(
     batch = targets.shape[0]
     valid = np.ones((batch, 68), bool) if valid is None else np.asarray(valid, bool)
     contour = contour or ContourTracker(model)
+    mesh_depth = None
     if dense is not None and settings.use_dense:
         mesh_points = mesh_points or MeshPoints.for_model(model)
         dense = np.asarray(dense, np.float64)
@@ -423,13 +463,16 @@ def fit_landmarks(
             dense = None
         else:
             dense = dense[:, : len(mesh_points.vertices)]
+            if dense.shape[2] > 2 and settings.mesh_depth_sigma_px is not None:
+                mesh_depth = dense[:, :, 2]
+            dense = dense[:, :, :2]
     else:
         dense = None
     coeffs = init.clone() if init is not None else Coefficients.zeros(model, batch)
     with threadpool_limits(1):
         bias = (detector_bias or _detector_bias()) if settings.detector_bias else None
         _landmark_rounds(model, coeffs, targets, valid, contour, settings, shared_identity, init is not None,
-                         prior_mean, dense, mesh_points, bias, landmark_sources)
+                         prior_mean, dense, mesh_points, bias, landmark_sources, mesh_depth)
     return coeffs
 
 
@@ -459,7 +502,7 @@ def _landmark_rounds(
     model: FaceModel, coeffs: Coefficients, targets: np.ndarray, valid: np.ndarray, contour: ContourTracker,
     settings: LandmarkFitSettings, shared_identity: bool, has_init: bool, prior_mean: Coefficients | None,
     dense: np.ndarray | None, mesh_points: MeshPoints | None, bias: DetectorBias | None = None,
-    sources: Sequence[str | None] | None = None,
+    sources: Sequence[str | None] | None = None, mesh_depth: np.ndarray | None = None,
 ) -> None:
     batch = targets.shape[0]
     raw_targets, raw_dense = targets, dense
@@ -486,6 +529,7 @@ def _landmark_rounds(
     bounded = model.expression_range is not None
     lower, upper = model.expression_range if bounded else (-np.inf, np.inf)
     has_dense = np.zeros(batch, bool) if dense is None else np.isfinite(dense).all(axis=(1, 2))
+    has_depth = has_dense & (np.zeros(batch, bool) if mesh_depth is None else np.isfinite(mesh_depth).all(axis=1))
     if dense is not None:
         sigma_dense = np.maximum(mesh_points.sigma_px * settings.dense_sigma_scale, settings.dense_min_sigma_px)
     scale68 = np.ones((batch, 68))
@@ -545,6 +589,10 @@ def _landmark_rounds(
                 parts = [np.concatenate([parts[0], (d_id * d_scale)[d_mask]]),
                          np.concatenate([parts[1], (d_exp * d_scale)[d_mask]]),
                          np.concatenate([parts[2], (d_rhs * d_scale[:, 0])[d_mask]])]
+                if has_depth[b]:
+                    z_id, z_exp, z_rhs = _depth_rows(model, single, mesh_points, mesh_depth[b], seen, settings)
+                    parts = [np.concatenate([parts[0], z_id]), np.concatenate([parts[1], z_exp]),
+                             np.concatenate([parts[2], z_rhs])]
             if n_id < model.n_identity:  # fixed modes: their (current) contribution moves to the right-hand side
                 fixed = coeffs.identity[b, n_id:].double().cpu().numpy()
                 parts = [parts[0][:, :n_id], parts[1], parts[2] - parts[0][:, n_id:] @ fixed]

@@ -72,3 +72,30 @@ def test_invalid_inputs():
         estimate_transform(np.ones((5, 2)), TEMPLATE)
     np.testing.assert_allclose(invert_affine(invert_affine(np.array([[2.0, 1, 3], [0, 1, 4]]))),
                                [[2.0, 1, 3], [0, 1, 4]])
+
+
+def test_crop_mesh_points_carries_depth_on_the_crop_scale():
+    """x, y go through the similarity; mediapipe's depth (on the scale of x) is multiplied by its scale; a detection
+    without depth gets NaN depth, one without a mesh None, and a stack pads mesh-less faces with NaN rows."""
+    from msma.align import crop_mesh_points, stack_mesh_points
+    from msma.landmarks.base import FaceLandmarks
+
+    rng = np.random.default_rng(0)
+    mesh = rng.uniform(50, 150, (478, 2))
+    depth = rng.normal(0, 10, 478)
+    det = FaceLandmarks(box=np.array([40.0, 40, 160, 160]), landmarks68=mesh[:68], score=1.0, detector="mediapipe",
+                        dense=mesh, dense_depth=depth)
+    angle, scale = 0.3, 2.0
+    matrix = np.array([[scale * np.cos(angle), -scale * np.sin(angle), 5.0],
+                       [scale * np.sin(angle), scale * np.cos(angle), -7.0]])
+    points = crop_mesh_points(det, matrix)
+    assert points.shape == (478, 3)
+    np.testing.assert_allclose(points[:, :2], transform_points(mesh, matrix))
+    np.testing.assert_allclose(points[:, 2], depth * scale)
+    no_depth = FaceLandmarks(det.box, det.landmarks68, 1.0, "mediapipe", dense=mesh)
+    assert np.isnan(crop_mesh_points(no_depth, matrix)[:, 2]).all()
+    no_mesh = FaceLandmarks(det.box, det.landmarks68, 1.0, "dlib")
+    assert crop_mesh_points(no_mesh, matrix) is None
+    stacked = stack_mesh_points([det, no_mesh], [matrix, matrix])
+    assert stacked.shape == (2, 478, 3) and np.isnan(stacked[1]).all() and np.isfinite(stacked[0]).all()
+    assert stack_mesh_points([no_mesh], [matrix]) is None

@@ -1,0 +1,83 @@
+"""The fitter's expression priors against 68-point NME on DEV photos (faces_in_the_wild, old_photos).
+
+    .venv/bin/python benchmarks/nme_settings_dev.py   # -> benchmarks/results/nme_settings_dev.json/.md
+
+A stronger expression prior keeps neutral faces neutral (benchmarks/expression_settings.py) but may pull the fitted
+68 points off a smile the detector saw. This measures that on photos that are not the NME evaluation set: the labels
+are dlib's 68-point predictor on dlib's HOG boxes (as `scripts/derive_mediapipe_ibug68.py` derives its table on the
+same folders), the detector is mediapipe (independent of those labels), and every row is `LandmarkFitSettings` with
+one change, method "fitting" without the photometric step (the 68 points do not depend on it). The held-out
+../shared/data/dlib_faces stays for `python -m msma evaluate --dlib-dir`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from derive_mediapipe_ibug68 import dev_faces  # noqa: E402
+
+from msma.evaluate import labelled_nme  # noqa: E402
+from msma.fit import LandmarkFitSettings  # noqa: E402
+
+GRID: dict[str, dict] = {
+    "defaults": {},
+    "L1 expression 32": {"expression_l1": 32.0},
+    "L1 expression 64": {"expression_l1": 64.0},
+    "L1 expression 128": {"expression_l1": 128.0},
+    "L1 expression 192": {"expression_l1": 192.0},
+    "L1 expression 256": {"expression_l1": 256.0},
+    "L1 expression 384": {"expression_l1": 384.0},
+    "L2 expression 16, L1 64": {"expression_prior": 16.0, "expression_l1": 64.0},
+    "L2 expression 16, L1 32": {"expression_prior": 16.0, "expression_l1": 32.0},
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--folders", nargs="+", type=Path,
+                        default=[ROOT.parent / "shared" / "data" / "faces_in_the_wild",
+                                 ROOT.parent / "shared" / "data" / "old_photos"])
+    parser.add_argument("--detector", default="mediapipe")
+    parser.add_argument("--only", default=None, help="grid names separated by ;")
+    parser.add_argument("--name", default="nme_settings_dev")
+    args = parser.parse_args()
+    from msma.api import Reconstructor
+
+    base = Reconstructor(method="fitting", photometric=False)
+    methods = {}
+    for name, change in GRID.items():
+        if args.only is not None and name not in args.only.split(";"):
+            continue
+        rec = Reconstructor(method="fitting", face_model=base.model, photometric=False)
+        rec.landmark_settings = dataclasses.replace(LandmarkFitSettings(), **change)
+        methods[name] = lambda x, r=rec: r.estimate(x.crops, x.landmarks, method="fitting", crop_dense=x.dense,
+                                                    landmark_sources=x.sources)
+    labels = dev_faces(args.folders)
+    result = labelled_nme(labels, methods, detector=args.detector, model=base.model)
+    result["folders"] = [str(f.name) for f in args.folders]
+    result["grid"] = {k: GRID[k] for k in methods}
+    out = ROOT / "benchmarks" / "results"
+    (out / f"{args.name}.json").write_text(json.dumps(result, indent=1))
+    detector = result["nme"]["detector"]["mean"]
+    lines = [f"# 68-point NME on dev photos ({', '.join(result['folders'])}; dlib predictor labels, "
+             f"{args.detector} detector) — benchmarks/nme_settings_dev.py", "",
+             f"{result['n_matched']} of {result['n_labelled']} labelled faces matched. Dev data only: the reported "
+             "NME is on dlib_faces.", "",
+             "| row | NME mean | NME median | vs the detector |", "|---|---|---|---|"]
+    for name, r in result["nme"].items():
+        lines.append(f"| {name} | {r['mean']:.4f} | {r['median']:.4f} | {r['mean'] / detector:.3f} |")
+    (out / f"{args.name}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
