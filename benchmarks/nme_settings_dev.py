@@ -35,6 +35,9 @@ GRID: dict[str, dict] = {
     "L1 expression 192": {"expression_l1": 192.0},
     "L1 expression 256": {"expression_l1": 256.0},
     "L1 expression 384": {"expression_l1": 384.0},
+    "L1 expression 32, per-expression table": {"expression_l1": 32.0, "expression_l1_scale": "table"},
+    "L1 expression 64, per-expression table": {"expression_l1": 64.0, "expression_l1_scale": "table"},
+    "L1 expression 128, per-expression table": {"expression_l1": 128.0, "expression_l1_scale": "table"},
     "L2 expression 16, L1 64": {"expression_prior": 16.0, "expression_l1": 64.0},
     "L2 expression 16, L1 32": {"expression_prior": 16.0, "expression_l1": 32.0},
 }

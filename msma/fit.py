@@ -41,6 +41,7 @@ from msma.threads import single_torch_thread
 MESH_TABLE_PATH = Path(__file__).resolve().parent / "data" / "mediapipe_to_ict.npz"
 # the detectors' pose-dependent point offsets, made by scripts/derive_detector_bias.py
 DETECTOR_BIAS_PATH = Path(__file__).resolve().parent / "data" / "detector_bias.npz"
+EXPRESSION_L1_PATH = Path(__file__).resolve().parent / "data" / "expression_l1_scale.npz"
 # Far-side jaw points slide to the silhouette once the head turns more than this.
 CONTOUR_YAW_THRESHOLD = np.deg2rad(12.0)
 # The OpenCV camera has y down and looks down +z; ours has y up and looks down -z from z = distance.
@@ -84,6 +85,11 @@ class LandmarkFitSettings:
     # None: one stage (the priors above throughout).
     identity_stage_expression_prior: float | None = 16.0
     identity_stage_expression_l1: float | None = 32.0
+    # per-expression multipliers of expression_l1 in the expressions-alone stage: "table" reads
+    # msma/data/expression_l1_scale.npz (scripts/derive_expression_l1.py: larger for the blendshapes that detector
+    # noise turns on in neutral synthetic faces), another string such a table's path, a tuple the multipliers in
+    # the model's order; None keeps one weight for all
+    expression_l1_scale: str | tuple[float, ...] | None = None
     symmetry_prior: float = 8.0  # weight of (w_L - w_R)^2 for ARKit pairs that usually move together
     # subtract the detectors' pose-dependent point offsets (`DetectorBias`) at the current pose estimate. Terms:
     # "all" pose features, "yaw" (pitch taken as 0) or "constant" (the frontal offset). "yaw" was best on both dev
@@ -484,6 +490,29 @@ def _detector_bias() -> DetectorBias | None:
     return DetectorBias.load()
 
 
+def expression_l1_scale(model: FaceModel, setting: str | Sequence[float] | None) -> np.ndarray | None:
+    """(n_expression,) multipliers of the expression L1 weight for ``LandmarkFitSettings.expression_l1_scale``:
+    None for None; for "table" the shipped table and for another string the .npz table at that path, by expression
+    name (1 for names it lacks); else the values themselves."""
+    if setting is None:
+        return None
+    if isinstance(setting, str):
+        table = _expression_l1_table(str(EXPRESSION_L1_PATH if setting == "table" else Path(setting).resolve()))
+        return np.array([table.get(n, 1.0) for n in model.expression_names])
+    values = np.asarray(setting, np.float64)
+    if values.shape != (model.n_expression,):
+        raise ValueError(f"expression_l1_scale has {values.size} values for {model.n_expression} expressions")
+    return values
+
+
+@functools.cache
+def _expression_l1_table(path: str) -> dict[str, float]:
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"expression L1 table {path} is missing (made by scripts/derive_expression_l1.py)")
+    data = np.load(path)
+    return {str(n): float(v) for n, v in zip(data["names"], data["scale"])}
+
+
 def _cauchy_row_scale(a_id: np.ndarray, a_exp: np.ndarray, rhs: np.ndarray, coeffs: Coefficients,
                       scale: float) -> np.ndarray:
     """(K,) sqrt of the Cauchy IRLS weight 1 / (1 + (r / scale)^2) of each point of a `_projection_rows` system at
@@ -536,6 +565,7 @@ def _landmark_rounds(
     scale_dense = None if dense is None else np.ones(dense.shape[:2])
     pairs = _expression_pairs(model) if settings.symmetry_prior > 0 else []
     two_stage = settings.identity_stage_expression_prior is not None and settings.rounds > 1
+    l1_scale = expression_l1_scale(model, settings.expression_l1_scale)
     for round_index in range(settings.rounds):
         final = round_index == settings.rounds - 1
         solve_identity = not (two_stage and final)
@@ -636,7 +666,10 @@ def _landmark_rounds(
             hi = np.concatenate([np.full(n_id, np.inf), np.full(n_exp * len(group), upper)])
             linear = None
             if bounded and lower >= 0 and expression_l1 > 0:
-                linear = np.concatenate([np.zeros(n_id), np.full(n_exp * len(group), expression_l1)])
+                per_expression = np.full(n_exp, expression_l1)
+                if l1_scale is not None and not (two_stage and not final):
+                    per_expression = per_expression * l1_scale
+                linear = np.concatenate([np.zeros(n_id), np.tile(per_expression, len(group))])
             if solve_identity:
                 solution = bounded_least_squares(design, rhs_vec, lo, hi, linear)
             else:  # identity fixed at the previous round's estimate: its columns move to the right-hand side

@@ -10,6 +10,8 @@
 # Round 3: fine-tunes of the round-2 files on a fresh, larger cache (12,000 faces, seed 4, half of them with skin
 # unwrapped from faces_in_the_wild photos; old_photos are the SFM benchmark's textures and stay out of the bank)
 #   bash scripts/network_experiments.sh round3     # bank, cache, both runs side by side, trust, evaluation
+# Round 4: the same recipe again, fine-tuned from the round-3 files (weights/), on a fresh cache (seed 5)
+#   bash scripts/network_experiments.sh round4
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-python}
@@ -78,25 +80,27 @@ case "${1:-}" in
             --save-every 250 --resume --weights '{"translation_z": 0.1, "expression": 0, "expression_bce": 10}')
     equal_budget_pair bce128 network_bce128_candidate "${common[@]}"
     ;;
-  round3)
+  round3|round4)
+    # round 4: the same recipe fine-tuned from the round-3 files, on another fresh cache (seed 5)
+    if [ "$1" = round3 ]; then seed=4; cache=runs/cache/synth128_r3; tag=r3; else seed=5; cache=runs/cache/synth128_r4; tag=r4; fi
     val_and_real_caches
     [ -f runs/cache/real_fitw.npz ] || $PY -m msma.data --source ../shared/data/faces_in_the_wild \
       --out runs/cache/real_fitw.npz
     [ -f runs/cache/bank_fitw.npz ] || $PY -m msma.synth --build-bank runs/cache/real_fitw.npz --out runs/cache/bank_fitw.npz
-    if [ ! -f runs/cache/synth128_r3/shard_00023.npz ]; then  # 24 shards of 500, two processes
+    if [ ! -f "$cache/shard_00023.npz" ]; then  # 24 shards of 500, two processes
       for part in 0-11 12-23; do
-        $PY -m msma.synth --out runs/cache/synth128_r3 --n 12000 --seed 4 --image-size 128 --threads 1 \
+        $PY -m msma.synth --out "$cache" --n 12000 --seed "$seed" --image-size 128 --threads 1 \
           --backgrounds ../shared/data/faces_in_the_wild --texture-bank runs/cache/bank_fitw.npz \
           --bank-probability 0.5 --shards "$part" &
       done
       wait
     fi
-    common=(--synthetic runs/cache/synth128_r3 --real runs/cache/real_train.npz --real-every 8 --real-batch 4
+    common=(--synthetic "$cache" --real runs/cache/real_train.npz --real-every 8 --real-batch 4
             --steps "${STEPS:-3000}" --batch-size 16 --image-size 128 --lr 3e-4 --decay-at 0.6 0.85 --head-hidden 256
             --mlka-dilation scaled --val runs/cache/val128 --val-items 256 --val-every 500 --threads 1 --quiet
             --log-every 50 --save-every 250 --resume
             --weights '{"translation_z": 0.1, "expression": 0, "expression_bce": 10}')
-    equal_budget_pair r3 network_r3_candidate "${common[@]}"
+    equal_budget_pair "$tag" "network_${tag}_candidate" "${common[@]}"
     ;;
-  *) echo "usage: $0 cache|probes|final|evaluate|bce128|round3" >&2; exit 2 ;;
+  *) echo "usage: $0 cache|probes|final|evaluate|bce128|round3|round4" >&2; exit 2 ;;
 esac

@@ -12,6 +12,7 @@ from msma.fit import (
     MeshPoints,
     PhotometricSettings,
     bounded_least_squares,
+    expression_l1_scale,
     fit_landmarks,
     pose_features,
     refine_photometric,
@@ -134,6 +135,29 @@ def test_neutral_face_keeps_neutral_expression(ict: FaceModel, contour: ContourT
     noisy = target + torch.randn(target.shape, generator=torch.Generator().manual_seed(3)) * 1.0
     fitted = fit_landmarks(ict, noisy, contour=contour)
     assert fitted.expression.max().item() <= 0.15
+
+
+def test_per_expression_l1_scale_suppresses_only_its_blendshape(ict: FaceModel, contour: ContourTracker) -> None:
+    """A smile of 0.7 is recovered under weak uniform priors; a large multiplier on the two mouthSmile weights alone
+    (the expressions-alone stage) keeps them at zero, while the open jaw of the same face is still found."""
+    truth = Coefficients.zeros(ict, 1)
+    jaw, smile_l, smile_r = (ict.expression_names.index(n) for n in ("jawOpen", "mouthSmile_L", "mouthSmile_R"))
+    truth.expression[0, [jaw, smile_l, smile_r]] = torch.tensor([0.6, 0.7, 0.7])
+    target = ict.project_landmarks(truth)
+    base = LandmarkFitSettings(expression_prior=4.0, expression_l1=8.0, detector_bias=False)
+    uniform = fit_landmarks(ict, target, contour=contour, settings=base)
+    scale = np.ones(ict.n_expression)
+    scale[[smile_l, smile_r]] = 1e4
+    scaled = fit_landmarks(ict, target, contour=contour,
+                           settings=LandmarkFitSettings(expression_prior=4.0, expression_l1=8.0, detector_bias=False,
+                                                        expression_l1_scale=tuple(scale)))
+    assert uniform.expression[0, smile_l] > 0.3 and uniform.expression[0, smile_r] > 0.3
+    assert scaled.expression[0, smile_l] == 0.0 and scaled.expression[0, smile_r] == 0.0
+    assert scaled.expression[0, jaw] > 0.3
+    with pytest.raises(ValueError, match="values for"):
+        expression_l1_scale(ict, (1.0, 2.0))
+    with pytest.raises(FileNotFoundError, match="derive_expression_l1"):
+        expression_l1_scale(ict, "no/such/table.npz")
 
 
 def test_shared_identity_fit_uses_one_identity(ict: FaceModel, contour: ContourTracker) -> None:
