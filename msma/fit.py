@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from msma.face_model import (
     MODEL_UNITS_TO_MM,
@@ -26,6 +26,7 @@ from msma.face_model import (
     FaceModel,
     euler_to_matrix,
     matrix_to_euler,
+    sh_irradiance,
     vertex_normals,
 )
 from msma.losses import (
@@ -372,7 +373,7 @@ def bounded_least_squares(design: np.ndarray, rhs: np.ndarray, lower: np.ndarray
     The linear term is an L1 penalty on variables bounded below by 0 (sparse expression weights). Single-threaded
     BLAS avoids thread oversubscription on these small matrices.
     """
-    with threadpool_limits(1):
+    with _blas_controller().limit(limits=1):
         gradient = design.T @ rhs
         if linear is not None:
             gradient = gradient - 0.5 * np.asarray(linear, np.float64)
@@ -475,11 +476,17 @@ def fit_landmarks(
     else:
         dense = None
     coeffs = init.clone() if init is not None else Coefficients.zeros(model, batch)
-    with threadpool_limits(1):
+    with _blas_controller().limit(limits=1):
         bias = (detector_bias or _detector_bias()) if settings.detector_bias else None
         _landmark_rounds(model, coeffs, targets, valid, contour, settings, shared_identity, init is not None,
                          prior_mean, dense, mesh_points, bias, landmark_sources, mesh_depth)
     return coeffs
+
+
+@functools.cache
+def _blas_controller() -> ThreadpoolController:
+    """One controller for the process: `threadpool_limits` scans the loaded libraries on every call (~6 ms)."""
+    return ThreadpoolController()
 
 
 _BIAS_TABLES = {"dlib": "dlib68", "mediapipe": "mediapipe68"}  # detector name -> its 68-point offset table
@@ -712,10 +719,10 @@ def _refine_photometric(
     device = model.device
     images = images.to(device)
     target_lm = torch.as_tensor(np.asarray(landmarks, np.float32), device=device)
-    params = {k: v.detach().clone().to(device).requires_grad_(True) for k, v in init.as_dict().items()}
-    if shared_identity:
-        params["identity"] = params["identity"][:1].detach().clone().requires_grad_(True)
     frozen = {"identity", "expression", "angles", "translation"} if optimise_texture_only else set()
+    params = {k: v.detach().clone().to(device).requires_grad_(k not in frozen) for k, v in init.as_dict().items()}
+    if shared_identity:
+        params["identity"] = params["identity"][:1].detach().clone().requires_grad_("identity" not in frozen)
     trainable = [v for k, v in params.items() if k not in frozen]
     optimiser = torch.optim.Adam(trainable, lr=settings.learning_rate)
     weights = landmark_weights(nose_mouth_weight=20.0, device=device)
@@ -745,15 +752,28 @@ def _refine_photometric(
         return Coefficients.from_dict(values)
 
     iterations = settings.texture_iterations if optimise_texture_only else settings.iterations
+    fixed = None  # albedo and lighting alone: the posed shape, its normals and its pixels are computed once
+    if optimise_texture_only:
+        with torch.no_grad():
+            shape = model.geometry(current(), with_color=False)
+            screen = shape.screen * to_pixels
+            face_index = renderer.rasterize(screen, skin_faces).face_index
+            fixed = (shape, vertex_normals(shape.camera_vertices, model.triangles), screen,
+                     renderer.fragments_from_face_index(screen, skin_faces, face_index))
     for step in range(iterations):
         optimiser.zero_grad()
         coeffs = current()
-        geometry = model.geometry(coeffs)
-        screen = geometry.screen * to_pixels  # continuous coordinates (msma.pixels): resizing is a product
-        if face_index is None or step % settings.rasterize_every == 0:
-            face_index = renderer.rasterize(screen.detach(), skin_faces).face_index
-        fragments = renderer.fragments_from_face_index(screen, skin_faces, face_index)  # differentiable bary
-        out = renderer.render_colors(screen, skin_faces, geometry.colors, fragments=fragments)
+        if fixed is not None:
+            geometry, normals, screen, fragments = fixed
+            colors = model.albedo(coeffs.texture) * sh_irradiance(normals, coeffs.lighting)
+        else:
+            geometry = model.geometry(coeffs)
+            colors = geometry.colors
+            screen = geometry.screen * to_pixels  # continuous coordinates (msma.pixels): resizing is a product
+            if face_index is None or step % settings.rasterize_every == 0:
+                face_index = renderer.rasterize(screen.detach(), skin_faces).face_index
+            fragments = renderer.fragments_from_face_index(screen, skin_faces, face_index)  # differentiable bary
+        out = renderer.render_colors(screen, skin_faces, colors, fragments=fragments)
         residual = ((out.image - images) ** 2).sum(-1)  # (B, H, W)
         if skin is None:
             skin = _skin_colour_mask(images, out.mask, settings.skin_colour_tolerance)
