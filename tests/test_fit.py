@@ -212,6 +212,13 @@ def test_photometric_refinement_lowers_image_error(ict: FaceModel, contour: Cont
     # the colour fit must not buy its lower image error with a worse shape (measured: 7.7 -> 6.9 mm, 3.3 -> 3.1 px)
     assert shape_error_mm(refined) < 1.05 * shape_error_mm(start)
     assert projection_error_px(refined) < 1.05 * projection_error_px(start)
+    # albedo and lighting alone (the default photometric step): lower image error, shape and pose untouched
+    colour = refine_photometric(ict, renderer, target, landmarks, start, PhotometricSettings(texture_iterations=15),
+                                optimise_texture_only=True)
+    assert image_error(colour) < image_error(start)
+    for name in ("identity", "expression", "angles", "translation"):
+        assert torch.equal(getattr(colour, name), getattr(start, name).to(torch.float32)), name
+    assert not torch.equal(colour.texture, start.texture) and not torch.equal(colour.lighting, start.lighting)
 
 
 def test_photometric_rejects_mismatched_renderer(ict: FaceModel) -> None:
