@@ -121,12 +121,16 @@ def score_sfm(vertices_mm: np.ndarray, gt: dict, sfm: SurreyModel) -> dict:
                       similarity=True).as_dict()
 
 
-def run(split: str, n_subjects: int, methods: tuple[str, ...], multiview: bool = True) -> dict:
+def run(split: str, n_subjects: int, methods: tuple[str, ...], multiview: bool = True,
+        weights: str | None = None) -> dict:
+    """``weights``: network checkpoint of the network methods (None: the shipped one)."""
     from msma.api import Reconstructor
 
     sfm = SurreyModel()
     textures = load_textures(sfm)
-    reconstructors = {m: Reconstructor(method=m) for m in methods if m not in ("mean", "eos", "sfm-mean")}
+    reconstructors = {m: Reconstructor(method=m, **({"weights": weights} if weights and m.startswith("network")
+                                                    else {}))
+                      for m in methods if m not in ("mean", "eos", "sfm-mean")}
     any_rec = next(iter(reconstructors.values()), None) or Reconstructor(method="fitting")
     model = any_rec.model
     mean_mm = model.mean.cpu().numpy().astype(np.float64) * MODEL_UNITS_TO_MM
@@ -251,11 +255,14 @@ def main() -> int:
     parser.add_argument("--methods", default=",".join(DEFAULT_METHODS))
     parser.add_argument("--no-multiview", action="store_true")
     parser.add_argument("--name", default=None, help="result file stem (default sfm_3d_<split>)")
+    parser.add_argument("--weights", default=None, help="network checkpoint of the network methods (default: shipped)")
     args = parser.parse_args()
     if not sfm_available():
         print(f"SFM files not found in {SFM_DIR} (build machines only)")
         return 1
-    result = run(args.split, args.subjects, tuple(args.methods.split(",")), multiview=not args.no_multiview)
+    result = run(args.split, args.subjects, tuple(args.methods.split(",")), multiview=not args.no_multiview,
+                 weights=args.weights)
+    result["weights"] = args.weights
     summary = summarise(result)
     result["summary"] = summary
     out = ROOT / "benchmarks" / "results"
