@@ -10,7 +10,8 @@
 # Round 3: fine-tunes of the round-2 files on a fresh, larger cache (12,000 faces, seed 4, half of them with skin
 # unwrapped from faces_in_the_wild photos; old_photos are the SFM benchmark's textures and stay out of the bank)
 #   bash scripts/network_experiments.sh round3     # bank, cache, both runs side by side, trust, evaluation
-# Round 4: the same recipe again, fine-tuned from the round-3 files (weights/), on a fresh cache (seed 5)
+# Round 4, 5, ...: the same recipe again, fine-tuned from the previous round's files (weights/), on a fresh cache
+# (seed 5 for round 4, 6 for round 5, ...)
 #   bash scripts/network_experiments.sh round4
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -80,9 +81,9 @@ case "${1:-}" in
             --save-every 250 --resume --weights '{"translation_z": 0.1, "expression": 0, "expression_bce": 10}')
     equal_budget_pair bce128 network_bce128_candidate "${common[@]}"
     ;;
-  round3|round4)
-    # round 4: the same recipe fine-tuned from the round-3 files, on another fresh cache (seed 5)
-    if [ "$1" = round3 ]; then seed=4; cache=runs/cache/synth128_r3; tag=r3; else seed=5; cache=runs/cache/synth128_r4; tag=r4; fi
+  round[3-9])
+    # round N >= 4: the same recipe fine-tuned from the round N-1 files (weights/), on a fresh cache of seed N + 1
+    n=${1#round}; seed=$((n + 1)); cache=runs/cache/synth128_r$n; tag=r$n
     val_and_real_caches
     [ -f runs/cache/real_fitw.npz ] || $PY -m msma.data --source ../shared/data/faces_in_the_wild \
       --out runs/cache/real_fitw.npz
@@ -102,5 +103,5 @@ case "${1:-}" in
             --weights '{"translation_z": 0.1, "expression": 0, "expression_bce": 10}')
     equal_budget_pair "$tag" "network_${tag}_candidate" "${common[@]}"
     ;;
-  *) echo "usage: $0 cache|probes|final|evaluate|bce128|round3|round4" >&2; exit 2 ;;
+  *) echo "usage: $0 cache|probes|final|evaluate|bce128|round3|round4|round5..." >&2; exit 2 ;;
 esac
