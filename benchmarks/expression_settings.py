@@ -13,7 +13,6 @@ dev seed: benchmarks/synthetic_3d.py reports seed 1000 and training uses seed 0.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -21,8 +20,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from msma.evaluate import synthetic_benchmark  # noqa: E402
-from msma.fit import LandmarkFitSettings  # noqa: E402
+from msma.evaluate import fitting_settings_methods, synthetic_benchmark  # noqa: E402
+from msma.face_model import FaceModel  # noqa: E402
 
 GRID: dict[str, dict] = {
     "defaults": {},
@@ -55,20 +54,11 @@ def main() -> int:
     parser.add_argument("--only", default=None, help="grid names separated by ;")
     parser.add_argument("--name", default="expression_settings_dev")
     args = parser.parse_args()
-    from msma.api import Reconstructor
-
-    base = Reconstructor(method="fitting", photometric=False)
-    methods = {}
-    for name, change in GRID.items():
-        if args.only is not None and name not in args.only.split(";"):
-            continue
-        rec = Reconstructor(method="fitting", face_model=base.model, photometric=False)
-        rec.landmark_settings = dataclasses.replace(LandmarkFitSettings(), **change)
-        methods[name] = lambda x, r=rec: r.estimate(x.crops, x.landmarks, method="fitting", crop_dense=x.dense,
-                                                    landmark_sources=x.sources)
+    model = FaceModel.ict()
+    methods = fitting_settings_methods(GRID, args.only, model)
     backgrounds = ROOT.parent / "shared" / "data" / "old_photos"
     result = synthetic_benchmark(methods, n=args.n, seed=args.seed, fit_landmarks="detector",
-                                 backgrounds=backgrounds if backgrounds.is_dir() else None, model=base.model,
+                                 backgrounds=backgrounds if backgrounds.is_dir() else None, model=model,
                                  reference=True)
     result["grid"] = {k: GRID[k] for k in methods}
     out = ROOT / "benchmarks" / "results"

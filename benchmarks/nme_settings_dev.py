@@ -13,7 +13,6 @@ one change, method "fitting" without the photometric step (the 68 points do not 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -24,8 +23,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from derive_mediapipe_ibug68 import dev_faces  # noqa: E402
 
-from msma.evaluate import labelled_nme  # noqa: E402
-from msma.fit import LandmarkFitSettings  # noqa: E402
+from msma.evaluate import fitting_settings_methods, labelled_nme  # noqa: E402
+from msma.face_model import FaceModel  # noqa: E402
 
 GRID: dict[str, dict] = {
     "defaults": {},
@@ -52,19 +51,10 @@ def main() -> int:
     parser.add_argument("--only", default=None, help="grid names separated by ;")
     parser.add_argument("--name", default="nme_settings_dev")
     args = parser.parse_args()
-    from msma.api import Reconstructor
-
-    base = Reconstructor(method="fitting", photometric=False)
-    methods = {}
-    for name, change in GRID.items():
-        if args.only is not None and name not in args.only.split(";"):
-            continue
-        rec = Reconstructor(method="fitting", face_model=base.model, photometric=False)
-        rec.landmark_settings = dataclasses.replace(LandmarkFitSettings(), **change)
-        methods[name] = lambda x, r=rec: r.estimate(x.crops, x.landmarks, method="fitting", crop_dense=x.dense,
-                                                    landmark_sources=x.sources)
+    model = FaceModel.ict()
+    methods = fitting_settings_methods(GRID, args.only, model)
     labels = dev_faces(args.folders)
-    result = labelled_nme(labels, methods, detector=args.detector, model=base.model)
+    result = labelled_nme(labels, methods, detector=args.detector, model=model)
     result["folders"] = [str(f.name) for f in args.folders]
     result["grid"] = {k: GRID[k] for k in methods}
     out = ROOT / "benchmarks" / "results"

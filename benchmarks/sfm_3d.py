@@ -128,8 +128,7 @@ def run(split: str, n_subjects: int, methods: tuple[str, ...], multiview: bool =
 
     sfm = SurreyModel()
     textures = load_textures(sfm)
-    reconstructors = {m: Reconstructor(method=m, **({"weights": weights} if weights and m.startswith("network")
-                                                    else {}))
+    reconstructors = {m: Reconstructor(method=m, weights=weights)
                       for m in methods if m not in ("mean", "eos", "sfm-mean")}
     any_rec = next(iter(reconstructors.values()), None) or Reconstructor(method="fitting")
     model = any_rec.model

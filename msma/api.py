@@ -33,8 +33,6 @@ from msma.face_model import (
     Coefficients,
     FaceModel,
     load_face_model,
-    sh_irradiance,
-    vertex_normals,
 )
 from msma.fit import (
     ContourTracker,
@@ -655,17 +653,15 @@ class Reconstructor:
         model = self.model
         coeffs = coeffs.to(self.device)
         coeffs.expression = model.clamp_expression(coeffs.expression)
-        geometry = model.geometry(coeffs, with_color=False)
-        camera_normals = vertex_normals(geometry.camera_vertices, model.triangles)  # once: colours and unwrap
+        geometry = model.geometry(coeffs)
         neutral = model(coeffs.identity, torch.zeros_like(coeffs.expression))
         screen = geometry.screen[0].cpu().numpy()
         projected = np.concatenate([transform_points(screen[:, :2], aligned.inverse), screen[:, 2:]], axis=1)
         fitted = transform_points(self.contour.project(model, coeffs), aligned.inverse)
-        colors = (model.albedo(coeffs.texture) * sh_irradiance(camera_normals, coeffs.lighting))
-        colors = colors[0].clamp(0, 1).cpu().numpy()
+        colors = geometry.colors[0].clamp(0, 1).cpu().numpy()
         texture_image = None
         if texture:
-            normals = camera_normals[0].cpu().numpy()
+            normals = geometry.camera_normals[0].cpu().numpy()  # the shading's normals: computed once
             texture_image = self.unwrapper.unwrap(photo, projected, normals, colors,
                                                   camera_vertices=geometry.camera_vertices[0].cpu().numpy()).texture
         names = model.expression_names

@@ -92,10 +92,6 @@ def build_methods(weights: str | None, ablation: str | None, fitting: bool = Tru
     from msma.api import Reconstructor
     from msma.net.trust import PriorTrust
 
-    def estimator(rec: Reconstructor, method: str) -> Method:
-        return lambda x: rec.estimate(x.crops, x.landmarks, method=method, crop_dense=x.dense,
-                                      landmark_sources=x.sources)
-
     methods: dict[str, Method] = {}
     if weights and Path(weights).is_file():
         rec = Reconstructor(method="network", weights=weights, face_model=model)
@@ -110,6 +106,31 @@ def build_methods(weights: str | None, ablation: str | None, fitting: bool = Tru
     if ablation and Path(ablation).is_file():
         methods["ablation network (no fusion/attention)"] = estimator(
             Reconstructor(method="network", weights=ablation, face_model=model), "network")
+    return methods
+
+
+def estimator(rec, method: str) -> Method:
+    """A benchmark method: ``rec`` (a `Reconstructor`) run as ``method`` on each batch's crops and detections."""
+    return lambda x: rec.estimate(x.crops, x.landmarks, method=method, crop_dense=x.dense, landmark_sources=x.sources)
+
+
+def fitting_settings_methods(grid: dict[str, dict], only: str | None = None,
+                             model: FaceModel | None = None) -> dict[str, Method]:
+    """One "fitting" method (no photometric step) per row of ``grid``: `LandmarkFitSettings` with that row's changes
+    from the defaults; ``only``: the row names to keep, separated by ";" (None: all)."""
+    import dataclasses
+
+    from msma.api import Reconstructor
+    from msma.fit import LandmarkFitSettings
+
+    model = model or FaceModel.ict()
+    methods: dict[str, Method] = {}
+    for name, change in grid.items():
+        if only is not None and name not in only.split(";"):
+            continue
+        rec = Reconstructor(method="fitting", face_model=model, photometric=False)
+        rec.landmark_settings = dataclasses.replace(LandmarkFitSettings(), **change)
+        methods[name] = estimator(rec, "fitting")
     return methods
 
 

@@ -177,6 +177,7 @@ class FaceGeometry:
     albedo: torch.Tensor  # (B, N, 3)
     colors: torch.Tensor  # (B, N, 3) albedo * SH irradiance
     landmarks2d: torch.Tensor  # (B, 68, 2) crop pixels
+    camera_normals: torch.Tensor | None = None  # (B, N, 3) unit normals after rotation (None without colour)
 
 
 @dataclass
@@ -302,7 +303,9 @@ class FaceModel(nn.Module):
             colors = albedo * sh_irradiance(rotated_normals, coeffs.lighting)
         else:
             albedo = colors = torch.zeros_like(vertices)
-        return FaceGeometry(vertices, camera_vertices, screen, albedo, colors, screen[:, self.landmarks68, :2])
+            rotated_normals = None
+        return FaceGeometry(vertices, camera_vertices, screen, albedo, colors, screen[:, self.landmarks68, :2],
+                            rotated_normals)
 
     def five_point_template(self) -> np.ndarray:
         """(5, 2) crop pixels of the mean face's eye centres, nose tip and mouth corners at zero pose.

@@ -576,8 +576,9 @@ def _landmark_rounds(
     for round_index in range(settings.rounds):
         final = round_index == settings.rounds - 1
         solve_identity = not (two_stage and final)
+        identity_stage = two_stage and not final  # the weaker expression priors, uniform L1
         expression_prior, expression_l1 = settings.expression_prior, settings.expression_l1
-        if two_stage and not final:
+        if identity_stage:
             expression_prior = settings.identity_stage_expression_prior
             expression_l1 = (settings.expression_l1 if settings.identity_stage_expression_l1 is None
                              else settings.identity_stage_expression_l1)
@@ -674,7 +675,7 @@ def _landmark_rounds(
             linear = None
             if bounded and lower >= 0 and expression_l1 > 0:
                 per_expression = np.full(n_exp, expression_l1)
-                if l1_scale is not None and not (two_stage and not final):
+                if l1_scale is not None and not identity_stage:
                     per_expression = per_expression * l1_scale
                 linear = np.concatenate([np.zeros(n_id), np.tile(per_expression, len(group))])
             if solve_identity:
@@ -755,17 +756,16 @@ def _refine_photometric(
     fixed = None  # albedo and lighting alone: the posed shape, its normals and its pixels are computed once
     if optimise_texture_only:
         with torch.no_grad():
-            shape = model.geometry(current(), with_color=False)
+            shape = model.geometry(current())
             screen = shape.screen * to_pixels
             face_index = renderer.rasterize(screen, skin_faces).face_index
-            fixed = (shape, vertex_normals(shape.camera_vertices, model.triangles), screen,
-                     renderer.fragments_from_face_index(screen, skin_faces, face_index))
+            fixed = (shape, screen, renderer.fragments_from_face_index(screen, skin_faces, face_index))
     for step in range(iterations):
         optimiser.zero_grad()
         coeffs = current()
         if fixed is not None:
-            geometry, normals, screen, fragments = fixed
-            colors = model.albedo(coeffs.texture) * sh_irradiance(normals, coeffs.lighting)
+            geometry, screen, fragments = fixed
+            colors = model.albedo(coeffs.texture) * sh_irradiance(geometry.camera_normals, coeffs.lighting)
         else:
             geometry = model.geometry(coeffs)
             colors = geometry.colors

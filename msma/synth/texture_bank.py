@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from msma.face_model import Coefficients, FaceModel, sh_irradiance, vertex_normals
+from msma.face_model import Coefficients, FaceModel, sh_irradiance
 
 
 @torch.no_grad()
@@ -28,7 +28,7 @@ def vertex_albedo_from_photo(
     xi = xy[:, 0].floor().long().clamp(0, size - 1)
     yi = xy[:, 1].floor().long().clamp(0, size - 1)
     inside = (xy[:, 0] >= 0) & (xy[:, 0] < size) & (xy[:, 1] >= 0) & (xy[:, 1] < size)
-    normals = vertex_normals(g.camera_vertices, model.triangles)[0]
+    normals = g.camera_normals[0]  # the normals the shading used
     visible = inside & (normals[:, 2] > min_normal_z)
     if frags is not None:  # depth test against the rasterised depth
         depth = frags.depth[0, yi, xi]
