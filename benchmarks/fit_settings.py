@@ -78,6 +78,11 @@ GRID: dict[str, dict] = {
     "mesh depth sigma 8": {"mesh_depth_sigma_px": 8.0},
     "mesh depth sigma 4, scale per image": {"mesh_depth_sigma_px": 4.0, "mesh_depth_scale": None},
     "mesh depth sigma 4, identity prior 10": {"mesh_depth_sigma_px": 4.0, "identity_prior": 10.0},
+    "asymmetric identity prior x3": {"asymmetric_identity_prior_scale": 3.0},
+    "asymmetric identity prior x10": {"asymmetric_identity_prior_scale": 10.0},
+    "asymmetric identity prior x100": {"asymmetric_identity_prior_scale": 100.0},
+    "asymmetric identity prior x10, identity prior 10": {"asymmetric_identity_prior_scale": 10.0,
+                                                          "identity_prior": 10.0},
 }
 
 

@@ -50,18 +50,22 @@ def main() -> int:
     parser.add_argument("--detector", default="mediapipe")
     parser.add_argument("--only", default=None, help="grid names separated by ;")
     parser.add_argument("--name", default="nme_settings_dev")
+    parser.add_argument("--flip-detector", action="store_true", help="the detector's flip test-time augmentation")
     args = parser.parse_args()
     model = FaceModel.ict()
     methods = fitting_settings_methods(GRID, args.only, model)
     labels = dev_faces(args.folders)
-    result = labelled_nme(labels, methods, detector=args.detector, model=model)
+    result = labelled_nme(labels, methods, detector=args.detector, model=model,
+                          flip_detector=args.flip_detector)
     result["folders"] = [str(f.name) for f in args.folders]
+    result["flip_detector"] = args.flip_detector
     result["grid"] = {k: GRID[k] for k in methods}
     out = ROOT / "benchmarks" / "results"
     (out / f"{args.name}.json").write_text(json.dumps(result, indent=1))
     detector = result["nme"]["detector"]["mean"]
     lines = [f"# 68-point NME on dev photos ({', '.join(result['folders'])}; dlib predictor labels, "
-             f"{args.detector} detector) — benchmarks/nme_settings_dev.py", "",
+             f"{args.detector} detector{', flip test-time augmentation' if args.flip_detector else ''}) — "
+             "benchmarks/nme_settings_dev.py", "",
              f"{result['n_matched']} of {result['n_labelled']} labelled faces matched. Dev data only: the reported "
              "NME is on dlib_faces.", "",
              "| row | NME mean | NME median | vs the detector |", "|---|---|---|---|"]

@@ -91,7 +91,7 @@ def subject_shape(sfm: SurreyModel, split: str, subject: int) -> tuple[np.ndarra
 
 
 def subject_views(sfm: SurreyModel, textures: list[np.ndarray], split: str, subject: int,
-                  distance_mm: float = 600.0):
+                  distance_mm: float = 600.0, flip_detector: bool = False):
     """Ground truth of a subject and, for each of `VIEWS`, (view name, render, largest detection or None, the
     render's signed yaw in degrees)."""
     from msma.landmarks import detect_faces
@@ -102,7 +102,7 @@ def subject_views(sfm: SurreyModel, textures: list[np.ndarray], split: str, subj
         sign = 1 if rng.random() < 0.5 else -1  # turn left or right
         image = render_face(sfm, truth, textures[subject % len(textures)], sign * yaw, pitch,
                             seed=SPLIT_SEEDS[split] * 1000 + subject, distance_mm=distance_mm).image
-        found = detect_faces(image)
+        found = detect_faces(image, flip_test=flip_detector)
         views.append((f"yaw{yaw}_pitch{pitch}", image, found[0] if found else None, float(sign * yaw)))
     return gt, views
 
@@ -122,13 +122,15 @@ def score_sfm(vertices_mm: np.ndarray, gt: dict, sfm: SurreyModel) -> dict:
 
 
 def run(split: str, n_subjects: int, methods: tuple[str, ...], multiview: bool = True,
-        weights: str | None = None) -> dict:
-    """``weights``: network checkpoint of the network methods (None: the shipped one)."""
+        weights: str | None = None, flip_test: bool = False, flip_detector: bool = False) -> dict:
+    """``weights``: network checkpoint of the network methods (None: the shipped one); ``flip_test``: the
+    network's flip test-time augmentation (`Reconstructor` ``flip_test``); ``flip_detector``: the detector's
+    (`msma.landmarks.flip`), for every method and eos."""
     from msma.api import Reconstructor
 
     sfm = SurreyModel()
     textures = load_textures(sfm)
-    reconstructors = {m: Reconstructor(method=m, weights=weights)
+    reconstructors = {m: Reconstructor(method=m, weights=weights, flip_test=flip_test)
                       for m in methods if m not in ("mean", "eos", "sfm-mean")}
     any_rec = next(iter(reconstructors.values()), None) or Reconstructor(method="fitting")
     model = any_rec.model
@@ -136,9 +138,10 @@ def run(split: str, n_subjects: int, methods: tuple[str, ...], multiview: bool =
     eos_peer = EosPeer(sfm) if "eos" in methods else None
     rows: list[dict] = []
     failures: list[dict] = []
+    shapes: dict[str, list[tuple[int, np.ndarray]]] = {m: [] for m in reconstructors}  # (subject, neutral shape)
     seed = SPLIT_SEEDS[split]
     for subject in tqdm(range(n_subjects), desc=f"SFM {split} subjects"):
-        gt, views = subject_views(sfm, textures, split, subject)
+        gt, views = subject_views(sfm, textures, split, subject, flip_detector=flip_detector)
         renders, detections = [], []
         for view, image, detection, true_yaw in views:
             if detection is None:
@@ -158,6 +161,7 @@ def run(split: str, n_subjects: int, methods: tuple[str, ...], multiview: bool =
                 else:
                     face = reconstructors[method].reconstruct_face(image, detection, texture=False)
                     err = score_ict(model, face.neutral_vertices * MODEL_UNITS_TO_MM, gt, sfm)
+                    shapes[method].append((subject, face.neutral_vertices))
                     # the renders share the model's Euler convention; the aligned crop only removes roll
                     pose = {"yaw_error_deg": abs(face.pose.yaw - true_yaw),
                             # the SFM faces are neutral: any expression weight is an error
@@ -176,7 +180,34 @@ def run(split: str, n_subjects: int, methods: tuple[str, ...], multiview: bool =
                 rows.append({"subject": subject, "view": "all", "method": f"{method} (all views, one identity)",
                              "detector": "-", "seconds": time.perf_counter() - start, **err})
     return {"split": split, "seed": seed, "n_subjects": n_subjects, "views": VIEWS, "rows": rows,
-            "failures": failures}
+            "failures": failures, "identity_separation": identity_separation(shapes, model)}
+
+
+def identity_separation(shapes: dict[str, list[tuple[int, np.ndarray]]], model) -> dict[str, dict]:
+    """Same-person vs different-person ROC AUC of the Compare tab's identity distance between the single-photo
+    neutral shapes of every two views (same subject: positive): how much a method's shape is the person's rather
+    than the view's. A dev-split proxy for benchmarks/identity_roc.py, whose real-photo pairs stay held out (these
+    pairs differ in pose and lighting only, not in expression, age or camera)."""
+    from identity_roc import roc_auc
+
+    from msma.compare import identity_distance
+
+    region = model.face_vertices.cpu().numpy()
+    out = {}
+    for method, found in shapes.items():
+        if len({s for s, _ in found}) < 2:
+            continue
+        scores, labels = [], []
+        for i in range(len(found)):
+            for j in range(i + 1, len(found)):
+                scores.append(-identity_distance(found[i][1], found[j][1], region_vertex_indices=region).mean_mm)
+                labels.append(found[i][0] == found[j][0])
+        labels_array, scores_array = np.array(labels), np.array(scores)
+        out[method] = {"auc": roc_auc(scores_array, labels_array), "n_same": int(labels_array.sum()),
+                       "n_different": int((~labels_array).sum()),
+                       "same_mm": float(-scores_array[labels_array].mean()),
+                       "different_mm": float(-scores_array[~labels_array].mean())}
+    return out
 
 
 def _by_view(rows: list[dict], key: str) -> dict[str, list[float]]:
@@ -242,6 +273,14 @@ def markdown(result: dict, summary: dict) -> str:
                   "| method | " + " | ".join(views) + " |", "|---" * (1 + len(views)) + "|"]
         lines += [f"| {m} | " + " | ".join(f"{e[v]['largest_weight']:.3f} / {e[v]['share_all_below_0.15']:.2f}"
                                              if v in e else "-" for v in views) + " |" for m, e in neutral.items()]
+    separation = result.get("identity_separation") or {}
+    if separation:
+        lines += ["", "Identity separation: the Compare tab's distance between the single-photo neutral shapes of two "
+                  "views, same subject vs different subjects (ROC AUC; mean distance in mm):", "",
+                  "| method | AUC | same subject mm | different subjects mm | pairs same / different |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {m} | {e['auc']:.3f} | {e['same_mm']:.3f} | {e['different_mm']:.3f} | "
+                  f"{e['n_same']} / {e['n_different']} |" for m, e in separation.items()]
     if result["failures"]:
         lines += ["", f"Views with no detected face: {len(result['failures'])}"]
     return "\n".join(lines) + "\n"
@@ -255,13 +294,17 @@ def main() -> int:
     parser.add_argument("--no-multiview", action="store_true")
     parser.add_argument("--name", default=None, help="result file stem (default sfm_3d_<split>)")
     parser.add_argument("--weights", default=None, help="network checkpoint of the network methods (default: shipped)")
+    parser.add_argument("--flip-test", action="store_true",
+                        help="network methods: average with the mirrored answer for the flipped crop")
+    parser.add_argument("--flip-detector", action="store_true",
+                        help="the detector's flip test-time augmentation (every method and eos get its points)")
     args = parser.parse_args()
     if not sfm_available():
         print(f"SFM files not found in {SFM_DIR} (build machines only)")
         return 1
     result = run(args.split, args.subjects, tuple(args.methods.split(",")), multiview=not args.no_multiview,
-                 weights=args.weights)
-    result["weights"] = args.weights
+                 weights=args.weights, flip_test=args.flip_test, flip_detector=args.flip_detector)
+    result["weights"], result["flip_test"], result["flip_detector"] = args.weights, args.flip_test, args.flip_detector
     summary = summarise(result)
     result["summary"] = summary
     out = ROOT / "benchmarks" / "results"

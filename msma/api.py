@@ -247,6 +247,8 @@ class Reconstructor:
     method: ``"network"`` (MSMA network alone, fastest), ``"network+refine"`` (network estimate, then landmark and
     photometric fitting with the network as prior), ``"fitting"`` (analysis by synthesis from the mean face) or
     ``"auto"`` (`DEFAULT_METHOD`: the most accurate method measured, fitting; see benchmarks/results/sfm_3d_test.md).
+    ``flip_test``: the network also sees each crop flipped left-right and its mirrored answer is averaged in
+    (test-time augmentation, twice the network's time; `msma.mirror`).
     """
 
     def __init__(
@@ -261,6 +263,7 @@ class Reconstructor:
         photometric_settings: PhotometricSettings | None = None,
         landmark_settings: LandmarkFitSettings | None = None,
         max_side: int = 4096,
+        flip_test: bool = False,
     ) -> None:
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {method!r}")
@@ -275,6 +278,8 @@ class Reconstructor:
         self.photometric_settings = photometric_settings or PhotometricSettings()
         self.landmark_settings = landmark_settings or LandmarkFitSettings()
         self.max_side = max_side
+        self.flip_test = flip_test
+        self._mirror = None
         self.template = self.model.five_point_template()
         self.contour = ContourTracker(self.model)
         self.mesh_points = MeshPoints.for_model(self.model)
@@ -444,6 +449,14 @@ class Reconstructor:
                                                      antialias=True)
         out = self.network(images)
         coeffs = Coefficients.from_dict({k: v.float() for k, v in out.items()}).to("cpu")
+        if self.flip_test:  # average with the mirrored answer for the flipped crops (`msma.mirror`)
+            if self._mirror is None:
+                from msma.mirror import CoefficientMirror
+
+                self._mirror = CoefficientMirror.for_model(self.model)
+            flipped = self.network(images.flip(-1))
+            flipped = Coefficients.from_dict({k: v.float() for k, v in flipped.items()}).to("cpu")
+            coeffs = self._mirror.average(coeffs, flipped)
         return coeffs if raw or self.prior_trust is None else self.prior_trust.apply(coeffs)
 
     def reconstruct_many(

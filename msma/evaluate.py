@@ -252,9 +252,11 @@ def dlib_nme(dlib_dir: str | os.PathLike, methods: dict[str, Method], detector: 
 
 
 def labelled_nme(labels: list[tuple[str, np.ndarray, np.ndarray]], methods: dict[str, Method],
-                 detector: str = "auto", model: FaceModel | None = None, progress: bool = True) -> dict:
+                 detector: str = "auto", model: FaceModel | None = None, progress: bool = True,
+                 flip_detector: bool = False) -> dict:
     """Reprojected 68-point NME of labelled faces (photo path, box x0 y0 x1 y1, (68, 2) points): detect -> align ->
-    method -> project -> photo pixels, next to the detector's own points.
+    method -> project -> photo pixels, next to the detector's own points (``flip_detector``: the detector's flip
+    test-time augmentation, `msma.landmarks.flip`).
 
     A labelled face is matched to the detection whose box centre is nearest (within half the box size). Missed
     faces are counted, not scored.
@@ -274,7 +276,7 @@ def labelled_nme(labels: list[tuple[str, np.ndarray, np.ndarray]], methods: dict
     matched = 0
     for file, faces in by_file.items():
         photo = load_image(file)
-        detections = detect_faces(photo, detector=detector)
+        detections = detect_faces(photo, detector=detector, flip_test=flip_detector)
         for box, gt in faces:
             centre, size = (box[:2] + box[2:]) / 2, box[2] - box[0]
             best, best_d = None, np.inf

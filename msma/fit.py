@@ -68,6 +68,9 @@ class LandmarkFitSettings:
     # model's markup (benchmarks/results/fit_settings_dev.md).
     identity_prior: float = 30.0
     identity_modes: int | None = None  # fit only the first k identity modes (the rest stay at the prior centre)
+    # multiplies identity_prior for the identity directions that make the face left/right asymmetric (the -1
+    # eigenspace of the model's mirror map, `msma.mirror`): one view sees one side of the face badly
+    asymmetric_identity_prior_scale: float = 1.0
     # weight of the mean squared identity displacement (mm^2) of face vertices along the viewing direction, which
     # one photo cannot observe: identity changes go in-plane unless the landmarks demand depth
     depth_prior: float = 0.0
@@ -492,6 +495,22 @@ def _blas_controller() -> ThreadpoolController:
 _BIAS_TABLES = {"dlib": "dlib68", "mediapipe": "mediapipe68"}  # detector name -> its 68-point offset table
 
 
+_ASYMMETRY: dict[int, np.ndarray] = {}
+
+
+def identity_asymmetry(model: FaceModel) -> np.ndarray:
+    """(n_identity,) how much each identity coefficient makes the face asymmetric: the diagonal of (I - M) / 2 for
+    the mirror map M (`msma.mirror.CoefficientMirror`), 1 for an antisymmetric component and 0 for a symmetric one
+    (ICT's components are one or the other; M is then diagonal)."""
+    key = id(model.identity_basis)
+    if key not in _ASYMMETRY:
+        from msma.mirror import CoefficientMirror
+
+        mirror = CoefficientMirror.for_model(model).identity_map.double().numpy()
+        _ASYMMETRY[key] = np.clip((1.0 - np.diag(mirror)) / 2.0, 0.0, 1.0)
+    return _ASYMMETRY[key]
+
+
 @functools.cache
 def _detector_bias() -> DetectorBias | None:
     return DetectorBias.load()
@@ -571,6 +590,9 @@ def _landmark_rounds(
     scale68 = np.ones((batch, 68))
     scale_dense = None if dense is None else np.ones(dense.shape[:2])
     pairs = _expression_pairs(model) if settings.symmetry_prior > 0 else []
+    identity_prior_scale = 1.0
+    if settings.asymmetric_identity_prior_scale != 1.0:
+        identity_prior_scale = 1.0 + (settings.asymmetric_identity_prior_scale - 1.0) * identity_asymmetry(model)[:n_id]
     two_stage = settings.identity_stage_expression_prior is not None and settings.rounds > 1
     l1_scale = expression_l1_scale(model, settings.expression_l1_scale)
     for round_index in range(settings.rounds):
@@ -661,7 +683,7 @@ def _landmark_rounds(
                     rows.append(couple)
                     rhs_all.append(np.zeros(1))
             prior = np.zeros(n_vars)
-            prior[:n_id] = np.sqrt(settings.identity_prior)
+            prior[:n_id] = np.sqrt(settings.identity_prior * identity_prior_scale)
             prior[n_id:] = np.sqrt(expression_prior)
             centre = np.zeros(n_vars)
             if prior_mean is not None:

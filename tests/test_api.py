@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import trimesh
 from PIL import Image
 
@@ -119,6 +120,25 @@ def test_bundled_network_weights_reconstruct(portrait: Path, result) -> None:
     auto = Reconstructor()
     assert auto.method == DEFAULT_METHOD == "fitting"  # the most accurate measured (benchmarks/sfm_3d.py)
     assert auto.network is not None  # weights still load for the app's other methods
+
+
+def test_network_flip_test_averages_the_mirrored_answer(portrait: Path) -> None:
+    """flip_test: the network's coefficients are the mean of its answer for the crop and the mirror of its answer
+    for the flipped crop (raw outputs, before the trust scaling)."""
+    from msma.api import REPO_WEIGHTS_DIR
+    from msma.mirror import CoefficientMirror
+
+    if not (REPO_WEIGHTS_DIR / "msma_light.safetensors").is_file():
+        pytest.skip("no trained weights in weights/")
+    plain = Reconstructor(method="network")
+    flipped = Reconstructor(method="network", face_model=plain.model, flip_test=True)
+    crop = plain.estimate_many([portrait]).__next__().faces[0].alignment.image[None]
+    mirror = CoefficientMirror.for_model(plain.model)
+    expected = mirror.average(plain.predict(crop, raw=True), plain.predict(crop[:, :, ::-1].copy(), raw=True))
+    got = flipped.predict(crop, raw=True)
+    assert torch.allclose(got.identity, expected.identity, atol=1e-4)
+    assert torch.allclose(got.expression, expected.expression, atol=1e-4)
+    assert not torch.allclose(got.identity, plain.predict(crop, raw=True).identity, atol=1e-3)
 
 
 def test_overlay_shades_the_face_not_the_neck(result) -> None:

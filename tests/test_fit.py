@@ -238,3 +238,20 @@ def test_projected_landmarks_follow_the_annotators_convention(ict: FaceModel, co
     expected = bias.offset("dlib68", face.angles[0].double().numpy(), LandmarkFitSettings().detector_bias_terms)
     np.testing.assert_allclose(shift, expected, atol=1e-4)
     assert np.abs(shift).max() > 0.5  # pixels: the convention matters
+
+
+def test_asymmetric_identity_prior_keeps_the_face_symmetric(ict: FaceModel, contour: ContourTracker) -> None:
+    """ICT's identity components are left/right symmetric or antisymmetric; a large asymmetric-prior scale pins the
+    antisymmetric ones near zero while the symmetric ones are still fitted as before."""
+    from msma.fit import identity_asymmetry
+
+    asymmetric = identity_asymmetry(ict) > 0.5
+    assert 10 < asymmetric.sum() < 50 and np.isin(np.round(identity_asymmetry(ict), 2), [0.0, 1.0]).mean() > 0.95
+    truth = random_faces(ict, 2, seed=3)
+    target = ict.project_landmarks(truth)
+    plain = fit_landmarks(ict, target, contour=contour, settings=LandmarkFitSettings(identity_prior=1.0))
+    pinned = fit_landmarks(ict, target, contour=contour, settings=LandmarkFitSettings(
+        identity_prior=1.0, asymmetric_identity_prior_scale=1e4))
+    mask = torch.as_tensor(asymmetric)
+    assert pinned.identity[:, mask].abs().max() < 0.05 < plain.identity[:, mask].abs().max()
+    assert pinned.identity[:, ~mask].abs().max() > 0.3

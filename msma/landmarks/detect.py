@@ -17,6 +17,7 @@ from msma.landmarks.base import FaceLandmarks, box_from_points, iou
 from msma.landmarks.detectors import REGISTRY, available_detectors, clear_model_cache, get_detector
 from msma.landmarks.detectors import dlib as dlib_plugin
 from msma.landmarks.detectors.base import dedupe
+from msma.landmarks.flip import flip_averaged
 
 __all__ = ["DETECTORS", "available_detectors", "clear_model_cache", "detect_faces"]
 
@@ -88,16 +89,26 @@ def _auto_in_box(image: np.ndarray, box: np.ndarray) -> FaceLandmarks | None:
 
 
 def detect_faces(image: np.ndarray, detector: str = "auto",
-                 boxes: Sequence[Sequence[float]] | np.ndarray | None = None) -> list[FaceLandmarks]:
+                 boxes: Sequence[Sequence[float]] | np.ndarray | None = None,
+                 flip_test: bool = False) -> list[FaceLandmarks]:
     """All faces in a uint8 RGB photo with 68 iBUG landmarks, largest first; [] when there is none.
 
     ``detector``: "auto" (dlib 68 points where dlib finds the face, mediapipe elsewhere, the mediapipe mesh attached
     where both see the face), or a registered plug-in: "mediapipe", "dlib", "face_alignment".
     ``boxes``: known face boxes (K, 4) x0, y0, x1, y1 in photo pixels: detection is skipped and landmarks are run in
     each box; the result keeps the boxes' order and leaves out a box where the landmark model finds no face.
+    ``flip_test``: also detect on the horizontally flipped photo and average each face's points with the mirrored
+    ones (`msma.landmarks.flip`; twice the time).
     Raises ValueError for an unknown name or malformed boxes, RuntimeError for a detector not available here.
     """
     img = _validate_image(image)
+    if flip_test:
+        flipped_boxes = None
+        if boxes is not None:
+            flipped_boxes = np.asarray(boxes, np.float64).reshape(-1, 4).copy()
+            flipped_boxes[:, [0, 2]] = img.shape[1] - flipped_boxes[:, [2, 0]]
+        faces = detect_faces(img, detector, boxes)
+        return flip_averaged(img, faces, lambda flipped: detect_faces(flipped, detector, flipped_boxes))
     known = None
     if boxes is not None:
         known = np.asarray(boxes, np.float64).reshape(-1, 4) if len(boxes) else np.zeros((0, 4))
