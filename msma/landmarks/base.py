@@ -35,6 +35,23 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(inter / union) if union > 0 else 0.0
 
 
+def match_boxes(boxes: list[np.ndarray], candidates: list[np.ndarray], min_iou: float) -> list[int | None]:
+    """Greedy one-to-one matching, in the order of ``boxes``: for each box the index of the not yet matched candidate
+    box it overlaps most, when that IoU is above ``min_iou``; None where there is none."""
+    matches: list[int | None] = []
+    used: set[int] = set()
+    for box in boxes:
+        best, best_iou = None, min_iou
+        for j, candidate in enumerate(candidates):
+            overlap = iou(box, candidate)
+            if j not in used and overlap > best_iou:
+                best, best_iou = j, overlap
+        if best is not None:
+            used.add(best)
+        matches.append(best)
+    return matches
+
+
 @dataclass
 class FaceLandmarks:
     box: np.ndarray  # (4,) x0, y0, x1, y1 in photo pixels (extent of the 68 landmarks: jaw, brows, chin)

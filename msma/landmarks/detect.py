@@ -13,11 +13,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from msma.landmarks.base import FaceLandmarks, box_from_points, iou
+from msma.landmarks.base import FaceLandmarks, box_from_points, match_boxes
 from msma.landmarks.detectors import REGISTRY, available_detectors, clear_model_cache, get_detector
 from msma.landmarks.detectors import dlib as dlib_plugin
 from msma.landmarks.detectors.base import dedupe
-from msma.landmarks.flip import flip_averaged
+from msma.landmarks.flip import flip_averaged, mirror_boxes
 
 __all__ = ["DETECTORS", "available_detectors", "clear_model_cache", "detect_faces"]
 
@@ -48,19 +48,14 @@ def _detect_auto(image: np.ndarray) -> list[FaceLandmarks]:
     if not dl and not mp and "face_alignment" in avail:
         return REGISTRY["face_alignment"].detect(image)
     out: list[FaceLandmarks] = []
-    used: set[int] = set()
-    for f in dl:
-        best, best_iou = None, MATCH_IOU
-        for j, m in enumerate(mp):
-            v = iou(f.box, m.box)
-            if j not in used and v > best_iou:
-                best, best_iou = j, v
+    matches = match_boxes([f.box for f in dl], [m.box for m in mp], MATCH_IOU)
+    for f, best in zip(dl, matches):
         if best is not None:
-            used.add(best)
             m = mp[best]
             out.append(_with_mesh(f, m, max(f.score, m.score)))
         else:
             out.append(f)
+    used = {j for j in matches if j is not None}
     for j, m in enumerate(mp):
         if j in used:
             continue
@@ -103,10 +98,7 @@ def detect_faces(image: np.ndarray, detector: str = "auto",
     """
     img = _validate_image(image)
     if flip_test:
-        flipped_boxes = None
-        if boxes is not None:
-            flipped_boxes = np.asarray(boxes, np.float64).reshape(-1, 4).copy()
-            flipped_boxes[:, [0, 2]] = img.shape[1] - flipped_boxes[:, [2, 0]]
+        flipped_boxes = None if boxes is None else mirror_boxes(boxes, img.shape[1])
         faces = detect_faces(img, detector, boxes)
         return flip_averaged(img, faces, lambda flipped: detect_faces(flipped, detector, flipped_boxes))
     known = None

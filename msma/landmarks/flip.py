@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from msma.landmarks.base import FaceLandmarks, box_from_points, iou
+from msma.landmarks.base import FaceLandmarks, box_from_points, match_boxes
 from msma.landmarks.mapping import IBUG68_MIRROR
 
-__all__ = ["MESH_MIRROR", "mirror_face", "flip_averaged"]
+__all__ = ["MESH_MIRROR", "flip_averaged", "mirror_boxes", "mirror_face"]
 
 MESH_MIRROR: np.ndarray = np.load(Path(__file__).resolve().parents[1] / "data" / "mediapipe_mirror.npz")["mirror"]
 MATCH_IOU = 0.5  # the flipped photo's detection of the same face overlaps it at least this much
@@ -31,9 +31,16 @@ def _mirror_points(points: np.ndarray | None, partner: np.ndarray, width: float)
     return out
 
 
+def mirror_boxes(boxes, width: float) -> np.ndarray:
+    """(K, 4) x0, y0, x1, y1 boxes of a ``width`` px wide photo as boxes of its horizontally flipped image."""
+    out = np.asarray(boxes, np.float64).reshape(-1, 4).copy()
+    out[:, [0, 2]] = width - out[:, [2, 0]]
+    return out
+
+
 def mirror_face(face: FaceLandmarks, width: float) -> FaceLandmarks:
     """A detection made on the horizontally flipped photo (``width`` px wide) as a detection of the original photo."""
-    box = np.array([width - face.box[2], face.box[1], width - face.box[0], face.box[3]], np.float64)
+    box = mirror_boxes(face.box, width)[0]
     depth = None if face.dense_depth is None else np.asarray(face.dense_depth, np.float64)[MESH_MIRROR]
     return FaceLandmarks(box, _mirror_points(face.landmarks68, IBUG68_MIRROR, width), face.score, face.detector,
                          _mirror_points(face.dense, MESH_MIRROR, width), depth)
@@ -46,17 +53,11 @@ def flip_averaged(image: np.ndarray, faces: list[FaceLandmarks],
     it is (the mesh points are still averaged when both passes have them)."""
     width = image.shape[1]
     mirrored = [mirror_face(f, width) for f in detect(np.ascontiguousarray(image[:, ::-1]))]
-    out, used = [], set()
-    for face in faces:
-        best, best_iou = None, MATCH_IOU
-        for j, other in enumerate(mirrored):
-            overlap = iou(face.box, other.box)
-            if j not in used and overlap > best_iou:
-                best, best_iou = j, overlap
+    out = []
+    for face, best in zip(faces, match_boxes([f.box for f in faces], [m.box for m in mirrored], MATCH_IOU)):
         if best is None:
             out.append(face)
             continue
-        used.add(best)
         other = mirrored[best]
         landmarks = face.landmarks68
         if other.detector == face.detector:
