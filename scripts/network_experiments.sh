@@ -11,7 +11,7 @@
 # unwrapped from faces_in_the_wild photos; old_photos are the SFM benchmark's textures and stay out of the bank)
 #   bash scripts/network_experiments.sh round3     # bank, cache, both runs side by side, trust, evaluation
 # Round 4, 5, ...: the same recipe again, fine-tuned from the previous round's files (weights/), on a fresh cache
-# (seed 5 for round 4, 6 for round 5, ...)
+# (seed 5 for round 4, 6 for round 5, ...; round 6 did not improve on round 5: weights/README.md)
 #   bash scripts/network_experiments.sh round4
 set -euo pipefail
 cd "$(dirname "$0")/.."
