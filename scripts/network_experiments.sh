@@ -103,5 +103,21 @@ case "${1:-}" in
             --weights '{"translation_z": 0.1, "expression": 0, "expression_bce": 10}')
     equal_budget_pair "$tag" "network_${tag}_candidate" "${common[@]}"
     ;;
-  *) echo "usage: $0 cache|probes|final|evaluate|bce128|round3|round4|round5..." >&2; exit 2 ;;
+  identity_probes)
+    # Is identity in the crops at all? Identity + vertex losses only, from the round-5 files, 1,000 steps each:
+    # on one 500-face shard of the round-6 cache (can the network even memorise identity?) and on the whole cache
+    # (does a network that attends to identity alone generalise better than the full recipe's 0.795 MSE?)
+    [ -f runs/cache/synth128_r6/shard_00023.npz ] || { echo "run round6 first (its cache)" >&2; exit 2; }
+    mkdir -p runs/cache/synth128_r6_one_shard
+    ln -sf ../synth128_r6/shard_00000.npz ../synth128_r6/meta_00000.json runs/cache/synth128_r6_one_shard/
+    ident='{"identity":1,"vertex":0.1,"expression":0,"expression_bce":0,"texture":0,"angles":0,"translation":0,
+            "translation_z":0,"lighting":0,"landmark":0}'
+    probe=(--config light --init weights/msma_light.safetensors --steps 1000 --batch-size 16 --image-size 128
+           --lr 1e-3 --decay-at 0.7 --head-hidden 256 --mlka-dilation scaled --val runs/cache/val128 --val-items 256
+           --val-every 250 --threads 1 --quiet --log-every 50 --save-every 250 --resume --weights "$ident")
+    $PY -m msma train "${probe[@]}" --synthetic runs/cache/synth128_r6_one_shard --out runs/exp/probe_identity_shard &
+    $PY -m msma train "${probe[@]}" --synthetic runs/cache/synth128_r6 --out runs/exp/probe_identity_all &
+    wait
+    ;;
+  *) echo "usage: $0 cache|probes|final|evaluate|bce128|round3|round4|round5...|identity_probes" >&2; exit 2 ;;
 esac
