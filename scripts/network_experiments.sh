@@ -119,5 +119,24 @@ case "${1:-}" in
     $PY -m msma train "${probe[@]}" --synthetic runs/cache/synth128_r6 --out runs/exp/probe_identity_all &
     wait
     ;;
-  *) echo "usage: $0 cache|probes|final|evaluate|bce128|round3|round4|round5...|identity_probes" >&2; exit 2 ;;
+  identity_probe_192)
+    # the "whole cache" identity probe at 192 px: 4,000 faces of seed 7 (round 6's seed) and 256 held-out (seed 1000)
+    if [ ! -f runs/cache/synth192_r6/shard_00007.npz ]; then
+      for part in 0-3 4-7; do
+        $PY -m msma.synth --out runs/cache/synth192_r6 --n 4000 --seed 7 --image-size 192 --threads 1 \
+          --backgrounds ../shared/data/faces_in_the_wild --texture-bank runs/cache/bank_fitw.npz \
+          --bank-probability 0.5 --shards "$part" &
+      done
+      wait
+    fi
+    [ -f runs/cache/val192_r6/shard_00000.npz ] || $PY -m msma.synth --out runs/cache/val192_r6 --n 256 --seed 1000 \
+      --image-size 192 --backgrounds ../shared/data/old_photos
+    ident='{"identity":1,"vertex":0.1,"expression":0,"expression_bce":0,"texture":0,"angles":0,"translation":0,
+            "translation_z":0,"lighting":0,"landmark":0}'
+    $PY -m msma train --config light --init weights/msma_light.safetensors --steps 1000 --batch-size 16 \
+      --image-size 192 --lr 1e-3 --decay-at 0.7 --head-hidden 256 --mlka-dilation scaled --val runs/cache/val192_r6 \
+      --val-items 256 --val-every 250 --threads 2 --quiet --log-every 50 --save-every 250 --resume --weights "$ident" \
+      --synthetic runs/cache/synth192_r6 --out runs/exp/probe_identity_192
+    ;;
+  *) echo "usage: $0 cache|probes|final|evaluate|bce128|round3|round4|round5...|identity_probes|identity_probe_192" >&2; exit 2 ;;
 esac
