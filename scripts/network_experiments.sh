@@ -41,6 +41,25 @@ equal_budget_pair() {  # TAG RESULT_NAME TRAIN_ARGS...: MSMA light + plain ablat
     --reference --threads 2 --weights "runs/exp/msma_$tag/export.safetensors" \
     --ablation-weights "runs/exp/plain_$tag/export.safetensors" --name "$name"
 }
+banked_cache() {  # OUT N SEED SIZE: N training faces (shards of 500, two processes), half with faces_in_the_wild
+  # skin from runs/cache/bank_fitw.npz, when the last shard is missing
+  local out=$1 n=$2 seed=$3 size=$4 shards=$(($2 / 500)) half=$(($2 / 1000))
+  [ -f "$out/shard_$(printf %05d $((shards - 1))).npz" ] && return 0
+  for part in "0-$((half - 1))" "$half-$((shards - 1))"; do
+    $PY -m msma.synth --out "$out" --n "$n" --seed "$seed" --image-size "$size" --threads 1 \
+      --backgrounds ../shared/data/faces_in_the_wild --texture-bank runs/cache/bank_fitw.npz \
+      --bank-probability 0.5 --shards "$part" &
+  done
+  wait
+}
+identity_probe() {  # SIZE SYNTHETIC VAL THREADS OUT: identity + vertex losses only, 1,000 steps from weights/
+  local ident='{"identity":1,"vertex":0.1,"expression":0,"expression_bce":0,"texture":0,"angles":0,"translation":0,
+               "translation_z":0,"lighting":0,"landmark":0}'
+  $PY -m msma train --config light --init weights/msma_light.safetensors --steps 1000 --batch-size 16 \
+    --image-size "$1" --lr 1e-3 --decay-at 0.7 --head-hidden 256 --mlka-dilation scaled --val "$3" --val-items 256 \
+    --val-every 250 --threads "$4" --quiet --log-every 50 --save-every 250 --resume --weights "$ident" \
+    --synthetic "$2" --out "$5"
+}
 ZERO='"identity":0,"angles":0,"translation":0,"translation_z":0,"lighting":0,"texture":0,"vertex":0,"landmark":0'
 case "${1:-}" in
   cache)
@@ -88,14 +107,7 @@ case "${1:-}" in
     [ -f runs/cache/real_fitw.npz ] || $PY -m msma.data --source ../shared/data/faces_in_the_wild \
       --out runs/cache/real_fitw.npz
     [ -f runs/cache/bank_fitw.npz ] || $PY -m msma.synth --build-bank runs/cache/real_fitw.npz --out runs/cache/bank_fitw.npz
-    if [ ! -f "$cache/shard_00023.npz" ]; then  # 24 shards of 500, two processes
-      for part in 0-11 12-23; do
-        $PY -m msma.synth --out "$cache" --n 12000 --seed "$seed" --image-size 128 --threads 1 \
-          --backgrounds ../shared/data/faces_in_the_wild --texture-bank runs/cache/bank_fitw.npz \
-          --bank-probability 0.5 --shards "$part" &
-      done
-      wait
-    fi
+    banked_cache "$cache" 12000 "$seed" 128
     common=(--synthetic "$cache" --real runs/cache/real_train.npz --real-every 8 --real-batch 4
             --steps "${STEPS:-3000}" --batch-size 16 --image-size 128 --lr 3e-4 --decay-at 0.6 0.85 --head-hidden 256
             --mlka-dilation scaled --val runs/cache/val128 --val-items 256 --val-every 500 --threads 1 --quiet
@@ -110,33 +122,16 @@ case "${1:-}" in
     [ -f runs/cache/synth128_r6/shard_00023.npz ] || { echo "run round6 first (its cache)" >&2; exit 2; }
     mkdir -p runs/cache/synth128_r6_one_shard
     ln -sf ../synth128_r6/shard_00000.npz ../synth128_r6/meta_00000.json runs/cache/synth128_r6_one_shard/
-    ident='{"identity":1,"vertex":0.1,"expression":0,"expression_bce":0,"texture":0,"angles":0,"translation":0,
-            "translation_z":0,"lighting":0,"landmark":0}'
-    probe=(--config light --init weights/msma_light.safetensors --steps 1000 --batch-size 16 --image-size 128
-           --lr 1e-3 --decay-at 0.7 --head-hidden 256 --mlka-dilation scaled --val runs/cache/val128 --val-items 256
-           --val-every 250 --threads 1 --quiet --log-every 50 --save-every 250 --resume --weights "$ident")
-    $PY -m msma train "${probe[@]}" --synthetic runs/cache/synth128_r6_one_shard --out runs/exp/probe_identity_shard &
-    $PY -m msma train "${probe[@]}" --synthetic runs/cache/synth128_r6 --out runs/exp/probe_identity_all &
+    identity_probe 128 runs/cache/synth128_r6_one_shard runs/cache/val128 1 runs/exp/probe_identity_shard &
+    identity_probe 128 runs/cache/synth128_r6 runs/cache/val128 1 runs/exp/probe_identity_all &
     wait
     ;;
   identity_probe_192)
     # the "whole cache" identity probe at 192 px: 4,000 faces of seed 7 (round 6's seed) and 256 held-out (seed 1000)
-    if [ ! -f runs/cache/synth192_r6/shard_00007.npz ]; then
-      for part in 0-3 4-7; do
-        $PY -m msma.synth --out runs/cache/synth192_r6 --n 4000 --seed 7 --image-size 192 --threads 1 \
-          --backgrounds ../shared/data/faces_in_the_wild --texture-bank runs/cache/bank_fitw.npz \
-          --bank-probability 0.5 --shards "$part" &
-      done
-      wait
-    fi
+    banked_cache runs/cache/synth192_r6 4000 7 192
     [ -f runs/cache/val192_r6/shard_00000.npz ] || $PY -m msma.synth --out runs/cache/val192_r6 --n 256 --seed 1000 \
       --image-size 192 --backgrounds ../shared/data/old_photos
-    ident='{"identity":1,"vertex":0.1,"expression":0,"expression_bce":0,"texture":0,"angles":0,"translation":0,
-            "translation_z":0,"lighting":0,"landmark":0}'
-    $PY -m msma train --config light --init weights/msma_light.safetensors --steps 1000 --batch-size 16 \
-      --image-size 192 --lr 1e-3 --decay-at 0.7 --head-hidden 256 --mlka-dilation scaled --val runs/cache/val192_r6 \
-      --val-items 256 --val-every 250 --threads 2 --quiet --log-every 50 --save-every 250 --resume --weights "$ident" \
-      --synthetic runs/cache/synth192_r6 --out runs/exp/probe_identity_192
+    identity_probe 192 runs/cache/synth192_r6 runs/cache/val192_r6 2 runs/exp/probe_identity_192
     ;;
   *) echo "usage: $0 cache|probes|final|evaluate|bce128|round3|round4|round5...|identity_probes|identity_probe_192" >&2; exit 2 ;;
 esac
