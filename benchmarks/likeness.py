@@ -27,6 +27,8 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from msma.face_embedding import SAME_PERSON_DISTANCE  # noqa: E402
+
 DATA = ROOT.parent / "shared" / "data"
 RESULTS = ROOT / "benchmarks" / "results"
 METHODS = ("mean", "fitting", "network", "network+refine")
@@ -69,7 +71,8 @@ def summarise(per_photo: dict[str, dict[str, dict]], methods: tuple[str, ...], y
                "by_yaw": {str(y): float(np.mean([per_photo[n][method]["distances"][str(y)] for n in names]))
                           for y in yaws},
                "share_same_person": float(np.mean([
-                   np.mean([d < 0.6 for d in per_photo[n][method]["distances"].values()]) for n in names]))}
+                   np.mean([d < SAME_PERSON_DISTANCE for d in per_photo[n][method]["distances"].values()])
+                   for n in names]))}
         if base is not None and method != "mean":
             diff = values - base
             row["minus_mean_face"] = float(diff.mean())
@@ -128,15 +131,25 @@ def main(argv: list[str] | None = None) -> int:
     paths = photo_paths(folders)[: args.limit]
     per_photo: dict[str, dict[str, dict]] = {}
     failures: dict[str, str] = {}
+    from msma.image_io import load_image_with_scale
+    from msma.landmarks import detect_faces
+
+    any_rec = next(iter(recs.values()))
     for path in tqdm(paths, desc="photos"):
+        try:  # one detection per photo: every method reconstructs the same faces
+            photo = load_image_with_scale(path, max_side=any_rec.max_side).image
+            detections = detect_faces(photo, detector=any_rec.detector)[:MAX_FACES]
+        except Exception as exc:  # noqa: BLE001 - a photo that fails is listed, the run goes on
+            failures[path.name] = f"{type(exc).__name__}: {exc}"
+            continue
         for method, rec in recs.items():
             try:
-                faces = rec(path, texture=True).faces[:MAX_FACES]
-                scores = [scorer(face) for face in faces]
-            except Exception as exc:  # noqa: BLE001 - a photo that fails is listed, the run goes on
+                scores = [scorer(rec.reconstruct_face(photo, det, index=i, texture=True))
+                          for i, det in enumerate(detections)]
+            except Exception as exc:  # noqa: BLE001
                 failures[path.name] = f"{method}: {type(exc).__name__}: {exc}"
                 break
-            for index, likeness in enumerate(scores):  # every method sees the same detections, in the same order
+            for index, likeness in enumerate(scores):
                 per_photo.setdefault(f"{path.parent.name}/{path.name}#{index}", {})[method] = {
                     "distances": {str(y): d for y, d in likeness.distances.items()},
                     "mean_distance": likeness.mean_distance}

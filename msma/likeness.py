@@ -8,19 +8,17 @@ The head is rendered with its texture unwrapped from the photo, so at the photo'
 whatever the shape; turned to another view, a wrong shape moves the photo's pixels to the wrong places. The photo's
 aligned crop and each render go through the same framing (dlib's 5-point predictor and ``get_face_chip``, what the
 descriptor was trained on) and the same torch port of dlib's ResNet (`msma.face_embedding`). Distances are dlib's
-Euclidean distances: below `SAME_PERSON_DISTANCE` (0.6) dlib calls two faces the same person.
+Euclidean distances: below `msma.face_embedding.SAME_PERSON_DISTANCE` (0.6) dlib calls two faces the same person.
 """
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from msma.face_embedding import CHIP_SIZE, DlibFaceEmbedder, embedding_distance
+from msma.face_embedding import DlibChipper, DlibFaceEmbedder, embedding_distance
 from msma.face_model import FaceModel
 
 DEFAULT_YAWS = (-30.0, 0.0, 30.0)  # degrees: the views the reconstruction is rendered at
@@ -38,16 +36,6 @@ class Likeness:
         return float(np.mean(list(self.distances.values())))
 
 
-def _dlib_shape_predictor():
-    import dlib
-
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or spec.origin is None:
-        raise FileNotFoundError("the face_recognition_models package is not installed (pip install "
-                                "face-recognition-models)")
-    return dlib, dlib.shape_predictor(str(Path(spec.origin).parent / "models" / "shape_predictor_5_face_landmarks.dat"))
-
-
 class LikenessScorer:
     """Scores `FaceReconstruction` results of one face model (``model``: the reconstructor's)."""
 
@@ -60,14 +48,7 @@ class LikenessScorer:
         self.size = int(model.camera.image_size)
         self.renderer = Renderer((self.size, self.size))
         self.embedder = embedder or DlibFaceEmbedder.from_package()
-        self.dlib, self.shape5 = _dlib_shape_predictor()
-
-    def chip(self, crop: np.ndarray) -> np.ndarray:
-        """(150, 150, 3) uint8 dlib face chip of a face-centred crop (the 5-point aligned 224 crop or a render)."""
-        h, w = crop.shape[:2]
-        box = self.dlib.rectangle(int(0.18 * w), int(0.18 * h), int(0.82 * w), int(0.82 * h))
-        crop = np.ascontiguousarray(crop)
-        return self.dlib.get_face_chip(crop, self.shape5(crop, box), size=CHIP_SIZE)
+        self.chip = DlibChipper()
 
     def embed(self, crops: list[np.ndarray]) -> np.ndarray:
         return self.embedder.embed_uint8(np.stack([self.chip(c) for c in crops]))

@@ -5,6 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from msma.face_embedding import SAME_PERSON_DISTANCE
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
@@ -40,7 +42,7 @@ def test_photo_is_closer_to_its_own_reconstruction_than_to_another_persons(score
     own = [scorer(face) for face in faces]
     assert set(own[0].distances) == set(scorer.yaws)
     for likeness in own:
-        assert likeness.distances[0.0] < 0.6  # dlib's same-person threshold at the frontal view
+        assert likeness.distances[0.0] < SAME_PERSON_DISTANCE  # dlib's threshold, at the frontal view
     # photo 0 against the renders of photo 1's reconstruction: another person
     renders = [scorer.render_view(faces[1], yaw) for yaw in scorer.yaws]
     emb = scorer.embed([faces[0].alignment.image, *renders])
