@@ -44,6 +44,13 @@ GRID: dict[str, dict] = {
     "one stage (L2 64, L1 128 throughout)": {"identity_stage_expression_prior": None},
     "one stage, L2 16, L1 32 (the previous defaults)": {"identity_stage_expression_prior": None,
                                                         "expression_prior": 16.0, "expression_l1": 32.0},
+    "relaxed lasso: L1 128, then L2 16 on the support": {"expression_debias_prior": 16.0},
+    "relaxed lasso: L1 256, then L2 16 on the support": {"expression_l1": 256.0, "expression_debias_prior": 16.0},
+    "relaxed lasso: L1 256, then L2 32 on the support": {"expression_l1": 256.0, "expression_debias_prior": 32.0},
+    "relaxed lasso: L1 384, then L2 16 on the support": {"expression_l1": 384.0, "expression_debias_prior": 16.0},
+    "relaxed lasso: L1 256, then L2 16, L1 32 on the support": {"expression_l1": 256.0,
+                                                               "expression_debias_prior": 16.0,
+                                                               "expression_debias_l1": 32.0},
 }
 
 

@@ -39,6 +39,13 @@ GRID: dict[str, dict] = {
     "L1 expression 128, per-expression table": {"expression_l1": 128.0, "expression_l1_scale": "table"},
     "L2 expression 16, L1 64": {"expression_prior": 16.0, "expression_l1": 64.0},
     "L2 expression 16, L1 32": {"expression_prior": 16.0, "expression_l1": 32.0},
+    "relaxed lasso: L1 128, then L2 16 on the support": {"expression_debias_prior": 16.0},
+    "relaxed lasso: L1 256, then L2 16 on the support": {"expression_l1": 256.0, "expression_debias_prior": 16.0},
+    "relaxed lasso: L1 256, then L2 32 on the support": {"expression_l1": 256.0, "expression_debias_prior": 32.0},
+    "relaxed lasso: L1 384, then L2 16 on the support": {"expression_l1": 384.0, "expression_debias_prior": 16.0},
+    "relaxed lasso: L1 256, then L2 16, L1 32 on the support": {"expression_l1": 256.0,
+                                                               "expression_debias_prior": 16.0,
+                                                               "expression_debias_l1": 32.0},
 }
 
 

@@ -94,6 +94,11 @@ class LandmarkFitSettings:
     # noise turns on in neutral synthetic faces), another string such a table's path, a tuple the multipliers in
     # the model's order; None keeps one weight for all
     expression_l1_scale: str | tuple[float, ...] | None = None
+    # Relaxed lasso in the last round: expressions whose sparse-prior weight exceeds expression_support_threshold
+    # are re-solved with these weaker priors (the rest held at 0); None: off
+    expression_debias_prior: float | None = None
+    expression_debias_l1: float = 0.0
+    expression_support_threshold: float = 0.02
     symmetry_prior: float = 8.0  # weight of (w_L - w_R)^2 for ARKit pairs that usually move together
     # subtract the detectors' pose-dependent point offsets (`DetectorBias`) at the current pose estimate. Terms:
     # "all" pose features, "yaw" (pitch taken as 0) or "constant" (the frontal offset). "yaw" was best on both dev
@@ -553,6 +558,27 @@ def _expression_pairs(model: FaceModel) -> list[tuple[int, int]]:
     return [(i, names.index(n[:-2] + "_R")) for i, n in enumerate(names) if n.endswith("_L") and n[:-2] + "_R" in names]
 
 
+def _solve_group(rows: list[np.ndarray], rhs: list[np.ndarray], centre: np.ndarray, identity_weight: np.ndarray,
+                 expression_prior: float, expression_l1: np.ndarray | None, lower: np.ndarray, upper: np.ndarray,
+                 identity: np.ndarray | None) -> np.ndarray:
+    """One bounded least-squares solve of a group's identity + expressions: the data rows, Gaussian priors around
+    ``centre`` (sqrt weights ``identity_weight`` per identity mode, ``expression_prior`` for every expression) and
+    an L1 weight per expression variable. ``identity`` given: held fixed, only the expressions are solved."""
+    n_id = len(identity_weight)
+    prior = np.concatenate([identity_weight, np.full(len(centre) - n_id, np.sqrt(expression_prior))])
+    design = np.concatenate(rows + [np.diag(prior)])
+    rhs_vec = np.concatenate(rhs + [prior * centre])
+    linear = None
+    if expression_l1 is not None and np.any(expression_l1 > 0):
+        linear = np.concatenate([np.zeros(n_id), expression_l1])
+    if identity is None:
+        return bounded_least_squares(design, rhs_vec, lower, upper, linear)
+    # identity fixed: its columns move to the right-hand side
+    rhs_vec = rhs_vec - design[:, :n_id] @ identity
+    return np.concatenate([identity, bounded_least_squares(
+        design[:, n_id:], rhs_vec, lower[n_id:], upper[n_id:], None if linear is None else linear[n_id:])])
+
+
 def _landmark_rounds(
     model: FaceModel, coeffs: Coefficients, targets: np.ndarray, valid: np.ndarray, contour: ContourTracker,
     settings: LandmarkFitSettings, shared_identity: bool, has_init: bool, prior_mean: Coefficients | None,
@@ -682,31 +708,30 @@ def _landmark_rounds(
                     couple[0, n_id + k * n_exp + right] = -np.sqrt(settings.symmetry_prior)
                     rows.append(couple)
                     rhs_all.append(np.zeros(1))
-            prior = np.zeros(n_vars)
-            prior[:n_id] = np.sqrt(settings.identity_prior * identity_prior_scale)
-            prior[n_id:] = np.sqrt(expression_prior)
             centre = np.zeros(n_vars)
             if prior_mean is not None:
                 centre[:n_id] = prior_mean.identity[group, :n_id].double().mean(0).cpu().numpy()
                 for k, b in enumerate(group):
                     centre[n_id + k * n_exp : n_id + (k + 1) * n_exp] = prior_mean.expression[b].double().cpu().numpy()
-            design = np.concatenate(rows + [np.diag(prior)])
-            rhs_vec = np.concatenate(rhs_all + [prior * centre])
             lo = np.concatenate([np.full(n_id, -np.inf), np.full(n_exp * len(group), lower)])
             hi = np.concatenate([np.full(n_id, np.inf), np.full(n_exp * len(group), upper)])
-            linear = None
-            if bounded and lower >= 0 and expression_l1 > 0:
-                per_expression = np.full(n_exp, expression_l1)
-                if l1_scale is not None and not identity_stage:
-                    per_expression = per_expression * l1_scale
-                linear = np.concatenate([np.zeros(n_id), np.tile(per_expression, len(group))])
-            if solve_identity:
-                solution = bounded_least_squares(design, rhs_vec, lo, hi, linear)
-            else:  # identity fixed at the previous round's estimate: its columns move to the right-hand side
-                identity_now = coeffs.identity[group[0], :n_id].double().cpu().numpy()
-                rhs_vec = rhs_vec - design[:, :n_id] @ identity_now
-                solution = np.concatenate([identity_now, bounded_least_squares(
-                    design[:, n_id:], rhs_vec, lo[n_id:], hi[n_id:], None if linear is None else linear[n_id:])])
+            identity_now = None if solve_identity else coeffs.identity[group[0], :n_id].double().cpu().numpy()
+            identity_weight = np.sqrt(settings.identity_prior * identity_prior_scale) * np.ones(n_id)
+            sparse = bounded and lower >= 0
+            per_expression = np.full(n_exp, expression_l1)
+            if l1_scale is not None and not identity_stage:
+                per_expression = per_expression * l1_scale
+            solution = _solve_group(rows, rhs_all, centre, identity_weight, expression_prior,
+                                    np.tile(per_expression, len(group)) if sparse else None, lo, hi, identity_now)
+            if final and settings.expression_debias_prior is not None and sparse:
+                # relaxed lasso: the sparse priors above chose which blendshapes move; their weights are re-solved
+                # with weaker priors, the others held at 0, so the L1 that keeps neutral faces neutral does not
+                # also flatten the expressions the landmarks do show
+                support = solution[n_id:] > settings.expression_support_threshold
+                hi_support = np.concatenate([hi[:n_id], np.where(support, hi[n_id:], lower)])
+                solution = _solve_group(rows, rhs_all, centre, identity_weight, settings.expression_debias_prior,
+                                        np.full(n_exp * len(group), settings.expression_debias_l1), lo, hi_support,
+                                        identity_now)
             for k, b in enumerate(group):
                 coeffs.identity[b, :n_id] = torch.as_tensor(solution[:n_id], dtype=coeffs.identity.dtype)
                 exp = solution[n_id + k * n_exp : n_id + (k + 1) * n_exp]

@@ -160,6 +160,24 @@ def test_per_expression_l1_scale_suppresses_only_its_blendshape(ict: FaceModel, 
         expression_l1_scale(ict, "no/such/table.npz")
 
 
+def test_relaxed_lasso_undamps_the_support_and_keeps_the_rest_at_zero(ict: FaceModel,
+                                                                      contour: ContourTracker) -> None:
+    """With `expression_debias_prior` the blendshapes the strong L1 turned on are re-solved under the weak prior: a
+    0.6 jaw opening damped by the L1 comes back closer to 0.6, and every blendshape the L1 left at zero stays 0."""
+    truth = Coefficients.zeros(ict, 1)
+    jaw = ict.expression_names.index("jawOpen")
+    truth.expression[0, jaw] = 0.6
+    target = ict.project_landmarks(truth)
+    strong = dict(expression_prior=64.0, expression_l1=512.0, detector_bias=False)
+    lasso = fit_landmarks(ict, target, contour=contour, settings=LandmarkFitSettings(**strong))
+    relaxed = fit_landmarks(ict, target, contour=contour,
+                            settings=LandmarkFitSettings(**strong, expression_debias_prior=1.0))
+    assert 0.02 < lasso.expression[0, jaw] < 0.55  # damped, but on the support
+    assert abs(relaxed.expression[0, jaw] - 0.6) < abs(lasso.expression[0, jaw] - 0.6) - 0.03
+    off_support = lasso.expression[0] <= 0.02
+    assert torch.all(relaxed.expression[0][off_support] == 0.0)
+
+
 def test_shared_identity_fit_uses_one_identity(ict: FaceModel, contour: ContourTracker) -> None:
     truth = random_faces(ict, 3, seed=2)
     truth.identity[:] = truth.identity[:1]
