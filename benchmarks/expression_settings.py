@@ -51,6 +51,9 @@ GRID: dict[str, dict] = {
     "relaxed lasso: L1 256, then L2 16, L1 32 on the support": {"expression_l1": 256.0,
                                                                "expression_debias_prior": 16.0,
                                                                "expression_debias_l1": 32.0},
+    "dense sigma x1.5": {"dense_sigma_scale": 1.5},
+    "dense sigma x2": {"dense_sigma_scale": 2.0},
+    "dense sigma x3": {"dense_sigma_scale": 3.0},
 }
 
 

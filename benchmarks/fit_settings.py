@@ -83,6 +83,12 @@ GRID: dict[str, dict] = {
     "asymmetric identity prior x100": {"asymmetric_identity_prior_scale": 100.0},
     "asymmetric identity prior x10, identity prior 10": {"asymmetric_identity_prior_scale": 10.0,
                                                           "identity_prior": 10.0},
+    "weighted pose": {"pose_weighted": True},
+    "weighted pose, network pose prior 3 deg": {"pose_weighted": True, "pose_prior_deg": 3.0},
+    "weighted pose, network pose prior 6 deg": {"pose_weighted": True, "pose_prior_deg": 6.0},
+    "weighted pose, network pose prior 12 deg": {"pose_weighted": True, "pose_prior_deg": 12.0},
+    "dense sigma x1.5": {"dense_sigma_scale": 1.5},
+    "dense sigma x3": {"dense_sigma_scale": 3.0},
 }
 
 
@@ -92,8 +98,9 @@ def dev_cases(n_subjects: int, distance_mm: float = 600.0) -> tuple[list[dict], 
     cases = []
     for subject in tqdm(range(n_subjects), desc="dev renders"):
         gt, views = subject_views(sfm, textures, "dev", subject, distance_mm)
-        cases += [{"subject": subject, "view": view, "image": image, "detection": detection, "gt": gt}
-                  for view, image, detection, _ in views if detection is not None]
+        cases += [{"subject": subject, "view": view, "image": image, "detection": detection, "gt": gt,
+                   "yaw": yaw, "pitch": float(view.split("pitch")[1])}
+                  for view, image, detection, yaw in views if detection is not None]
     return cases, sfm
 
 
@@ -103,12 +110,14 @@ def main() -> int:
     parser.add_argument("--only", default=None, help="grid names separated by ;")
     parser.add_argument("--name", default="fit_settings_dev", help="result file stem")
     parser.add_argument("--distance-mm", type=float, default=600.0, help="render camera distance")
+    parser.add_argument("--method", default="fitting", choices=("fitting", "network+refine"),
+                        help="network+refine: the network's estimate is the fit's prior (pose_prior_deg applies)")
     args = parser.parse_args()
     from msma.api import Reconstructor
 
     cases, sfm = dev_cases(args.subjects, args.distance_mm)
     grid = {k: v for k, v in GRID.items() if args.only is None or k in args.only.split(";")}
-    rec = Reconstructor(method="fitting", photometric=False)
+    rec = Reconstructor(method=args.method, photometric=False)
     model = rec.model
     plain = rec
     mean_mm = model.mean.cpu().numpy().astype(np.float64) * MODEL_UNITS_TO_MM
@@ -118,29 +127,41 @@ def main() -> int:
         change = dict(change)
         photometric = change.pop("photometric", None)
         rec = plain if photometric is None else Reconstructor(
-            method="fitting", face_model=model, photometric_settings=PhotometricSettings(**photometric))
+            method=args.method, face_model=model, photometric_settings=PhotometricSettings(**photometric))
         rec.landmark_settings = dataclasses.replace(LandmarkFitSettings(), **change)
-        errors, weights, views = [], [], {}
+        errors, weights, views, pitch, yaw_error = [], [], {}, {}, []
         for c in tqdm(cases, desc=name):
             face = rec.reconstruct_face(c["image"], c["detection"], texture=False)
             errors.append(score_ict(model, face.neutral_vertices * MODEL_UNITS_TO_MM, c["gt"],
                                     sfm)["mean_mm"])
             weights.append(max(face.blendshapes.values()))
             views.setdefault(c["view"], []).append(errors[-1])
+            # pose: the estimated pitch per rendered pitch (ICT's and SFM's head frames differ by a constant tilt,
+            # so what matters is the spread between the pitch views) and the error of |yaw|
+            pitch.setdefault(c["pitch"], []).append(face.pose.pitch)
+            yaw_error.append(abs(abs(face.pose.yaw) - abs(c["yaw"])))
         rows[name] = {"change": GRID[name], "mean_mm": float(np.mean(errors)),
                       "max_expression_weight_mean": float(np.mean(weights)),
-                      "per_view": {v: float(np.mean(e)) for v, e in views.items()}}
+                      "per_view": {v: float(np.mean(e)) for v, e in views.items()},
+                      "estimated_pitch_by_rendered_pitch": {f"{k:g}": float(np.mean(v)) for k, v in pitch.items()},
+                      "abs_yaw_error_deg": float(np.mean(yaw_error))}
         print(name, rows[name], flush=True)
     out = ROOT / "benchmarks" / "results"
     (out / f"{args.name}.json").write_text(json.dumps({"n_cases": len(cases), "rows": rows}, indent=1))
     lines = ["# Landmark-fit settings on the SFM dev split (seed 1) — produced by benchmarks/fit_settings.py", "",
-             f"{len(cases)} renders. Dev data only; the reported benchmark uses the test split.", "",
-             "| setting | NoW mean mm | vs mean face | mean of the largest expression weight (neutral faces) |",
-             "|---|---|---|---|"]
+             f"{len(cases)} renders, method {args.method}. Dev data only; the reported benchmark uses the test split.",
+             "", "Estimated pitch at rendered pitch -15 / 0 / +15 deg (mean; a constant is the two head frames' tilt, "
+             "the spread is what a pose error changes) and the error of |yaw|.", "",
+             "| setting | NoW mean mm | vs mean face | mean of the largest expression weight (neutral faces) | "
+             "pitch at -15 / 0 / +15 | spread (true 30) | abs yaw error deg |",
+             "|---|---|---|---|---|---|---|"]
     base = rows["mean face"]["mean_mm"]
     for name, r in rows.items():
+        p = r.get("estimated_pitch_by_rendered_pitch")
+        pose = (f"{p['-15']:.1f} / {p['0']:.1f} / {p['15']:.1f} | {p['15'] - p['-15']:.1f} | "
+                f"{r['abs_yaw_error_deg']:.1f}") if p else " |  | "
         lines.append(f"| {name} | {r['mean_mm']:.3f} | {r['mean_mm'] / base:.3f} | "
-                     f"{r.get('max_expression_weight_mean', 0):.3f} |")
+                     f"{r.get('max_expression_weight_mean', 0):.3f} | {pose} |")
     (out / f"{args.name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

@@ -99,6 +99,13 @@ class LandmarkFitSettings:
     expression_debias_prior: float | None = None
     expression_debias_l1: float = 0.0
     expression_support_threshold: float = 0.02
+    # Pose solve: False keeps OpenCV's unweighted solvePnP on the visible points; True minimises the same weighted,
+    # robustly rescaled residuals as the shape solve (each point's sigma and Cauchy scale), so the points the shape
+    # solve trusts least (jaw, mesh points with large definition noise) do not steer the head's pitch and yaw.
+    pose_weighted: bool = False
+    # Gaussian prior (degrees, per angle) pulling the pose towards ``prior_mean``'s angles (e.g. the network's
+    # estimate) in the weighted solve; None: no prior
+    pose_prior_deg: float | None = None
     symmetry_prior: float = 8.0  # weight of (w_L - w_R)^2 for ARKit pairs that usually move together
     # subtract the detectors' pose-dependent point offsets (`DetectorBias`) at the current pose estimate. Terms:
     # "all" pose features, "yaw" (pitch taken as 0) or "constant" (the frontal offset). "yaw" was best on both dev
@@ -234,6 +241,35 @@ def solve_pose(
     rotation = _FLIP @ cv2.Rodrigues(rvec)[0]
     translation = _FLIP @ (tvec.ravel() - np.array([0.0, 0.0, distance]))
     return matrix_to_euler(rotation), translation
+
+
+def solve_pose_weighted(
+    model: FaceModel, points3d: np.ndarray, points2d: np.ndarray, weights: np.ndarray,
+    init: tuple[np.ndarray, np.ndarray], prior_angles: np.ndarray | None = None, prior_sigma: float | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rigid pose (angles (3,), translation (3,)) minimising sum_k weights_k^2 |project(R p_k + t) - q_k|^2 (crop
+    pixels), plus ((angles - prior_angles) / prior_sigma)^2 (radians) when a prior is given. OpenCV's solvePnP takes
+    no per-point weights or priors, hence scipy's least_squares here, started from ``init``."""
+    from scipy.optimize import least_squares
+
+    keep = weights > 0
+    obj, img, w = points3d[keep].astype(np.float64), points2d[keep].astype(np.float64), weights[keep]
+    cam = model.camera
+
+    def residuals(params: np.ndarray) -> np.ndarray:
+        rotation = euler_to_matrix(torch.as_tensor(params[None, :3]))[0].numpy()
+        v = obj @ rotation.T + params[3:]
+        depth = cam.distance - v[:, 2]
+        x = cam.center + cam.focal * v[:, 0] / depth
+        y = cam.center - cam.focal * v[:, 1] / depth
+        out = [(x - img[:, 0]) * w, (y - img[:, 1]) * w]
+        if prior_angles is not None and prior_sigma is not None:
+            out.append((params[:3] - prior_angles) / prior_sigma)
+        return np.concatenate(out)
+
+    start = np.concatenate([init[0], init[1]]).astype(np.float64)
+    solution = least_squares(residuals, start, method="lm", x_scale=np.array([0.1, 0.1, 0.1, 0.01, 0.01, 0.1]))
+    return solution.x[:3], solution.x[3:]
 
 
 def _projection_rows(
@@ -614,6 +650,10 @@ def _landmark_rounds(
     if dense is not None:
         sigma_dense = np.maximum(mesh_points.sigma_px * settings.dense_sigma_scale, settings.dense_min_sigma_px)
     scale68 = np.ones((batch, 68))
+
+    def w68_of(b: int) -> float:  # the 68 points' weight beside the mesh points
+        return settings.dense_landmark68_weight if has_dense[b] else 1.0
+
     scale_dense = None if dense is None else np.ones(dense.shape[:2])
     pairs = _expression_pairs(model) if settings.symmetry_prior > 0 else []
     identity_prior_scale = 1.0
@@ -647,7 +687,20 @@ def _landmark_rounds(
             if has_init or round_index:
                 previous = (single.angles[0].cpu().numpy().astype(np.float64),
                             single.translation[0].cpu().numpy().astype(np.float64))
-            angles, translation = solve_pose(model, points3d, points2d, keep, previous)
+            if settings.pose_weighted:
+                # the shape solve's row weights: 1 / sigma, the Cauchy scale of the previous round, visibility
+                weights = keep * np.concatenate([scale68[b] * w68_of(b) / sigma68] + (
+                    [scale_dense[b] / sigma_dense] if has_dense[b] else []))
+                if previous is None:
+                    previous = solve_pose(model, points3d, points2d, keep)
+                prior_angles = None
+                if prior_mean is not None and settings.pose_prior_deg is not None:
+                    prior_angles = prior_mean.angles[b].double().cpu().numpy()
+                angles, translation = solve_pose_weighted(
+                    model, points3d, points2d, weights, previous, prior_angles,
+                    None if settings.pose_prior_deg is None else np.deg2rad(settings.pose_prior_deg))
+            else:
+                angles, translation = solve_pose(model, points3d, points2d, keep, previous)
             coeffs.angles[b] = torch.as_tensor(angles, dtype=coeffs.angles.dtype)
             coeffs.translation[b] = torch.as_tensor(translation, dtype=coeffs.translation.dtype)
             correct(b)
@@ -657,7 +710,7 @@ def _landmark_rounds(
         for b in range(batch):
             single = coeffs[b : b + 1]
             index = contour.correspondences(model, single)
-            w68 = settings.dense_landmark68_weight if has_dense[b] else 1.0
+            w68 = w68_of(b)
             a_id, a_exp, rhs = _linear_system(model, contour, single, index, targets[b], sigma68 / w68)
             if round_index:  # robust reweighting from the current residuals
                 scale68[b] = _cauchy_row_scale(a_id, a_exp, rhs, single, settings.robust_scale)

@@ -17,6 +17,7 @@ from msma.fit import (
     pose_features,
     refine_photometric,
     solve_pose,
+    solve_pose_weighted,
 )
 from msma.render import Renderer
 
@@ -62,6 +63,25 @@ def test_solve_pose_recovers_rigid_transform(ict: FaceModel) -> None:
     angles, translation = solve_pose(ict, points, lm2d)
     np.testing.assert_allclose(angles, coeffs.angles[0].numpy(), atol=1e-4)
     np.testing.assert_allclose(translation, coeffs.translation[0].numpy(), atol=1e-3)
+
+
+def test_weighted_pose_downweights_outliers_and_follows_its_prior(ict: FaceModel) -> None:
+    """The weighted pose solve recovers the rigid transform from a rough start; a point with weight 0 can be anywhere;
+    a tight angle prior holds the angles at the prior instead of at what the points say."""
+    coeffs = random_faces(ict, 1, seed=3)
+    coeffs.identity.zero_()
+    coeffs.expression.zero_()
+    lm2d = ict.project_landmarks(coeffs)[0].numpy()
+    lm2d[30] += 40.0  # the nose tip far off, weight 0 below
+    points = ict.mean[ict.landmarks68].numpy()
+    weights = np.ones(68)
+    weights[30] = 0.0
+    start = (np.zeros(3), np.zeros(3))
+    angles, translation = solve_pose_weighted(ict, points, lm2d, weights, start)
+    np.testing.assert_allclose(angles, coeffs.angles[0].numpy(), atol=1e-4)
+    np.testing.assert_allclose(translation, coeffs.translation[0].numpy(), atol=1e-3)
+    held, _ = solve_pose_weighted(ict, points, lm2d, weights * 1e-3, start, np.zeros(3), np.deg2rad(0.1))
+    assert np.abs(held).max() < np.deg2rad(0.5) < np.abs(coeffs.angles[0].numpy()).max()
 
 
 def test_landmark_fit_reprojects_noisy_landmarks(ict: FaceModel, contour: ContourTracker) -> None:
