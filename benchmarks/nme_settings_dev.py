@@ -49,6 +49,15 @@ GRID: dict[str, dict] = {
     "dense sigma x1.5": {"dense_sigma_scale": 1.5},
     "dense sigma x2": {"dense_sigma_scale": 2.0},
     "dense sigma x3": {"dense_sigma_scale": 3.0},
+    "identity from low-motion points (4 mm)": {"identity_stage_motion_mm": 4.0},
+    "identity from low-motion points (8 mm)": {"identity_stage_motion_mm": 8.0},
+    "identity from low-motion points (16 mm)": {"identity_stage_motion_mm": 16.0},
+    "identity from low-motion points (8 mm), L1 64": {"identity_stage_motion_mm": 8.0, "expression_l1": 64.0},
+    "identity from low-motion points (4 mm), L1 64": {"identity_stage_motion_mm": 4.0, "expression_l1": 64.0},
+    "identity from low-motion points (8 mm), L2 32, L1 64": {"identity_stage_motion_mm": 8.0,
+                                                             "expression_prior": 32.0, "expression_l1": 64.0},
+    "identity from low-motion mesh points (8 mm)": {"identity_stage_motion_mm": 8.0,
+                                                    "identity_stage_motion_points": "mesh"},
 }
 
 

@@ -89,6 +89,11 @@ class LandmarkFitSettings:
     # None: one stage (the priors above throughout).
     identity_stage_expression_prior: float | None = 16.0
     identity_stage_expression_l1: float | None = 32.0
+    # In the identity stage, each point's sigma grows by sqrt(1 + (m / identity_stage_motion_mm)^2), m the largest
+    # displacement (mm) any blendshape at weight 1 gives it: identity comes first from the points expressions
+    # hardly move (nose, face outline, eye corners). None: every point counts as its sigma says
+    identity_stage_motion_mm: float | None = None
+    identity_stage_motion_points: str = "all"  # "all" scales the 68 and the mesh points, "mesh" the mesh points only
     # per-expression multipliers of expression_l1 in the expressions-alone stage: "table" reads
     # msma/data/expression_l1_scale.npz (scripts/derive_expression_l1.py: larger for the blendshapes that detector
     # noise turns on in neutral synthetic faces), another string such a table's path, a tuple the multipliers in
@@ -615,6 +620,13 @@ def _solve_group(rows: list[np.ndarray], rhs: list[np.ndarray], centre: np.ndarr
         design[:, n_id:], rhs_vec, lower[n_id:], upper[n_id:], None if linear is None else linear[n_id:])])
 
 
+def motion_sigma_scale(expression_basis: np.ndarray, motion_mm: float) -> np.ndarray:
+    """Per-point sigma factor sqrt(1 + (m / motion_mm)^2) of the identity stage, m each point's largest displacement
+    (mm) under any one blendshape at weight 1; expression_basis (n_exp, K, 3) in model units -> (K,)."""
+    motion = np.linalg.norm(expression_basis, axis=-1).max(0) * MODEL_UNITS_TO_MM
+    return np.sqrt(1.0 + (motion / motion_mm) ** 2)
+
+
 def _landmark_rounds(
     model: FaceModel, coeffs: Coefficients, targets: np.ndarray, valid: np.ndarray, contour: ContourTracker,
     settings: LandmarkFitSettings, shared_identity: bool, has_init: bool, prior_mean: Coefficients | None,
@@ -670,6 +682,12 @@ def _landmark_rounds(
             expression_prior = settings.identity_stage_expression_prior
             expression_l1 = (settings.expression_l1 if settings.identity_stage_expression_l1 is None
                              else settings.identity_stage_expression_l1)
+
+        def motion_scale(expression_basis: np.ndarray, identity_stage: bool = identity_stage) -> np.ndarray | float:
+            if not identity_stage or settings.identity_stage_motion_mm is None:
+                return 1.0
+            return motion_sigma_scale(expression_basis, settings.identity_stage_motion_mm)
+
         # pose, per image
         for b in range(batch):
             single = coeffs[b : b + 1]
@@ -711,7 +729,9 @@ def _landmark_rounds(
             single = coeffs[b : b + 1]
             index = contour.correspondences(model, single)
             w68 = w68_of(b)
-            a_id, a_exp, rhs = _linear_system(model, contour, single, index, targets[b], sigma68 / w68)
+            motion68 = (motion_scale(contour.expression_basis[:, contour.rows(index)])
+                        if settings.identity_stage_motion_points == "all" else 1.0)
+            a_id, a_exp, rhs = _linear_system(model, contour, single, index, targets[b], sigma68 / w68 * motion68)
             if round_index:  # robust reweighting from the current residuals
                 scale68[b] = _cauchy_row_scale(a_id, a_exp, rhs, single, settings.robust_scale)
             row_scale = np.concatenate([scale68[b], scale68[b]])[:, None]
@@ -719,7 +739,8 @@ def _landmark_rounds(
             parts = [(a_id * row_scale)[mask], (a_exp * row_scale)[mask], (rhs * row_scale[:, 0])[mask]]
             if has_dense[b]:
                 d_id, d_exp, d_rhs = _projection_rows(model, single, mesh_points.mean, mesh_points.identity_basis,
-                                                      mesh_points.expression_basis, dense[b], sigma_dense)
+                                                      mesh_points.expression_basis, dense[b],
+                                                      sigma_dense * motion_scale(mesh_points.expression_basis))
                 if round_index:
                     scale_dense[b] = _cauchy_row_scale(d_id, d_exp, d_rhs, single, settings.robust_scale)
                 seen = mesh_points.visible(single, model.camera.distance, settings.visibility_threshold)

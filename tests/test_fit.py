@@ -14,6 +14,7 @@ from msma.fit import (
     bounded_least_squares,
     expression_l1_scale,
     fit_landmarks,
+    motion_sigma_scale,
     pose_features,
     refine_photometric,
     solve_pose,
@@ -293,3 +294,17 @@ def test_asymmetric_identity_prior_keeps_the_face_symmetric(ict: FaceModel, cont
     mask = torch.as_tensor(asymmetric)
     assert pinned.identity[:, mask].abs().max() < 0.05 < plain.identity[:, mask].abs().max()
     assert pinned.identity[:, ~mask].abs().max() > 0.3
+
+
+def test_motion_sigma_scale_grows_with_expression_motion(ict: FaceModel, contour: ContourTracker) -> None:
+    """The identity stage's per-point sigma factor is 1 where no blendshape moves a point and sqrt(1 + (m / X)^2)
+    for the point's largest one-blendshape displacement m; on the model's 68 points the lips get larger factors than
+    the nose bridge, and the option is off by default."""
+    basis = np.zeros((2, 3, 3))
+    basis[0, 1, 0] = 4.0 / MODEL_UNITS_TO_MM  # point 1 moves 4 mm under blendshape 0
+    basis[1, 2, 1] = 3.0 / MODEL_UNITS_TO_MM
+    basis[0, 2, 2] = 8.0 / MODEL_UNITS_TO_MM  # point 2: its largest displacement (8 mm) counts
+    np.testing.assert_allclose(motion_sigma_scale(basis, 4.0), [1.0, np.sqrt(2.0), np.sqrt(5.0)])
+    factors = motion_sigma_scale(contour.expression_basis[:, contour.rows(contour.landmarks)], 8.0)
+    assert factors[27] < 1.5 and factors[62:65].min() > 2 * factors[27]  # nose bridge vs inner upper lip
+    assert LandmarkFitSettings().identity_stage_motion_mm is None
