@@ -58,6 +58,10 @@ GRID: dict[str, dict] = {
                                                              "expression_prior": 32.0, "expression_l1": 64.0},
     "identity from low-motion mesh points (8 mm)": {"identity_stage_motion_mm": 8.0,
                                                     "identity_stage_motion_points": "mesh"},
+    "identity from low-motion points (8 mm), identity stage L2 8, L1 16": {
+        "identity_stage_motion_mm": 8.0, "identity_stage_expression_prior": 8.0, "identity_stage_expression_l1": 16.0},
+    "identity from low-motion points (8 mm), identity stage L2 4, L1 8": {
+        "identity_stage_motion_mm": 8.0, "identity_stage_expression_prior": 4.0, "identity_stage_expression_l1": 8.0},
 }
 
 
