@@ -77,7 +77,8 @@ class MethodInput:
 
     crops: np.ndarray  # uint8 (B, 224, 224, 3): 5-point aligned crops
     landmarks: np.ndarray  # (B, 68, 2) crop pixels: the detector's 68 points (or the truth + noise)
-    dense: np.ndarray | None = None  # (B, 478, 2) mediapipe's mesh points in crop pixels (NaN rows where none)
+    # (B, 478, 3) mediapipe's mesh points in crop pixels and their relative depth (NaN rows where none)
+    dense: np.ndarray | None = None
     sources: list[str | None] | None = None  # (B,) the detector that gave each face's 68 points
 
 
@@ -140,7 +141,7 @@ def _detector_landmarks(crops: np.ndarray, fallback: np.ndarray) -> tuple[np.nda
     from msma.landmarks import detect_faces
 
     out, missed = fallback.copy(), 0
-    dense = np.full((len(crops), 478, 2), np.nan)
+    dense = np.full((len(crops), 478, 3), np.nan)  # x, y and mediapipe's relative depth (crop pixels)
     sources: list[str | None] = [None] * len(crops)
     for b, crop in enumerate(crops):
         try:
@@ -151,7 +152,9 @@ def _detector_landmarks(crops: np.ndarray, fallback: np.ndarray) -> tuple[np.nda
             out[b] = faces[0].landmarks68
             sources[b] = faces[0].detector
             if faces[0].dense is not None:
-                dense[b] = faces[0].dense[:478]
+                dense[b, :, :2] = faces[0].dense[:478]
+                if faces[0].dense_depth is not None:
+                    dense[b, :, 2] = faces[0].dense_depth[:478]
         else:
             missed += 1
     return out, dense, missed, sources
@@ -261,7 +264,7 @@ def labelled_nme(labels: list[tuple[str, np.ndarray, np.ndarray]], methods: dict
     A labelled face is matched to the detection whose box centre is nearest (within half the box size). Missed
     faces are counted, not scored.
     """
-    from msma.align import align_face, transform_points
+    from msma.align import align_face, crop_mesh_points, transform_points
     from msma.fit import ContourTracker
     from msma.image_io import load_image
     from msma.landmarks import detect_faces
@@ -291,7 +294,7 @@ def labelled_nme(labels: list[tuple[str, np.ndarray, np.ndarray]], methods: dict
             per["detector"].append(nme(best.landmarks68, gt))
             aligned = align_face(photo, best.five_points(), template=template)
             crop_lm = transform_points(best.landmarks68, aligned.matrix)
-            crop_dense = None if best.dense is None else transform_points(best.dense, aligned.matrix)[None]
+            crop_dense = None if best.dense is None else crop_mesh_points(best, aligned.matrix)[None]
             for name, fn in methods.items():
                 coeffs = fn(MethodInput(aligned.image[None], crop_lm[None], crop_dense, [best.detector])).to("cpu")
                 proj = contour.project(model, coeffs)  # the jaw on the silhouette, as detectors place it

@@ -111,6 +111,17 @@ class LandmarkFitSettings:
     # Gaussian prior (degrees, per angle) pulling the pose towards ``prior_mean``'s angles (e.g. the network's
     # estimate) in the weighted solve; None: no prior
     pose_prior_deg: float | None = None
+    # Expression weights read off mediapipe's mesh points by a learnt regressor (`msma.expression_regressor`,
+    # trained on synthetic renders, scripts/derive_expression_regressor.py): when set, the last round's expression
+    # prior is centred on the regressor's answer with this L2 weight and expression_regressor_l1 instead of on the
+    # neutral face (images without mesh depth keep the priors above); None: off
+    expression_regressor_prior: float | None = None
+    expression_regressor_l1: float = 0.0
+    expression_regressor_dead_zone: float = 0.0  # regressed weights below this count as 0
+    expression_regressor_identity_stage: bool = False  # also centre the identity stage's expression prior there
+    # adaptive lasso from the regressor: the last round's L1 on blendshape j is multiplied by max(0, 1 - p_j / this),
+    # p_j the regressor's weight (prior centre unchanged unless expression_regressor_prior is set); None: off
+    expression_regressor_l1_release: float | None = None
     symmetry_prior: float = 8.0  # weight of (w_L - w_R)^2 for ARKit pairs that usually move together
     # subtract the detectors' pose-dependent point offsets (`DetectorBias`) at the current pose estimate. Terms:
     # "all" pose features, "yaw" (pitch taken as 0) or "constant" (the frontal offset). "yaw" was best on both dev
@@ -512,6 +523,7 @@ def fit_landmarks(
     valid = np.ones((batch, 68), bool) if valid is None else np.asarray(valid, bool)
     contour = contour or ContourTracker(model)
     mesh_depth = None
+    dense_input = dense
     if dense is not None and settings.use_dense:
         mesh_points = mesh_points or MeshPoints.for_model(model)
         dense = np.asarray(dense, np.float64)
@@ -526,10 +538,36 @@ def fit_landmarks(
         dense = None
     coeffs = init.clone() if init is not None else Coefficients.zeros(model, batch)
     with _blas_controller().limit(limits=1):
+        regressed = regressed_expressions(model, dense_input, settings)
         bias = (detector_bias or _detector_bias()) if settings.detector_bias else None
         _landmark_rounds(model, coeffs, targets, valid, contour, settings, shared_identity, init is not None,
-                         prior_mean, dense, mesh_points, bias, landmark_sources, mesh_depth)
+                         prior_mean, dense, mesh_points, bias, landmark_sources, mesh_depth, regressed)
     return coeffs
+
+
+@functools.cache
+def _expression_regressor():
+    from msma.expression_regressor import ExpressionRegressor
+
+    return ExpressionRegressor.load()
+
+
+def regressed_expressions(model: FaceModel, dense: np.ndarray | None,
+                          settings: LandmarkFitSettings) -> np.ndarray | None:
+    """(B, n_expression) the learnt regressor's weights from mediapipe's mesh points with depth (B, 478, 3), NaN rows
+    for images without them; None when ``settings`` does not use the regressor or no image has a mesh with depth."""
+    used = settings.expression_regressor_prior is not None or settings.expression_regressor_l1_release is not None
+    if not used or dense is None or not settings.use_dense:
+        return None
+    dense = np.asarray(dense, np.float64)
+    if dense.ndim != 3 or dense.shape[1] < 478 or dense.shape[2] < 3 or model.n_expression != 53:
+        return None
+    out = np.full((len(dense), model.n_expression), np.nan)
+    for b, points in enumerate(dense[:, :478]):
+        if np.isfinite(points).all():
+            weights = _expression_regressor().predict(points[:, :2], points[:, 2])
+            out[b] = np.where(weights >= settings.expression_regressor_dead_zone, weights, 0.0)
+    return out if np.isfinite(out).any() else None
 
 
 @functools.cache
@@ -632,6 +670,7 @@ def _landmark_rounds(
     settings: LandmarkFitSettings, shared_identity: bool, has_init: bool, prior_mean: Coefficients | None,
     dense: np.ndarray | None, mesh_points: MeshPoints | None, bias: DetectorBias | None = None,
     sources: Sequence[str | None] | None = None, mesh_depth: np.ndarray | None = None,
+    regressed: np.ndarray | None = None,
 ) -> None:
     batch = targets.shape[0]
     raw_targets, raw_dense = targets, dense
@@ -787,16 +826,30 @@ def _landmark_rounds(
                 centre[:n_id] = prior_mean.identity[group, :n_id].double().mean(0).cpu().numpy()
                 for k, b in enumerate(group):
                     centre[n_id + k * n_exp : n_id + (k + 1) * n_exp] = prior_mean.expression[b].double().cpu().numpy()
+            group_prior, group_l1 = expression_prior, expression_l1
+            centred = settings.expression_regressor_prior is not None and (
+                final or settings.expression_regressor_identity_stage)
+            if centred and regressed is not None and np.isfinite(regressed[group]).all():
+                # the learnt regressor's weights as the expressions' prior centre (msma.expression_regressor)
+                for k, b in enumerate(group):
+                    centre[n_id + k * n_exp : n_id + (k + 1) * n_exp] = regressed[b]
+                if final:
+                    group_prior, group_l1 = settings.expression_regressor_prior, settings.expression_regressor_l1
             lo = np.concatenate([np.full(n_id, -np.inf), np.full(n_exp * len(group), lower)])
             hi = np.concatenate([np.full(n_id, np.inf), np.full(n_exp * len(group), upper)])
             identity_now = None if solve_identity else coeffs.identity[group[0], :n_id].double().cpu().numpy()
             identity_weight = np.sqrt(settings.identity_prior * identity_prior_scale) * np.ones(n_id)
             sparse = bounded and lower >= 0
-            per_expression = np.full(n_exp, expression_l1)
+            per_expression = np.full(n_exp, group_l1)
             if l1_scale is not None and not identity_stage:
                 per_expression = per_expression * l1_scale
-            solution = _solve_group(rows, rhs_all, centre, identity_weight, expression_prior,
-                                    np.tile(per_expression, len(group)) if sparse else None, lo, hi, identity_now)
+            l1_all = np.tile(per_expression, len(group))
+            release = settings.expression_regressor_l1_release
+            if final and release is not None and regressed is not None and np.isfinite(regressed[group]).all():
+                # adaptive lasso: the blendshapes the regressor sees lose their L1, the ones it does not keep it
+                l1_all = l1_all * np.clip(1.0 - regressed[group].reshape(-1) / release, 0.0, 1.0)
+            solution = _solve_group(rows, rhs_all, centre, identity_weight, group_prior,
+                                    l1_all if sparse else None, lo, hi, identity_now)
             if final and settings.expression_debias_prior is not None and sparse:
                 # relaxed lasso: the sparse priors above chose which blendshapes move; their weights are re-solved
                 # with weaker priors, the others held at 0, so the L1 that keeps neutral faces neutral does not
