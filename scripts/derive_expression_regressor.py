@@ -64,8 +64,10 @@ def _collect_chunk(kind: str, start: int, stop: int) -> Path:
             from derive_detector_bias import wild_texture_bank
 
             bank = wild_texture_bank(model)
-        _GENERATORS[kind] = SyntheticFaceGenerator(model, seed=SEED + (0 if kind == "procedural" else 1),
-                                                   texture_bank=bank, bank_probability=1.0 if bank is not None else 0.5)
+        # "procedural_features": the same faces as "procedural" (same seed) with eyebrows and lip colour painted on
+        _GENERATORS[kind] = SyntheticFaceGenerator(model, seed=SEED + (1 if kind == "wild" else 0),
+                                                   texture_bank=bank, bank_probability=1.0 if bank is not None else 0.5,
+                                                   facial_features=kind == "procedural_features")
     gen = _GENERATORS[kind]
     dense, depth, expression, angles = [], [], [], []
     for first in range(start, stop, 8):
@@ -126,7 +128,10 @@ def train(features: np.ndarray, targets: np.ndarray, hidden: int, steps: int, dr
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=20000, help="renders per skin kind")
-    parser.add_argument("--kinds", default="procedural,wild")
+    parser.add_argument("--kinds", default="procedural,wild",
+                        help="skins, comma-separated: procedural, procedural_features (eyebrows and lip colour "
+                             "painted on, msma.synth facial_features), wild")
+    parser.add_argument("--report", type=Path, default=None, help="also write the held-out report (JSON) here")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--reuse", action="store_true", help="only train, on the chunks of renders already saved")
     parser.add_argument("--hidden", type=int, default=256)
@@ -173,7 +178,10 @@ def main() -> int:
     print(json.dumps({k: v for k, v in report.items() if k != "correlation"}, indent=1))
     print("correlation of predicted and true weight:", ", ".join(
         f"{n} {c:.2f}" for n, c in sorted(corr.items(), key=lambda item: -item[1])[:12]))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     regressor.save(args.out, report)
+    if args.report is not None:
+        args.report.write_text(json.dumps(report, indent=1))
     print(f"wrote {args.out}")
     return 0
 

@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 PY=${PY:-python}
 NAME=${NAME:-msma_paper}
 OUT=${OUT:-runs/$NAME}
-CACHE=${CACHE:-runs/cache/synth224}
+CACHE=${CACHE:-runs/cache/synth224_features}  # procedural skin with eyebrows and lip colour
 N_SYNTH=${N_SYNTH:-24000}        # faces pre-rendered on every CPU core (~0.1-0.15 s per face and core at 224 px)
 STEPS=${STEPS:-6000}
 BATCH=${BATCH:-64}               # per process
@@ -39,7 +39,7 @@ t0=$(date +%s)
 for ((p = 0; p < cores && p < shards; p++)); do
   list=$(seq -s, "$p" "$cores" $((shards - 1)))
   CUDA_VISIBLE_DEVICES="" $PY -m msma.synth --out "$CACHE" --n "$N_SYNTH" --image-size 224 --shards "$list" \
-    --threads 1 "${bg[@]}" > "$CACHE.render.$p.log" 2>&1 &
+    --threads 1 --facial-features "${bg[@]}" > "$CACHE.render.$p.log" 2>&1 &
 done
 wait
 echo "cache: $(ls "$CACHE"/shard_*.npz | wc -l) shards in $(( $(date +%s) - t0 )) s"

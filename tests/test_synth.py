@@ -108,3 +108,35 @@ def test_texture_bank_from_photos_skips_photos_without_a_face(ict) -> None:
     bank = texture_bank_from_photos(ict, [portrait, np.zeros((200, 200, 3), np.uint8)])
     assert bank.shape == (1, ict.n_vertices, 3)
     assert np.isfinite(bank.astype(np.float32)).all() and 0 <= bank.min() and bank.max() <= 1
+
+
+def test_facial_features_paint_brows_and_lips_only(ict):
+    """`facial_features=True` keeps every seeded choice (shape, expression, pose, light) and changes the pixels only
+    where the brows and lips are: their vertices darken, the rest of the face keeps its colour; it is off by
+    default, and a texture-bank skin (the person's own brows and lips) is left as it is."""
+    plain = SyntheticFaceGenerator(ict, seed=11, image_size=SIZE, augment=False)
+    painted = SyntheticFaceGenerator(ict, seed=11, image_size=SIZE, augment=False, facial_features=True)
+    assert not plain.facial_features
+    a, b = plain.render_indices([0, 1]), painted.render_indices([0, 1])
+    torch.testing.assert_close(a.coefficients.identity, b.coefficients.identity)
+    torch.testing.assert_close(a.coefficients.expression, b.coefficients.expression)
+    torch.testing.assert_close(a.vertices, b.vertices)
+    assert (a.images - b.images).abs().amax() > 0.05
+    brow, lip = painted.brow_weight > 0.5, painted.lip_weight > 0.5
+    assert 50 < brow.sum() < 2000 and 50 < lip.sum() < 3000 and not (brow & lip).any()
+    mean = ict.mean.cpu().numpy()
+    lm = mean[ict.landmarks68.cpu().numpy()]
+    assert mean[brow, 1].min() > lm[36:48, 1].max()  # brows above the eyes
+    assert lm[48:60, 1].min() <= mean[lip, 1].mean() <= lm[48:60, 1].max()  # lips between the lip corners' rows
+    albedo = torch.full((len(mean), 3), 0.6)
+    params = painted.sample_parameters(0)
+    out = painted._paint_features(albedo, params)
+    assert torch.all(out[torch.as_tensor(brow)] < 0.6) and torch.all(out[torch.as_tensor(lip)] < 0.6)
+    untouched = torch.as_tensor((painted.brow_weight == 0) & (painted.lip_weight == 0))
+    torch.testing.assert_close(out[untouched], albedo[untouched])
+    bank = np.full((1, len(mean), 3), 0.5, np.float32)
+    with_bank = SyntheticFaceGenerator(ict, seed=11, image_size=SIZE, augment=False, texture_bank=bank,
+                                       bank_probability=1.0, facial_features=True)
+    without = SyntheticFaceGenerator(ict, seed=11, image_size=SIZE, augment=False, texture_bank=bank,
+                                     bank_probability=1.0)
+    torch.testing.assert_close(with_bank.render_indices([0]).images, without.render_indices([0]).images)

@@ -29,6 +29,7 @@ def prerender_cache(
     batch: int = 8,
     progress: bool = True,
     bank_probability: float = 0.5,
+    facial_features: bool = False,
 ) -> list[Path]:
     """Render samples ``0..n-1`` of ``seed`` to ``out_dir/shard_XXXXX.npz``; existing shards are kept (resumable).
 
@@ -39,13 +40,15 @@ def prerender_cache(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     gen = SyntheticFaceGenerator(model, seed=seed, image_size=image_size, backgrounds=backgrounds,
-                                 texture_bank=texture_bank, bank_probability=bank_probability)
+                                 texture_bank=texture_bank, bank_probability=bank_probability,
+                                 facial_features=facial_features)
     n_shards = math.ceil(n / shard_size)
     written = []
     todo = list(range(n_shards) if shards is None else shards)
     meta = {"seed": seed, "n": n, "image_size": image_size, "shard_size": shard_size, "model": model.info.name,
             "shards": todo, "backgrounds": str(backgrounds) if backgrounds is not None else None,
-            "texture_bank": None if texture_bank is None else len(texture_bank), "bank_probability": bank_probability}
+            "texture_bank": None if texture_bank is None else len(texture_bank), "bank_probability": bank_probability,
+            "facial_features": facial_features}
     (out / f"meta_{todo[0] if todo else 0:05d}.json").write_text(json.dumps(meta, indent=1))
     try:
         from tqdm import tqdm

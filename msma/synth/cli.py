@@ -45,6 +45,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--backgrounds", default=None, help="folder of photos used for background crops")
     parser.add_argument("--texture-bank", default=None, help="npz with 'albedo' (K, N, 3) per-vertex albedos")
     parser.add_argument("--bank-probability", type=float, default=0.5)
+    parser.add_argument("--facial-features", action="store_true",
+                        help="paint eyebrows and lip colour on the procedural skin (off: as earlier caches)")
     parser.add_argument("--shards", default=None, help="e.g. 0-7 or 1,3,5 (split work over processes)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--preview", default=None, help="write a PNG contact sheet of 16 samples and exit")
@@ -63,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     bank = np.load(args.texture_bank)["albedo"].astype(np.float32) if args.texture_bank else None
     if args.preview:
         gen = SyntheticFaceGenerator(model, seed=args.seed, image_size=args.image_size, backgrounds=args.backgrounds,
-                                     texture_bank=bank)
+                                     texture_bank=bank, facial_features=args.facial_features)
         save_preview(gen.sample(16), args.preview)
         return
     shards = None
@@ -75,5 +77,6 @@ def main(argv: Sequence[str] | None = None) -> None:
             shards = [int(s) for s in args.shards.split(",")]
     t0 = time.time()
     paths = prerender_cache(model, args.out, args.n, args.seed, args.image_size, args.shard_size, args.backgrounds,
-                            bank, shards, bank_probability=args.bank_probability)
+                            bank, shards, bank_probability=args.bank_probability,
+                            facial_features=args.facial_features)
     print(f"{len(paths)} shards in {args.out} ({time.time() - t0:.0f} s)")

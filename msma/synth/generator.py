@@ -66,6 +66,7 @@ class SyntheticFaceGenerator:
         bank_probability: float = 0.5,
         supersample: int = 2,
         augment: bool = True,
+        facial_features: bool = False,
     ) -> None:
         from msma.render import Renderer
 
@@ -76,6 +77,9 @@ class SyntheticFaceGenerator:
         self.renderer = renderer or Renderer(self.image_size * self.supersample, backend="auto")
         self.render_size = int(self.renderer.image_size[0])
         self.augment = augment
+        # eyebrows and lip colour on the procedural skin (the model's albedo has neither, so brow and lip motion would
+        # show only in the shading); off by default so that the benchmarks' seeded faces stay as they were
+        self.facial_features = facial_features
         self.backgrounds = load_backgrounds(backgrounds)
         self.texture_bank = None if texture_bank is None else np.asarray(texture_bank, np.float32)
         self.bank_probability = bank_probability
@@ -117,13 +121,40 @@ class SyntheticFaceGenerator:
         self.face_triangles = torch.as_tensor(face[tri].all(1) & m.skin_triangles.cpu().numpy() & ~eye[tri].any(1))
         self.template = m.five_point_template()
         self._basis_pinv = None
+        self.brow_weight, self.lip_weight = self._feature_weights(mean, lm, face)
+
+    @staticmethod
+    def _feature_weights(mean: np.ndarray, lm: np.ndarray, face: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-vertex (N,) paint weights in [0, 1] on the mean face (frontal x, y; model units): eyebrows within
+        ~6 mm of the brow landmarks' polylines (thinner towards the temples), lips inside the outer lip contour."""
+        from matplotlib.path import Path as PolygonPath
+
+        front = face & (mean[:, 2] > lm[:, 2].min() - 0.15)
+        xy = mean[:, :2]
+        brow = np.zeros(len(mean))
+        for side in (range(17, 22), range(22, 27)):
+            pts = lm[list(side), :2]
+            pts = pts + np.array([0.0, 0.02])  # dlib's brow points sit on the brow's lower edge
+            for k in range(len(pts) - 1):
+                a, b = pts[k], pts[k + 1]
+                t = np.clip(((xy - a) @ (b - a)) / max(float((b - a) @ (b - a)), 1e-12), 0, 1)
+                dist = np.linalg.norm(xy - (a + t[:, None] * (b - a)), axis=1)
+                outer = side.start == 17 and k == 0 or side.start == 22 and k == len(pts) - 2
+                half = 0.04 if outer else 0.06  # model units: 4 / 6 mm
+                brow = np.maximum(brow, np.clip(1.5 - dist / half, 0, 1))
+        brow *= front & (mean[:, 1] > lm[36:48, 1].max())
+        lip = PolygonPath(lm[48:60, :2]).contains_points(xy).astype(np.float64)
+        lip *= front & (mean[:, 2] > lm[48:60, 2].min() - 0.1)
+        return brow.astype(np.float32), lip.astype(np.float32)
 
     # ------------------------------------------------------------------ priors
     def sample_parameters(self, index: int) -> dict[str, np.ndarray]:
         """All random choices of sample ``index`` (numpy, one face): :func:`msma.synth.priors.draw_parameters`."""
-        return draw_parameters(np.random.default_rng([self.seed, int(index)]), self.model, self.expr_probs,
-                               self.expr_partner, None if self.texture_bank is None else len(self.texture_bank),
-                               self.bank_probability)
+        params = draw_parameters(np.random.default_rng([self.seed, int(index)]), self.model, self.expr_probs,
+                                 self.expr_partner, None if self.texture_bank is None else len(self.texture_bank),
+                                 self.bank_probability)
+        params["index"] = np.array(int(index))
+        return params
 
     # ------------------------------------------------------------------ sampling
     def sample(self, batch: int) -> SyntheticBatch:
@@ -249,4 +280,19 @@ class SyntheticFaceGenerator:
             if has_hair:
                 hair = (~eye) & (((~face) & ((y > self.eye_level + 0.1) | (z < -0.6))) | (face & (y > hairline)))
                 out[b, hair] = torch.as_tensor(HAIR_COLOURS[int(colour)], device=albedo.device)
+            if self.facial_features and int(p["bank"]) < 0:  # a bank skin has the person's own brows and lips
+                out[b] = self._paint_features(out[b], p)
         return out
+
+    def _paint_features(self, albedo: torch.Tensor, p: dict) -> torch.Tensor:
+        """Eyebrows (the hair colour, darkened, at a random density) and lips (a red tint of the skin), with their
+        own random stream so the other choices of a seeded face do not change."""
+        rng = np.random.default_rng([self.seed, int(p["index"]), 17])
+        has_hair, colour, _ = p["hair"]
+        brow_colour = HAIR_COLOURS[int(colour) if has_hair else int(rng.integers(3))] * rng.uniform(0.5, 1.0)
+        density = rng.uniform(0.5, 0.95)
+        lip_tint = np.array([0.92, 0.62, 0.64]) ** rng.uniform(0.5, 1.5)
+        brow = torch.as_tensor(self.brow_weight * density, device=albedo.device)[:, None]
+        lip = torch.as_tensor(self.lip_weight, device=albedo.device)[:, None]
+        out = albedo * (1 - brow) + brow * torch.as_tensor(brow_colour, device=albedo.device, dtype=albedo.dtype)
+        return out * (1 - lip + lip * torch.as_tensor(lip_tint, device=albedo.device, dtype=albedo.dtype))
