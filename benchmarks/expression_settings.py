@@ -90,6 +90,20 @@ GRID: dict[str, dict] = {
                                                             "expression_regressor_dead_zone": 0.3},
     "expression regressor, L2 256, dead zone 0.3": {"expression_regressor_prior": 256.0,
                                                     "expression_regressor_dead_zone": 0.3},
+    # the same rows with the regressor trained on procedural skin with eyebrows and lip colour (msma.synth
+    # facial_features): scripts/derive_expression_regressor.py --kinds procedural_features,wild
+    # --out runs/exp/expression_regressor_features.npz
+    **{f"{name} [brows and lips]": {**change, "expression_regressor_path": "runs/exp/expression_regressor_features.npz"}
+       for name, change in {
+           "expression regressor alone (L2 1e6), dead zone 0.2": {"expression_regressor_prior": 1e6,
+                                                                  "expression_regressor_dead_zone": 0.2},
+           "expression regressor, L2 64, L1 128, dead zone 0.2": {"expression_regressor_prior": 64.0,
+                                                                  "expression_regressor_l1": 128.0,
+                                                                  "expression_regressor_dead_zone": 0.2},
+           "expression regressor, L2 256, dead zone 0.3": {"expression_regressor_prior": 256.0,
+                                                           "expression_regressor_dead_zone": 0.3},
+           "adaptive L1 from the expression regressor (release 0.3)": {"expression_regressor_l1_release": 0.3},
+       }.items()},
 }
 
 

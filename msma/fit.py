@@ -119,6 +119,7 @@ class LandmarkFitSettings:
     expression_regressor_l1: float = 0.0
     expression_regressor_dead_zone: float = 0.0  # regressed weights below this count as 0
     expression_regressor_identity_stage: bool = False  # also centre the identity stage's expression prior there
+    expression_regressor_path: str | None = None  # another regressor file (None: msma/data/expression_regressor.npz)
     # adaptive lasso from the regressor: the last round's L1 on blendshape j is multiplied by max(0, 1 - p_j / this),
     # p_j the regressor's weight (prior centre unchanged unless expression_regressor_prior is set); None: off
     expression_regressor_l1_release: float | None = None
@@ -546,10 +547,10 @@ def fit_landmarks(
 
 
 @functools.cache
-def _expression_regressor():
-    from msma.expression_regressor import ExpressionRegressor
+def _expression_regressor(path: str | None = None):
+    from msma.expression_regressor import REGRESSOR_PATH, ExpressionRegressor
 
-    return ExpressionRegressor.load()
+    return ExpressionRegressor.load(REGRESSOR_PATH if path is None else path)
 
 
 def regressed_expressions(model: FaceModel, dense: np.ndarray | None,
@@ -565,7 +566,7 @@ def regressed_expressions(model: FaceModel, dense: np.ndarray | None,
     out = np.full((len(dense), model.n_expression), np.nan)
     for b, points in enumerate(dense[:, :478]):
         if np.isfinite(points).all():
-            weights = _expression_regressor().predict(points[:, :2], points[:, 2])
+            weights = _expression_regressor(settings.expression_regressor_path).predict(points[:, :2], points[:, 2])
             out[b] = np.where(weights >= settings.expression_regressor_dead_zone, weights, 0.0)
     return out if np.isfinite(out).any() else None
 

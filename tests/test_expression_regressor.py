@@ -79,7 +79,7 @@ def test_fitter_centres_expressions_on_the_regressor(ict: FaceModel, monkeypatch
     jaw, smile = ict.expression_names.index("jawOpen"), ict.expression_names.index("mouthSmile_L")
     answer = np.zeros(ict.n_expression)
     answer[jaw], answer[smile] = 0.5, 0.05
-    monkeypatch.setattr(fit_module, "_expression_regressor", lambda: _FixedRegressor(answer))
+    monkeypatch.setattr(fit_module, "_expression_regressor", lambda path=None: _FixedRegressor(answer))
     truth = Coefficients.zeros(ict, 1)
     target = ict.project_landmarks(truth)
     mesh = np.concatenate([np.random.default_rng(0).uniform(40, 180, (1, 478, 2)), np.zeros((1, 478, 1))], axis=2)
@@ -110,7 +110,7 @@ def test_adaptive_l1_releases_only_what_the_regressor_sees(ict: FaceModel, monke
     jaw = ict.expression_names.index("jawOpen")
     answer = np.zeros(ict.n_expression)
     answer[jaw] = 0.6
-    monkeypatch.setattr(fit_module, "_expression_regressor", lambda: _FixedRegressor(answer))
+    monkeypatch.setattr(fit_module, "_expression_regressor", lambda path=None: _FixedRegressor(answer))
     truth = Coefficients.zeros(ict, 1)
     truth.expression[0, jaw] = 0.6
     target = ict.project_landmarks(truth)
