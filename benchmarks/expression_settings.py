@@ -92,8 +92,10 @@ GRID: dict[str, dict] = {
                                                     "expression_regressor_dead_zone": 0.3},
     # the same rows with the regressor trained on procedural skin with eyebrows and lip colour (msma.synth
     # facial_features): scripts/derive_expression_regressor.py --kinds procedural_features,wild
-    # --out runs/exp/expression_regressor_features.npz
-    **{f"{name} [brows and lips]": {**change, "expression_regressor_path": "runs/exp/expression_regressor_features.npz"}
+    # --out runs/exp/expression_regressor_features.npz; and also on shapes outside ICT's span (--kinds
+    # procedural_features_shapes,wild --out runs/exp/expression_regressor_shapes.npz)
+    **{f"{name} [{tag}]": {**change, "expression_regressor_path": f"runs/exp/expression_regressor_{stem}.npz"}
+       for tag, stem in (("brows and lips", "features"), ("brows, lips and out-of-model shapes", "shapes"))
        for name, change in {
            "expression regressor alone (L2 1e6), dead zone 0.2": {"expression_regressor_prior": 1e6,
                                                                   "expression_regressor_dead_zone": 0.2},

@@ -64,10 +64,12 @@ def _collect_chunk(kind: str, start: int, stop: int) -> Path:
             from derive_detector_bias import wild_texture_bank
 
             bank = wild_texture_bank(model)
-        # "procedural_features": the same faces as "procedural" (same seed) with eyebrows and lip colour painted on
+        # "procedural_features": the same faces as "procedural" (same seed) with eyebrows and lip colour painted on;
+        # "procedural_features_shapes": those faces again with smooth bumps outside ICT's identity span (3 mm)
         _GENERATORS[kind] = SyntheticFaceGenerator(model, seed=SEED + (1 if kind == "wild" else 0),
                                                    texture_bank=bank, bank_probability=1.0 if bank is not None else 0.5,
-                                                   facial_features=kind == "procedural_features")
+                                                   facial_features=kind.startswith("procedural_features"),
+                                                   shape_noise_mm=3.0 if kind.endswith("_shapes") else 0.0)
     gen = _GENERATORS[kind]
     dense, depth, expression, angles = [], [], [], []
     for first in range(start, stop, 8):
@@ -130,7 +132,8 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=20000, help="renders per skin kind")
     parser.add_argument("--kinds", default="procedural,wild",
                         help="skins, comma-separated: procedural, procedural_features (eyebrows and lip colour "
-                             "painted on, msma.synth facial_features), wild")
+                             "painted on, msma.synth facial_features), procedural_features_shapes (also shapes "
+                             "outside ICT's span, shape_noise_mm 3), wild")
     parser.add_argument("--report", type=Path, default=None, help="also write the held-out report (JSON) here")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--reuse", action="store_true", help="only train, on the chunks of renders already saved")

@@ -140,3 +140,23 @@ def test_facial_features_paint_brows_and_lips_only(ict):
     without = SyntheticFaceGenerator(ict, seed=11, image_size=SIZE, augment=False, texture_bank=bank,
                                      bank_probability=1.0)
     torch.testing.assert_close(with_bank.render_indices([0]).images, without.render_indices([0]).images)
+
+
+def test_shape_noise_moves_faces_out_of_the_model_smoothly(ict):
+    """`shape_noise_mm` adds smooth bumps to each face's shape (the same for the same seed and index, a few mm,
+    neighbouring vertices moving alike) and leaves the coefficients as drawn; 0 (the default) renders the model's
+    faces."""
+    plain = SyntheticFaceGenerator(ict, seed=5, image_size=SIZE, augment=False)
+    noisy = SyntheticFaceGenerator(ict, seed=5, image_size=SIZE, augment=False, shape_noise_mm=3.0)
+    assert plain.shape_noise_mm == 0.0
+    a, b = plain.render_indices([0, 1]), noisy.render_indices([0, 1])
+    torch.testing.assert_close(a.coefficients.identity, b.coefficients.identity)
+    with torch.no_grad():
+        model_shape = ict(a.coefficients.identity, a.coefficients.expression)
+    torch.testing.assert_close(a.vertices, model_shape)
+    moved_mm = (b.vertices - a.vertices).norm(dim=-1) * 100.0
+    assert 0.2 < moved_mm.mean().item() < 6.0 and moved_mm.amax().item() < 30.0
+    torch.testing.assert_close(noisy.render_indices([1]).vertices, b.vertices[1:])
+    tri = ict.triangles[:, :2]  # an edge of every triangle: its two ends move almost alike
+    step = (b.vertices[0] - a.vertices[0])[tri[:, 0]] - (b.vertices[0] - a.vertices[0])[tri[:, 1]]
+    assert step.norm(dim=-1).amax().item() * 100.0 < 1.0

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from msma.face_model import Coefficients, FaceModel, sh_irradiance, vertex_normals
+from msma.face_model import MODEL_UNITS_TO_MM, Coefficients, FaceModel, sh_irradiance, vertex_normals
 from msma.landmarks.base import five_points_from_68
 from msma.synth.backgrounds import load_backgrounds, random_background
 from msma.synth.camera import camera_effects
@@ -67,6 +67,7 @@ class SyntheticFaceGenerator:
         supersample: int = 2,
         augment: bool = True,
         facial_features: bool = False,
+        shape_noise_mm: float = 0.0,
     ) -> None:
         from msma.render import Renderer
 
@@ -80,6 +81,9 @@ class SyntheticFaceGenerator:
         # eyebrows and lip colour on the procedural skin (the model's albedo has neither, so brow and lip motion would
         # show only in the shading); off by default so that the benchmarks' seeded faces stay as they were
         self.facial_features = facial_features
+        # smooth random bumps added to each face's neutral shape (amplitude in mm): faces outside the model's identity
+        # span, whose coefficients then describe the shape only approximately; 0: the model's faces
+        self.shape_noise_mm = float(shape_noise_mm)
         self.backgrounds = load_backgrounds(backgrounds)
         self.texture_bank = None if texture_bank is None else np.asarray(texture_bank, np.float32)
         self.bank_probability = bank_probability
@@ -182,6 +186,8 @@ class SyntheticFaceGenerator:
         )
         coeffs.translation = self._aligned_translation(coeffs, stack("jitter"))
         vertices = m(coeffs.identity, coeffs.expression)
+        if self.shape_noise_mm > 0:
+            vertices = vertices + torch.stack([self._shape_noise(p) for p in params]).to(vertices)
         cam = m.pose(vertices, coeffs.angles, coeffs.translation)
         screen = m.camera.project(cam)
         albedo = m.albedo(coeffs.texture)
@@ -283,6 +289,24 @@ class SyntheticFaceGenerator:
             if self.facial_features and int(p["bank"]) < 0:  # a bank skin has the person's own brows and lips
                 out[b] = self._paint_features(out[b], p)
         return out
+
+    def _shape_noise(self, p: dict, bumps: int = 8) -> torch.Tensor:
+        """(N, 3) model-unit displacement of one face: ``bumps`` Gaussian bumps (radius 15-40 mm) centred on random
+        face vertices, each along a random direction with a normal amplitude of ``shape_noise_mm``; own random
+        stream."""
+        rng = np.random.default_rng([self.seed, int(p["index"]), 23])
+        mean = self.model.mean.detach().cpu().numpy()
+        face = np.flatnonzero(self.face_vertex_mask)
+        out = np.zeros_like(mean)
+        for _ in range(bumps):
+            centre = mean[rng.choice(face)]
+            radius = rng.uniform(0.15, 0.40)
+            direction = rng.normal(size=3)
+            direction /= np.linalg.norm(direction)
+            amplitude = rng.normal(0, self.shape_noise_mm) / MODEL_UNITS_TO_MM
+            falloff = np.exp(-((mean - centre) ** 2).sum(1) / (2 * radius ** 2))
+            out += falloff[:, None] * direction * amplitude
+        return torch.as_tensor(out, dtype=torch.float32)
 
     def _paint_features(self, albedo: torch.Tensor, p: dict) -> torch.Tensor:
         """Eyebrows (the hair colour, darkened, at a random density) and lips (a red tint of the skin), with their
