@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from regressor_grid import REGRESSOR_GRID  # noqa: E402
 from sfm_3d import load_textures, score_ict, subject_views  # noqa: E402
 from sfm_faces import SurreyModel  # noqa: E402
 
@@ -102,45 +103,7 @@ GRID: dict[str, dict] = {
         "identity_stage_motion_mm": 8.0, "identity_stage_expression_prior": 8.0, "identity_stage_expression_l1": 16.0},
     "identity from low-motion points (8 mm), identity stage L2 4, L1 8": {
         "identity_stage_motion_mm": 8.0, "identity_stage_expression_prior": 4.0, "identity_stage_expression_l1": 8.0},
-    "expression regressor, L2 64": {"expression_regressor_prior": 64.0},
-    "expression regressor, L2 16": {"expression_regressor_prior": 16.0},
-    "expression regressor, L2 256": {"expression_regressor_prior": 256.0},
-    "expression regressor, L2 64, L1 32": {"expression_regressor_prior": 64.0, "expression_regressor_l1": 32.0},
-    "expression regressor, L2 64, dead zone 0.2": {"expression_regressor_prior": 64.0,
-                                                   "expression_regressor_dead_zone": 0.2},
-    "expression regressor, both stages, L2 64": {"expression_regressor_prior": 64.0,
-                                                 "expression_regressor_identity_stage": True},
-    "expression regressor alone (L2 1e6)": {"expression_regressor_prior": 1e6},
-    "expression regressor alone (L2 1e6), dead zone 0.2": {"expression_regressor_prior": 1e6,
-                                                           "expression_regressor_dead_zone": 0.2},
-    "adaptive L1 from the expression regressor (release 0.3)": {"expression_regressor_l1_release": 0.3},
-    "adaptive L1 from the expression regressor (release 0.5)": {"expression_regressor_l1_release": 0.5},
-    "adaptive L1 from the expression regressor (release 1)": {"expression_regressor_l1_release": 1.0},
-    "adaptive L1 (release 0.5), L1 256": {"expression_regressor_l1_release": 0.5, "expression_l1": 256.0},
-    "expression regressor, L2 64, L1 128, dead zone 0.2": {"expression_regressor_prior": 64.0,
-                                                           "expression_regressor_l1": 128.0,
-                                                           "expression_regressor_dead_zone": 0.2},
-    "expression regressor, L2 256, L1 128, dead zone 0.3": {"expression_regressor_prior": 256.0,
-                                                            "expression_regressor_l1": 128.0,
-                                                            "expression_regressor_dead_zone": 0.3},
-    "expression regressor, L2 256, dead zone 0.3": {"expression_regressor_prior": 256.0,
-                                                    "expression_regressor_dead_zone": 0.3},
-    # the same rows with the regressor trained on procedural skin with eyebrows and lip colour (msma.synth
-    # facial_features): scripts/derive_expression_regressor.py --kinds procedural_features,wild
-    # --out runs/exp/expression_regressor_features.npz; and also on shapes outside ICT's span (--kinds
-    # procedural_features_shapes,wild --out runs/exp/expression_regressor_shapes.npz)
-    **{f"{name} [{tag}]": {**change, "expression_regressor_path": f"runs/exp/expression_regressor_{stem}.npz"}
-       for tag, stem in (("brows and lips", "features"), ("brows, lips and out-of-model shapes", "shapes"))
-       for name, change in {
-           "expression regressor alone (L2 1e6), dead zone 0.2": {"expression_regressor_prior": 1e6,
-                                                                  "expression_regressor_dead_zone": 0.2},
-           "expression regressor, L2 64, L1 128, dead zone 0.2": {"expression_regressor_prior": 64.0,
-                                                                  "expression_regressor_l1": 128.0,
-                                                                  "expression_regressor_dead_zone": 0.2},
-           "expression regressor, L2 256, dead zone 0.3": {"expression_regressor_prior": 256.0,
-                                                           "expression_regressor_dead_zone": 0.3},
-           "adaptive L1 from the expression regressor (release 0.3)": {"expression_regressor_l1_release": 0.3},
-       }.items()},
+    **REGRESSOR_GRID,
 }
 
 

@@ -10,6 +10,7 @@ matter; yaw and pitch stay in the features and the network learns them).
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -20,18 +21,30 @@ from torch import nn
 from msma.landmarks.flip import MESH_MIRROR
 
 __all__ = ["REGRESSOR_PATH", "ExpressionRegressor", "ExpressionRegressorNet", "expression_mirror",
-           "mesh_features", "mirror_mesh"]
+           "ict_expression_names", "mesh_features", "mirror_mesh"]
 
 REGRESSOR_PATH = Path(__file__).resolve().parent / "data" / "expression_regressor.npz"
 OUTER_EYE_CORNERS = (33, 263)  # mediapipe mesh: the person's right and left outer eye corners
 _SWAP = {"jawLeft": "jawRight", "mouthLeft": "mouthRight"}
 
 
+@functools.cache
+def ict_expression_names() -> tuple[str, ...]:
+    """The ICT / ARKit blendshape order the regressor is trained in (read once from the compact model file)."""
+    return tuple(str(n) for n in np.load(Path(__file__).resolve().parent / "data" / "ict_face_compact.npz")[
+        "expression_names"])
+
+
+@functools.cache
+def _ict_expression_mirror() -> np.ndarray:
+    return expression_mirror(list(ict_expression_names()))
+
+
 def expression_mirror(names: list[str] | None = None) -> np.ndarray:
-    """Index permutation of the ARKit weights under a left/right mirror (_L <-> _R, jawLeft <-> jawRight, ...)."""
-    if names is None:  # the ICT / ARKit order the regressor is trained in
-        names = [str(n) for n in np.load(Path(__file__).resolve().parent / "data" / "ict_face_compact.npz")[
-            "expression_names"]]
+    """Index permutation of the ARKit weights under a left/right mirror (_L <-> _R, jawLeft <-> jawRight, ...);
+    ``names`` None: the ICT order (`ict_expression_names`), computed once."""
+    if names is None:
+        return _ict_expression_mirror().copy()
     pairs = {**_SWAP, **{v: k for k, v in _SWAP.items()}}
     out = []
     for name in names:

@@ -36,6 +36,7 @@ from msma.expression_regressor import (  # noqa: E402
     ExpressionRegressor,
     ExpressionRegressorNet,
     expression_mirror,
+    ict_expression_names,
     mesh_features,
     mirror_mesh,
 )
@@ -167,7 +168,7 @@ def main() -> int:
         "hidden": args.hidden, "steps": args.steps, "dropout": args.dropout, "weight_decay": args.weight_decay,
         "seed": SEED, "renders_per_kind": args.n, "kinds": args.kinds,
     }
-    names = [str(n) for n in np.load(ROOT / "msma" / "data" / "ict_face_compact.npz")["expression_names"]]
+    names = ict_expression_names()
     moving = truth.std(0) > 0
     corr = {n: float(np.corrcoef(pred[:, j], truth[:, j])[0, 1]) for j, n in enumerate(names) if moving[j]}
     report["correlation_mean"] = float(np.mean(list(corr.values())))

@@ -116,6 +116,7 @@ class SyntheticFaceGenerator:
         face = np.zeros(len(mean), bool)
         face[m.face_vertices.cpu().numpy()] = True
         self.face_vertex_mask = face
+        self.mean_vertices = mean  # (N, 3) model units: where the shape-noise bumps are placed
         lm = mean[m.landmarks68.cpu().numpy()]
         self.eye_level = float(lm[36:48, 1].mean())
         self.brow_level = float(lm[17:27, 1].mean())
@@ -295,7 +296,7 @@ class SyntheticFaceGenerator:
         face vertices, each along a random direction with a normal amplitude of ``shape_noise_mm``; own random
         stream."""
         rng = np.random.default_rng([self.seed, int(p["index"]), 23])
-        mean = self.model.mean.detach().cpu().numpy()
+        mean = self.mean_vertices
         face = np.flatnonzero(self.face_vertex_mask)
         out = np.zeros_like(mean)
         for _ in range(bumps):
