@@ -145,30 +145,59 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+@pytest.fixture(scope="module")
+def kill_photo_dir(photo_dir, tmp_path_factory) -> Path:
+    """The 14 photos and 12 more variants (greyscale, mirrored and shrunk, slightly shrunk): 26 photos, so that five
+    kills, each a little into the run, still land before its end on a fast machine."""
+    folder = tmp_path_factory.mktemp("kill_photos")
+    for path in photo_dir.rglob("*"):
+        if path.is_file():
+            (folder / path.relative_to(photo_dir)).parent.mkdir(parents=True, exist_ok=True)
+            (folder / path.relative_to(photo_dir)).write_bytes(path.read_bytes())
+    for path in sorted(photo_dir.glob("p*_a.jpg")):
+        image, stem = Image.open(path), path.name.removesuffix("_a.jpg")
+        image.convert("L").convert("RGB").save(folder / f"{stem}_d.jpg")
+        mirrored = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        mirrored.resize((image.width * 3 // 4, image.height * 3 // 4)).save(folder / f"{stem}_e.png")
+        image.resize((image.width * 9 // 10, image.height * 9 // 10)).save(folder / f"{stem}_f.jpg")
+    return folder
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="forks and reads /proc")
-def test_killed_five_times_every_photo_exactly_once(photo_dir, reference, tmp_path):
-    """Kill (SIGKILL) the job at a random point five times, once while a pool of two workers runs it; the rerun
-    finishes it and the final table holds every photo exactly once, with the rows of an uninterrupted run."""
-    _, expected = reference
+def test_killed_five_times_every_photo_exactly_once(kill_photo_dir, tmp_path):
+    """Kill (SIGKILL) the job at a random point five times, the first while a pool of two workers runs it; the rerun
+    finishes it and the final table holds every photo exactly once, with the rows of an uninterrupted run.
+
+    Each kill comes one or two shards plus a random moment into the job, but never later than a cap that leaves
+    room for the kills still to come, so that on a fast machine no job runs to its end before its kill."""
+    expected = list(iter_rows(run_collection(open_source(kill_photo_dir), tmp_path / "reference", SETTINGS,
+                                             progress=False).table.parent))
+    photos = len({row["photo_id"] for row in expected})
+    attempts = 5
     rng = random.Random(13)
     out = tmp_path / "killed"
     worker_reconstructor(SETTINGS)  # loaded here, inherited by the forked jobs
-    source = open_source(photo_dir)
-    for attempt in range(5):
-        workers = 2 if attempt == 4 else 1
+    source = open_source(kill_photo_dir)
+    for attempt in range(attempts):
+        workers = 2 if attempt == 0 else 1
         settings = CollectionSettings(**{**SETTINGS.__dict__, "batch_size": 1, "workers": workers})
         before = _shards(out)
+        cap = photos - 3 * (attempts - attempt)  # kill at once here: a shard or two may still land before the kill
+        assert before < cap, "an earlier job ran too far"
         pid = os.fork()
         if pid == 0:  # the job; never returns into pytest
             try:
                 run_collection(source, out, settings, progress=False)
             finally:
                 os._exit(0)
-        target = before + rng.randint(1, 2)
+        target = min(before + rng.randint(1, 2), cap)
+        wait_after = rng.uniform(0.0, 0.2)  # anywhere in the next batch, possibly while a shard is written
         deadline = time.monotonic() + 120
         while _shards(out) < target and time.monotonic() < deadline and os.waitpid(pid, os.WNOHANG) == (0, 0):
-            time.sleep(0.02)
-        time.sleep(rng.uniform(0.0, 0.2))  # anywhere in the next batch, possibly while a shard is written
+            time.sleep(0.005)
+        kill_at = time.monotonic() + wait_after
+        while time.monotonic() < kill_at and _shards(out) < cap:
+            time.sleep(0.005)
         workers_pids = _children_of(pid)
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
@@ -178,10 +207,10 @@ def test_killed_five_times_every_photo_exactly_once(photo_dir, reference, tmp_pa
             while any(_alive(p) for p in workers_pids) and time.monotonic() < deadline:
                 time.sleep(0.05)
             assert not any(_alive(p) for p in workers_pids)
-        assert before < _shards(out) < 14, "the kill must land mid-run"
+        assert before < _shards(out) < photos, "the kill must land mid-run"
     done_before = len(finished_photo_ids(out))
     report = run_collection(source, out, SETTINGS, progress=False)
-    assert report.skipped == done_before and report.processed == 14 - done_before > 0
+    assert report.skipped == done_before and report.processed == photos - done_before > 0
     rows = list(iter_rows(out))
     assert _faces_per_photo(rows) == _faces_per_photo(expected)
     keys = [(row["photo_id"], row["face_index"]) for row in rows]
