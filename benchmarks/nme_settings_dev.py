@@ -97,6 +97,14 @@ def main() -> int:
              "| row | NME mean | NME median | vs the detector |", "|---|---|---|---|"]
     for name, r in result["nme"].items():
         lines.append(f"| {name} | {r['mean']:.4f} | {r['median']:.4f} | {r['mean'] / detector:.3f} |")
+    regions = result["region_nme"]
+    names = list(regions["detector"])
+    lines += ["", "Per region (mean NME of the region's points, the whole face's normaliser; in brackets vs the "
+              "detector's points of that region):", "",
+              "| row | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for name, r in regions.items():
+        lines.append(f"| {name} | " + " | ".join(f"{r[k]:.4f} ({r[k] / regions['detector'][k]:.2f})"
+                                                   for k in names) + " |")
     (out / f"{args.name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

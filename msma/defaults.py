@@ -10,5 +10,7 @@ DEFAULT_WEIGHTS_NAME = "msma_light.safetensors"
 WEIGHTS_ENV = "MSMA_WEIGHTS"
 WEIGHTS_REPO_ENV = "MSMA_WEIGHTS_REPO"
 METHODS = ("auto", "network", "network+refine", "fitting")
-# What "auto" runs: the most accurate method on the out-of-model SFM benchmark (benchmarks/results/sfm_3d_test.md).
+# What "auto" runs. network+refine is a little closer on the out-of-model SFM renders
+# (benchmarks/results/sfm_3d_test.md), but its shapes separate people far worse on real photos
+# (benchmarks/results/identity_roc*.json); docs/ACCURACY.md, "Results", weighs the two.
 DEFAULT_METHOD = "fitting"

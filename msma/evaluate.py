@@ -33,7 +33,7 @@ import torch
 
 from msma.benchmark3d import kabsch
 from msma.face_model import MODEL_UNITS_TO_MM, Coefficients, FaceModel, euler_to_matrix
-from msma.landmarks.metrics import nme
+from msma.landmarks.metrics import IBUG68_REGIONS, nme, region_nme
 from msma.pixels import from_pixel_index
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "msma_light.safetensors"
@@ -276,6 +276,7 @@ def labelled_nme(labels: list[tuple[str, np.ndarray, np.ndarray]], methods: dict
     for file, box, lm in labels:
         by_file.setdefault(file, []).append((box, lm))
     per = {"detector": []} | {k: [] for k in methods}
+    regions: dict[str, list[dict[str, float]]] = {k: [] for k in per}
     matched = 0
     for file, faces in by_file.items():
         photo = load_image(file)
@@ -292,19 +293,25 @@ def labelled_nme(labels: list[tuple[str, np.ndarray, np.ndarray]], methods: dict
                 continue
             matched += 1
             per["detector"].append(nme(best.landmarks68, gt))
+            regions["detector"].append(region_nme(best.landmarks68, gt))
             aligned = align_face(photo, best.five_points(), template=template)
             crop_lm = transform_points(best.landmarks68, aligned.matrix)
             crop_dense = None if best.dense is None else crop_mesh_points(best, aligned.matrix)[None]
             for name, fn in methods.items():
                 coeffs = fn(MethodInput(aligned.image[None], crop_lm[None], crop_dense, [best.detector])).to("cpu")
                 proj = contour.project(model, coeffs)  # the jaw on the silhouette, as detectors place it
-                per[name].append(nme(transform_points(proj, aligned.inverse), gt))
+                photo_points = transform_points(proj, aligned.inverse)
+                per[name].append(nme(photo_points, gt))
+                regions[name].append(region_nme(photo_points, gt))
         if progress:
             print(f"nme {Path(file).name}: {matched} faces matched", flush=True)
     return {
         "n_labelled": len(labels), "n_matched": matched, "detector": detector,
         "nme": {k: {"mean": float(np.mean(v)) if v else None, "median": float(np.median(v)) if v else None}
                 for k, v in per.items()},
+        # mean NME of each iBUG region (jaw, brows, nose, eyes, mouth), whole-face normaliser
+        "region_nme": {k: {r: float(np.nanmean([f[r] for f in v])) if v else None for r in IBUG68_REGIONS}
+                       for k, v in regions.items()},
     }
 
 

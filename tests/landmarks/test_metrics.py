@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from msma.landmarks.metrics import nme
+from msma.landmarks.metrics import IBUG68_REGIONS, nme, region_nme
 
 
 def _face() -> np.ndarray:
@@ -39,3 +39,17 @@ def test_box_diagonal_when_the_eye_corners_are_missing() -> None:
     finite = ref[np.isfinite(ref).all(1)]
     diagonal = np.linalg.norm(finite.max(0) - finite.min(0))
     assert np.isclose(nme(ref + [3.0, 4.0], ref), 5.0 / diagonal)
+
+
+def test_region_nme_splits_the_face_with_one_normaliser() -> None:
+    """Each iBUG region gets the error of its own points over the whole face's eye-corner distance; the regions
+    cover the 68 points once, so their point-weighted mean is the whole-face NME."""
+    ref = _face()
+    pts = ref + [3.0, 4.0]
+    pts[48:68] += [6.0, 8.0]  # only the mouth is further off: 15 px
+    regions = region_nme(pts, ref)
+    assert set(regions) == {"jaw", "brows", "nose", "eyes", "mouth"}
+    assert np.isclose(regions["mouth"], 15.0 / 60.0) and np.isclose(regions["jaw"], 5.0 / 60.0)
+    assert sorted(i for r in IBUG68_REGIONS.values() for i in r) == list(range(68))
+    weighted = sum(regions[k] * len(r) for k, r in IBUG68_REGIONS.items()) / 68
+    assert np.isclose(weighted, nme(pts, ref))
