@@ -246,7 +246,8 @@ class Reconstructor:
 
     method: ``"network"`` (MSMA network alone, fastest), ``"network+refine"`` (network estimate, then landmark and
     photometric fitting with the network as prior), ``"fitting"`` (analysis by synthesis from the mean face) or
-    ``"auto"`` (`DEFAULT_METHOD`: the most accurate method measured, fitting; see benchmarks/results/sfm_3d_test.md).
+    ``"auto"`` (`DEFAULT_METHOD`, fitting: network+refine is a little closer on the SFM renders but separates people
+    far worse on real photos; docs/ACCURACY.md).
     ``flip_test``: the network also sees each crop flipped left-right and its mirrored answer is averaged in
     (test-time augmentation, twice the network's time; `msma.mirror`).
     """
