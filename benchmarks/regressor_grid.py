@@ -4,6 +4,11 @@ name means the same `LandmarkFitSettings` change in each of their result files."
 
 from __future__ import annotations
 
+from msma.expression_regressor import clearest_blendshapes
+
+# jawOpen, mouthSmile_L / _R, eyeBlink_L / _R with the shipped regressor (held-out correlation >= 0.5)
+_CLEAREST = clearest_blendshapes(0.5)
+
 REGRESSOR_GRID: dict[str, dict] = {
     "expression regressor, L2 64": {"expression_regressor_prior": 64.0},
     "expression regressor, L2 16": {"expression_regressor_prior": 16.0},
@@ -43,4 +48,14 @@ REGRESSOR_GRID.update({
                         "expression_regressor_path": f"runs/exp/expression_regressor_{stem}.npz"}
     for tag, stem in (("brows and lips", "features"), ("brows, lips and out-of-model shapes", "shapes"))
     for name in _VARIANT_ROWS
+})
+
+# The regressor on the blendshapes it reads best only, and only where it is sure (dead zone): their prior centre is
+# its weight and their L1 is released there (adaptive lasso, release = dead zone); every other blendshape keeps the
+# default priors (centre 0, L2 64, L1 128)
+REGRESSOR_GRID.update({
+    f"expression regressor on its clearest blendshapes, dead zone {dz:g}": {
+        "expression_regressor_prior": 64.0, "expression_regressor_l1": 128.0, "expression_regressor_dead_zone": dz,
+        "expression_regressor_l1_release": dz, "expression_regressor_blendshapes": _CLEAREST}
+    for dz in (0.3, 0.4, 0.5)
 })

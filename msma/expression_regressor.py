@@ -139,3 +139,10 @@ class ExpressionRegressor:
             mirrored = self.predict_features(mesh_features(*mirror_mesh(dense, depth)))[0]
             out = 0.5 * (out + mirrored[expression_mirror()])
         return out
+
+
+def clearest_blendshapes(min_correlation: float = 0.5, path: str | Path = REGRESSOR_PATH) -> tuple[str, ...]:
+    """The blendshapes whose predicted and true weights correlate at least ``min_correlation`` on the regressor's own
+    held-out renders (its stored report; synthetic seed 78, no evaluation data), in the model's order."""
+    correlation = ExpressionRegressor.load(path).report.get("correlation", {})
+    return tuple(name for name in ict_expression_names() if correlation.get(name, 0.0) >= min_correlation)

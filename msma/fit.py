@@ -120,6 +120,9 @@ class LandmarkFitSettings:
     expression_regressor_dead_zone: float = 0.0  # regressed weights below this count as 0
     expression_regressor_identity_stage: bool = False  # also centre the identity stage's expression prior there
     expression_regressor_path: str | None = None  # another regressor file (None: msma/data/expression_regressor.npz)
+    # only these blendshapes take the regressor's weight (the others count as 0: centre and L1 as without it);
+    # None: all. `msma.expression_regressor.clearest_blendshapes()`: those it reads best on its held-out renders
+    expression_regressor_blendshapes: tuple[str, ...] | None = None
     # adaptive lasso from the regressor: the last round's L1 on blendshape j is multiplied by max(0, 1 - p_j / this),
     # p_j the regressor's weight (prior centre unchanged unless expression_regressor_prior is set); None: off
     expression_regressor_l1_release: float | None = None
@@ -568,6 +571,12 @@ def regressed_expressions(model: FaceModel, dense: np.ndarray | None,
         if np.isfinite(points).all():
             weights = _expression_regressor(settings.expression_regressor_path).predict(points[:, :2], points[:, 2])
             out[b] = np.where(weights >= settings.expression_regressor_dead_zone, weights, 0.0)
+    if settings.expression_regressor_blendshapes is not None:
+        unknown = set(settings.expression_regressor_blendshapes) - set(model.expression_names)
+        if unknown:
+            raise ValueError(f"expression_regressor_blendshapes: not blendshapes of this model: {sorted(unknown)}")
+        keep = np.isin(model.expression_names, settings.expression_regressor_blendshapes)
+        out[:, ~keep] = np.where(np.isfinite(out[:, ~keep]), 0.0, np.nan)
     return out if np.isfinite(out).any() else None
 
 

@@ -122,3 +122,30 @@ def test_adaptive_l1_releases_only_what_the_regressor_sees(ict: FaceModel, monke
     assert released.expression[0, jaw] > lasso.expression[0, jaw] + 0.1
     others = np.delete(np.arange(ict.n_expression), jaw)
     assert released.expression[0, others].max() <= lasso.expression[0, others].max() + 0.05
+
+
+def test_regressor_limited_to_named_blendshapes(ict: FaceModel, monkeypatch) -> None:
+    """`expression_regressor_blendshapes`: the regressor's weights of the other blendshapes count as 0 (NaN rows of
+    images without a mesh stay NaN), an unknown name is an error, and the shipped file's clearest blendshapes are
+    the ones its report correlates best (jawOpen among them, the brows not)."""
+    from msma.expression_regressor import clearest_blendshapes
+
+    jaw, smile = ict.expression_names.index("jawOpen"), ict.expression_names.index("mouthSmile_L")
+    answer = np.zeros(ict.n_expression)
+    answer[jaw], answer[smile] = 0.5, 0.7
+    monkeypatch.setattr(fit_module, "_expression_regressor", lambda path=None: _FixedRegressor(answer))
+    mesh = np.concatenate([np.random.default_rng(0).uniform(40, 180, (2, 478, 2)), np.zeros((2, 478, 1))], axis=2)
+    mesh[1] = np.nan
+    only_jaw = LandmarkFitSettings(expression_regressor_prior=64.0, expression_regressor_blendshapes=("jawOpen",))
+    regressed = regressed_expressions(ict, mesh, only_jaw)
+    assert regressed[0, jaw] == 0.5 and regressed[0, smile] == 0.0 and np.isnan(regressed[1]).all()
+    every = regressed_expressions(ict, mesh, LandmarkFitSettings(expression_regressor_prior=64.0))
+    assert every[0, smile] == 0.7
+    with pytest.raises(ValueError, match="not blendshapes"):
+        regressed_expressions(ict, mesh, LandmarkFitSettings(expression_regressor_prior=64.0,
+                                                             expression_regressor_blendshapes=("jawOpn",)))
+    clearest = clearest_blendshapes(0.5)
+    correlation = ExpressionRegressor.load().report["correlation"]
+    assert "jawOpen" in clearest and "browInnerUp_L" not in clearest
+    assert all(correlation[name] >= 0.5 for name in clearest)
+    assert set(clearest) == {name for name, c in correlation.items() if c >= 0.5}
