@@ -22,6 +22,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from regressor_grid import REGRESSOR_GRID  # noqa: E402
+from support_grid import SUPPORT_GRID  # noqa: E402
 
 from msma.evaluate import fitting_settings_methods, synthetic_benchmark  # noqa: E402
 from msma.face_model import FaceModel  # noqa: E402
@@ -71,6 +72,7 @@ GRID: dict[str, dict] = {
     "identity from low-motion points (8 mm), identity stage L2 4, L1 8": {
         "identity_stage_motion_mm": 8.0, "identity_stage_expression_prior": 4.0, "identity_stage_expression_l1": 8.0},
     **REGRESSOR_GRID,
+    **SUPPORT_GRID,
 }
 
 

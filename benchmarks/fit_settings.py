@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from regressor_grid import REGRESSOR_GRID  # noqa: E402
 from sfm_3d import load_textures, score_ict, subject_views  # noqa: E402
 from sfm_faces import SurreyModel  # noqa: E402
+from support_grid import SUPPORT_GRID  # noqa: E402
 
 from msma.face_model import MODEL_UNITS_TO_MM  # noqa: E402
 from msma.fit import LandmarkFitSettings, PhotometricSettings  # noqa: E402
@@ -104,6 +105,7 @@ GRID: dict[str, dict] = {
     "identity from low-motion points (8 mm), identity stage L2 4, L1 8": {
         "identity_stage_motion_mm": 8.0, "identity_stage_expression_prior": 4.0, "identity_stage_expression_l1": 8.0},
     **REGRESSOR_GRID,
+    **SUPPORT_GRID,
 }
 
 

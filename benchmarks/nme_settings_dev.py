@@ -24,6 +24,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from derive_mediapipe_ibug68 import dev_faces  # noqa: E402
 from regressor_grid import REGRESSOR_GRID  # noqa: E402
+from support_grid import SUPPORT_GRID  # noqa: E402
 
 from msma.evaluate import fitting_settings_methods, labelled_nme  # noqa: E402
 from msma.face_model import FaceModel  # noqa: E402
@@ -65,6 +66,7 @@ GRID: dict[str, dict] = {
     "identity from low-motion points (8 mm), identity stage L2 4, L1 8": {
         "identity_stage_motion_mm": 8.0, "identity_stage_expression_prior": 4.0, "identity_stage_expression_l1": 8.0},
     **REGRESSOR_GRID,
+    **SUPPORT_GRID,
 }
 
 
