@@ -29,6 +29,10 @@ from msma.face_model import FaceModel  # noqa: E402
 
 GRID: dict[str, dict] = {
     "defaults": {},
+    "identity prior 3": {"identity_prior": 3.0},
+    "identity prior 10": {"identity_prior": 10.0},
+    "identity prior 20": {"identity_prior": 20.0},
+    "identity prior 100": {"identity_prior": 100.0},
     "no detector bias correction": {"detector_bias": False},
     "detector bias: all pose terms (pitch too)": {"detector_bias_terms": "all"},
     "detector bias: constant only": {"detector_bias_terms": "constant"},

@@ -40,8 +40,12 @@ GRID: dict[str, dict] = {
     "identity prior 0.3": {"identity_prior": 0.3},
     "identity prior 3": {"identity_prior": 3.0},
     "identity prior 10": {"identity_prior": 10.0},
+    "identity prior 20": {"identity_prior": 20.0},
     "identity prior 1 (previous default), L1 4": {"identity_prior": 1.0, "expression_l1": 4.0},
     "identity prior 100": {"identity_prior": 100.0},
+    # --method network+refine: the prior around the network's identity (identity_prior is a fit from the mean face)
+    "identity prior around the estimate 10": {"identity_prior_around_estimate": 10.0},
+    "identity prior around the estimate 100": {"identity_prior_around_estimate": 100.0},
     "dense sigma x2": {"dense_sigma_scale": 2.0},
     "identity modes 5": {"identity_modes": 5},
     "identity modes 10": {"identity_modes": 10},

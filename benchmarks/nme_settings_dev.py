@@ -31,6 +31,10 @@ from msma.face_model import FaceModel  # noqa: E402
 
 GRID: dict[str, dict] = {
     "defaults": {},
+    "identity prior 3": {"identity_prior": 3.0},
+    "identity prior 10": {"identity_prior": 10.0},
+    "identity prior 20": {"identity_prior": 20.0},
+    "identity prior 100": {"identity_prior": 100.0},
     "L1 expression 32": {"expression_l1": 32.0},
     "L1 expression 64": {"expression_l1": 64.0},
     "L1 expression 128": {"expression_l1": 128.0},

@@ -122,16 +122,23 @@ def score_sfm(vertices_mm: np.ndarray, gt: dict, sfm: SurreyModel) -> dict:
 
 
 def run(split: str, n_subjects: int, methods: tuple[str, ...], multiview: bool = True,
-        weights: str | None = None, flip_test: bool = False, flip_detector: bool = False) -> dict:
+        weights: str | None = None, flip_test: bool = False, flip_detector: bool = False,
+        fit_settings: dict | None = None) -> dict:
     """``weights``: network checkpoint of the network methods (None: the shipped one); ``flip_test``: the
     network's flip test-time augmentation (`Reconstructor` ``flip_test``); ``flip_detector``: the detector's
-    (`msma.landmarks.flip`), for every method and eos."""
+    (`msma.landmarks.flip`), for every method and eos; ``fit_settings``: changes from the default
+    `LandmarkFitSettings` for every method that fits (dev experiments)."""
+    import dataclasses
+
     from msma.api import Reconstructor
+    from msma.fit import LandmarkFitSettings
 
     sfm = SurreyModel()
     textures = load_textures(sfm)
     reconstructors = {m: Reconstructor(method=m, weights=weights, flip_test=flip_test)
                       for m in methods if m not in ("mean", "eos", "sfm-mean")}
+    for rec in reconstructors.values():
+        rec.landmark_settings = dataclasses.replace(LandmarkFitSettings(), **(fit_settings or {}))
     any_rec = next(iter(reconstructors.values()), None) or Reconstructor(method="fitting")
     model = any_rec.model
     mean_mm = model.mean.cpu().numpy().astype(np.float64) * MODEL_UNITS_TO_MM
@@ -298,13 +305,17 @@ def main() -> int:
                         help="network methods: average with the mirrored answer for the flipped crop")
     parser.add_argument("--flip-detector", action="store_true",
                         help="the detector's flip test-time augmentation (every method and eos get its points)")
+    parser.add_argument("--fit-settings", type=json.loads, default=None,
+                        help='JSON changes from the default LandmarkFitSettings, e.g. \'{"identity_prior": 20}\' (dev)')
     args = parser.parse_args()
     if not sfm_available():
         print(f"SFM files not found in {SFM_DIR} (build machines only)")
         return 1
     result = run(args.split, args.subjects, tuple(args.methods.split(",")), multiview=not args.no_multiview,
-                 weights=args.weights, flip_test=args.flip_test, flip_detector=args.flip_detector)
+                 weights=args.weights, flip_test=args.flip_test, flip_detector=args.flip_detector,
+                 fit_settings=args.fit_settings)
     result["weights"], result["flip_test"], result["flip_detector"] = args.weights, args.flip_test, args.flip_detector
+    result["fit_settings"] = args.fit_settings
     summary = summarise(result)
     result["summary"] = summary
     out = ROOT / "benchmarks" / "results"

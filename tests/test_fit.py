@@ -218,6 +218,24 @@ def test_prior_mean_pulls_towards_the_network_estimate(ict: FaceModel, contour: 
     assert error_anchored < error_free
 
 
+def test_identity_prior_around_an_estimate_is_its_own_weight(ict: FaceModel, contour: ContourTracker) -> None:
+    """With a ``prior_mean`` (network+refine) the identity prior's weight is `identity_prior_around_estimate`, not
+    `identity_prior` (the weight of a fit from the mean face); None falls back to `identity_prior`."""
+    truth = random_faces(ict, 1, seed=4)
+    target = ict.project_landmarks(truth)
+    estimate = truth.clone()
+    estimate.identity = estimate.identity + 0.5
+    held = LandmarkFitSettings(identity_prior=1e-3, identity_prior_around_estimate=1e6)
+    anchored = fit_landmarks(ict, target, contour=contour, prior_mean=estimate, settings=held)
+    torch.testing.assert_close(anchored.identity, estimate.identity, atol=1e-3, rtol=0)
+    loose = LandmarkFitSettings(identity_prior=1.0, identity_prior_around_estimate=None)
+    free = fit_landmarks(ict, target, contour=contour, prior_mean=estimate, settings=loose)
+    assert (free.identity - estimate.identity).norm() > 1.0  # the landmarks pull it off the estimate
+    strong_from_mean = LandmarkFitSettings(identity_prior=1e6, identity_prior_around_estimate=1e-3)
+    from_mean = fit_landmarks(ict, target, contour=contour, settings=strong_from_mean)  # no estimate
+    assert from_mean.identity.abs().max() < 1e-3
+
+
 def test_photometric_refinement_lowers_image_error(ict: FaceModel, contour: ContourTracker) -> None:
     renderer = Renderer(112)
     truth = random_faces(ict, 1, seed=5)
