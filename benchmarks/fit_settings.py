@@ -43,6 +43,8 @@ GRID: dict[str, dict] = {
     "identity prior 20": {"identity_prior": 20.0},
     "identity prior 1 (previous default), L1 4": {"identity_prior": 1.0, "expression_l1": 4.0},
     "identity prior 100": {"identity_prior": 100.0},
+    "depth 100": {"depth_prior": 100.0},
+    "depth 300": {"depth_prior": 300.0},
     # --method network+refine: the prior around the network's identity (identity_prior is a fit from the mean face)
     "identity prior around the estimate 10": {"identity_prior_around_estimate": 10.0},
     "identity prior around the estimate 100": {"identity_prior_around_estimate": 100.0},
