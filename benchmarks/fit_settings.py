@@ -57,6 +57,7 @@ GRID: dict[str, dict] = {
     "L1 16": {"expression_l1": 16.0},
     "identity prior 100, L1 16": {"identity_prior": 100.0, "expression_l1": 16.0},
     "dense sigma x0.5": {"dense_sigma_scale": 0.5},
+    "dense sigma x0.75": {"dense_sigma_scale": 0.75},
     "identity prior 1, depth 100": {"identity_prior": 1.0, "depth_prior": 100.0},
     "identity prior 3, depth 100": {"identity_prior": 3.0, "depth_prior": 100.0},
     "identity prior 3, depth 300": {"identity_prior": 3.0, "depth_prior": 300.0},
