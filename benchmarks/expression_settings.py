@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from prior_grid import PRIOR_GRID  # noqa: E402
 from regressor_grid import REGRESSOR_GRID  # noqa: E402
 from support_grid import SUPPORT_GRID  # noqa: E402
 
@@ -29,14 +30,7 @@ from msma.face_model import FaceModel  # noqa: E402
 
 GRID: dict[str, dict] = {
     "defaults": {},
-    "identity prior 3": {"identity_prior": 3.0},
-    "identity prior 10": {"identity_prior": 10.0},
-    "identity prior 20": {"identity_prior": 20.0},
-    "identity prior 100": {"identity_prior": 100.0},
-    "depth 100": {"depth_prior": 100.0},
-    "depth 300": {"depth_prior": 300.0},
-    "identity prior 10, depth 100": {"identity_prior": 10.0, "depth_prior": 100.0},
-    "identity prior 10, depth 300": {"identity_prior": 10.0, "depth_prior": 300.0},
+    **PRIOR_GRID,
     "no detector bias correction": {"detector_bias": False},
     "detector bias: all pose terms (pitch too)": {"detector_bias_terms": "all"},
     "detector bias: constant only": {"detector_bias_terms": "constant"},

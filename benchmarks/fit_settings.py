@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from prior_grid import DATA_WEIGHT_GRID, PRIOR_GRID  # noqa: E402
 from regressor_grid import REGRESSOR_GRID  # noqa: E402
 from sfm_3d import load_textures, score_ict, subject_views  # noqa: E402
 from sfm_faces import SurreyModel  # noqa: E402
@@ -38,13 +39,9 @@ GRID: dict[str, dict] = {
     "detector bias: constant only": {"detector_bias_terms": "constant"},
     "68 points only": {"use_dense": False},
     "identity prior 0.3": {"identity_prior": 0.3},
-    "identity prior 3": {"identity_prior": 3.0},
-    "identity prior 10": {"identity_prior": 10.0},
-    "identity prior 20": {"identity_prior": 20.0},
+    **PRIOR_GRID,
+    **DATA_WEIGHT_GRID,
     "identity prior 1 (previous default), L1 4": {"identity_prior": 1.0, "expression_l1": 4.0},
-    "identity prior 100": {"identity_prior": 100.0},
-    "depth 100": {"depth_prior": 100.0},
-    "depth 300": {"depth_prior": 300.0},
     # --method network+refine: the prior around the network's identity (identity_prior is a fit from the mean face)
     "identity prior around the estimate 10": {"identity_prior_around_estimate": 10.0},
     "identity prior around the estimate 100": {"identity_prior_around_estimate": 100.0},
@@ -56,22 +53,16 @@ GRID: dict[str, dict] = {
     "identity modes 5, dense only": {"identity_modes": 5, "dense_landmark68_weight": 1e-3},
     "L1 16": {"expression_l1": 16.0},
     "identity prior 100, L1 16": {"identity_prior": 100.0, "expression_l1": 16.0},
-    "dense sigma x0.5": {"dense_sigma_scale": 0.5},
-    "dense sigma x0.75": {"dense_sigma_scale": 0.75},
     "identity prior 1, depth 100": {"identity_prior": 1.0, "depth_prior": 100.0},
     "identity prior 3, depth 100": {"identity_prior": 3.0, "depth_prior": 100.0},
     "identity prior 3, depth 300": {"identity_prior": 3.0, "depth_prior": 300.0},
-    "identity prior 10, depth 100": {"identity_prior": 10.0, "depth_prior": 100.0},
     "identity prior 3, depth 1000": {"identity_prior": 3.0, "depth_prior": 1000.0},
-    "identity prior 10, depth 300": {"identity_prior": 10.0, "depth_prior": 300.0},
     "identity prior 30, depth 300": {"identity_prior": 30.0, "depth_prior": 300.0},
     # photometric refinement of shape after the landmark fit (msma.fit.PhotometricSettings), face + skin mask
     "photometric shape refinement": {"photometric": {"refine_shape": True}},
     "photometric shape refinement, whole head, no skin mask": {
         "photometric": {"refine_shape": True, "face_region_only": False, "skin_colour_tolerance": 10.0}},
     "identity prior 3, depth 300, jaw sigma x5": {"identity_prior": 3.0, "depth_prior": 300.0, "jaw_sigma_scale": 5.0},
-    "no 68 rows with dense": {"dense_landmark68_weight": 1e-3},
-    "68 rows at weight 1": {"dense_landmark68_weight": 1.0},
     "68 rows at weight 2": {"dense_landmark68_weight": 2.0},
     "68 rows at weight 1, identity prior 10": {"dense_landmark68_weight": 1.0, "identity_prior": 10.0},
     "L1 expression 64": {"expression_l1": 64.0},

@@ -23,6 +23,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from derive_mediapipe_ibug68 import dev_faces  # noqa: E402
+from prior_grid import DATA_WEIGHT_GRID, PRIOR_GRID  # noqa: E402
 from regressor_grid import REGRESSOR_GRID  # noqa: E402
 from support_grid import SUPPORT_GRID  # noqa: E402
 
@@ -31,14 +32,7 @@ from msma.face_model import FaceModel  # noqa: E402
 
 GRID: dict[str, dict] = {
     "defaults": {},
-    "identity prior 3": {"identity_prior": 3.0},
-    "identity prior 10": {"identity_prior": 10.0},
-    "identity prior 20": {"identity_prior": 20.0},
-    "identity prior 100": {"identity_prior": 100.0},
-    "depth 100": {"depth_prior": 100.0},
-    "depth 300": {"depth_prior": 300.0},
-    "identity prior 10, depth 100": {"identity_prior": 10.0, "depth_prior": 100.0},
-    "identity prior 10, depth 300": {"identity_prior": 10.0, "depth_prior": 300.0},
+    **PRIOR_GRID,
     "L1 expression 32": {"expression_l1": 32.0},
     "L1 expression 64": {"expression_l1": 64.0},
     "L1 expression 128": {"expression_l1": 128.0},
@@ -57,10 +51,7 @@ GRID: dict[str, dict] = {
     "relaxed lasso: L1 256, then L2 16, L1 32 on the support": {"expression_l1": 256.0,
                                                                "expression_debias_prior": 16.0,
                                                                "expression_debias_l1": 32.0},
-    "dense sigma x0.5": {"dense_sigma_scale": 0.5},
-    "dense sigma x0.75": {"dense_sigma_scale": 0.75},
-    "68 rows at weight 1": {"dense_landmark68_weight": 1.0},
-    "no 68 rows with dense": {"dense_landmark68_weight": 1e-3},
+    **DATA_WEIGHT_GRID,
     "dense sigma x1.5": {"dense_sigma_scale": 1.5},
     "dense sigma x2": {"dense_sigma_scale": 2.0},
     "dense sigma x3": {"dense_sigma_scale": 3.0},

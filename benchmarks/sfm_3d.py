@@ -128,17 +128,14 @@ def run(split: str, n_subjects: int, methods: tuple[str, ...], multiview: bool =
     network's flip test-time augmentation (`Reconstructor` ``flip_test``); ``flip_detector``: the detector's
     (`msma.landmarks.flip`), for every method and eos; ``fit_settings``: changes from the default
     `LandmarkFitSettings` for every method that fits (dev experiments)."""
-    import dataclasses
-
     from msma.api import Reconstructor
     from msma.fit import LandmarkFitSettings
 
     sfm = SurreyModel()
     textures = load_textures(sfm)
-    reconstructors = {m: Reconstructor(method=m, weights=weights, flip_test=flip_test)
+    reconstructors = {m: Reconstructor(method=m, weights=weights, flip_test=flip_test,
+                                       landmark_settings=LandmarkFitSettings(**(fit_settings or {})))
                       for m in methods if m not in ("mean", "eos", "sfm-mean")}
-    for rec in reconstructors.values():
-        rec.landmark_settings = dataclasses.replace(LandmarkFitSettings(), **(fit_settings or {}))
     any_rec = next(iter(reconstructors.values()), None) or Reconstructor(method="fitting")
     model = any_rec.model
     mean_mm = model.mean.cpu().numpy().astype(np.float64) * MODEL_UNITS_TO_MM

@@ -144,5 +144,5 @@ class ExpressionRegressor:
 def clearest_blendshapes(min_correlation: float = 0.5, path: str | Path = REGRESSOR_PATH) -> tuple[str, ...]:
     """The blendshapes whose predicted and true weights correlate at least ``min_correlation`` on the regressor's own
     held-out renders (its stored report; synthetic seed 78, no evaluation data), in the model's order."""
-    correlation = ExpressionRegressor.load(path).report.get("correlation", {})
+    correlation = json.loads(str(np.load(path)["report"])).get("correlation", {})  # the report only, not the net
     return tuple(name for name in ict_expression_names() if correlation.get(name, 0.0) >= min_correlation)

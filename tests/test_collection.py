@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import signal
 import sys
 import time
@@ -150,10 +151,7 @@ def kill_photo_dir(photo_dir, tmp_path_factory) -> Path:
     """The 14 photos and 12 more variants (greyscale, mirrored and shrunk, slightly shrunk): 26 photos, so that five
     kills, each a little into the run, still land before its end on a fast machine."""
     folder = tmp_path_factory.mktemp("kill_photos")
-    for path in photo_dir.rglob("*"):
-        if path.is_file():
-            (folder / path.relative_to(photo_dir)).parent.mkdir(parents=True, exist_ok=True)
-            (folder / path.relative_to(photo_dir)).write_bytes(path.read_bytes())
+    shutil.copytree(photo_dir, folder, dirs_exist_ok=True)
     for path in sorted(photo_dir.glob("p*_a.jpg")):
         image, stem = Image.open(path), path.name.removesuffix("_a.jpg")
         image.convert("L").convert("RGB").save(folder / f"{stem}_d.jpg")
