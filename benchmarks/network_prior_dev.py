@@ -3,8 +3,10 @@
     .venv/bin/python benchmarks/network_prior_dev.py --subjects 8   # -> benchmarks/results/network_prior_dev.json/.md
 
 Every dev render of `benchmarks/sfm_3d.py` (seed 1, 6 views, the same detections) is reconstructed by fitting,
-network+refine, and network+refine with the network's identity left out of the fitter's prior (the calibrated
-identity trust set to 0: pose, expression and the rest of the prior unchanged). No photometric step (it does not
+network+refine, network+refine with the network's identity left out of the fitter's prior (the calibrated
+identity trust set to 0: pose, expression and the rest of the prior unchanged) and, with ``--constant``, with the
+network's identity replaced by its average over every render of the split (one identity for all: how much of the
+gain is a shift shared by all faces rather than the person's own shape). No photometric step (it does not
 change the shape by default). NoW-style error vs the mean face, as sfm_3d.py. Dev data only.
 """
 
@@ -32,6 +34,8 @@ from msma.face_model import MODEL_UNITS_TO_MM  # noqa: E402
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subjects", type=int, default=8)
+    parser.add_argument("--constant", action="store_true", help="add the row with the split's average identity")
+    parser.add_argument("--name", default="network_prior_dev", help="result file name (without extension)")
     args = parser.parse_args()
     if not sfm_available():
         print(f"SFM files not found in {SFM_DIR} (build machines only)")
@@ -47,10 +51,21 @@ def main() -> int:
     no_identity.prior_trust = dataclasses.replace(no_identity.prior_trust, identity=0.0)
     methods = {"fitting": fitting, "network+refine": refine,
                "network+refine, network identity left out of the prior": no_identity}
+    all_views = [subject_views(sfm, textures, "dev", subject) for subject in range(args.subjects)]
+    if args.constant:
+        from landmark_identity import RegressedIdentityPrior
+
+        from msma.align import align_face
+
+        identities = [refine.predict(align_face(image, detection.five_points(), template=refine.template).image[None])
+                      .identity[0].numpy()
+                      for _, views in all_views for _, image, detection, _ in views if detection is not None]
+        constant = RegressedIdentityPrior(method="network+refine", photometric=False, face_model=model)
+        constant.identity_for_next = np.mean(identities, 0)
+        methods["network+refine, the split's average network identity for every face"] = constant
     mean_mm = model.mean.cpu().numpy().astype(np.float64) * MODEL_UNITS_TO_MM
     errors: dict[str, list[float]] = {"mean": [], **{k: [] for k in methods}}
-    for subject in tqdm(range(args.subjects), desc="SFM dev subjects"):
-        gt, views = subject_views(sfm, textures, "dev", subject)
+    for gt, views in tqdm(all_views, desc="SFM dev subjects"):
         for _, image, detection, _ in views:
             if detection is None:
                 continue
@@ -61,13 +76,13 @@ def main() -> int:
     summary = {k: {"mean_mm": float(np.mean(v)), "vs_mean": float(np.mean(v) / np.mean(errors["mean"]))}
                for k, v in errors.items()}
     out = ROOT / "benchmarks" / "results"
-    (out / "network_prior_dev.json").write_text(json.dumps({"subjects": args.subjects, "summary": summary,
+    (out / f"{args.name}.json").write_text(json.dumps({"subjects": args.subjects, "summary": summary,
                                                             "errors": errors}, indent=1))
     lines = ["# network+refine's prior on the SFM dev split — benchmarks/network_prior_dev.py", "",
              f"{args.subjects} subjects x 6 views, NoW-style mean error. Dev data only.", "",
              "| method | mean mm | vs mean face |", "|---|---|---|"]
     lines += [f"| {k} | {s['mean_mm']:.3f} | {s['vs_mean']:.3f} |" for k, s in summary.items()]
-    (out / "network_prior_dev.md").write_text("\n".join(lines) + "\n")
+    (out / f"{args.name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 
