@@ -6,7 +6,9 @@ Every dev render of `benchmarks/sfm_3d.py` (seed 1, 6 views, the same detections
 network+refine, network+refine with the network's identity left out of the fitter's prior (the calibrated
 identity trust set to 0: pose, expression and the rest of the prior unchanged) and, with ``--constant``, with the
 network's identity replaced by its average over every render of the split (one identity for all: how much of the
-gain is a shift shared by all faces rather than the person's own shape). No photometric step (it does not
+gain is a shift shared by all faces rather than the person's own shape); ``--constant`` also scores, for fitting and
+network+refine, the average of their neutral shapes over the split given to every face without a fit (the shared
+part of each method's answer alone). No photometric step (it does not
 change the shape by default). NoW-style error vs the mean face, as sfm_3d.py. Dev data only.
 """
 
@@ -65,14 +67,24 @@ def main() -> int:
         methods["network+refine, the split's average network identity for every face"] = constant
     mean_mm = model.mean.cpu().numpy().astype(np.float64) * MODEL_UNITS_TO_MM
     errors: dict[str, list[float]] = {"mean": [], **{k: [] for k in methods}}
+    neutral_shapes: dict[str, list[np.ndarray]] = {"fitting": [], "network+refine": []}
+    truths = []
     for gt, views in tqdm(all_views, desc="SFM dev subjects"):
         for _, image, detection, _ in views:
             if detection is None:
                 continue
             errors["mean"].append(score_ict(model, mean_mm, gt, sfm)["mean_mm"])
+            truths.append(gt)
             for name, rec in methods.items():
                 face = rec.reconstruct_face(image, detection, texture=False)
                 errors[name].append(score_ict(model, face.neutral_vertices * MODEL_UNITS_TO_MM, gt, sfm)["mean_mm"])
+                if name in neutral_shapes:
+                    neutral_shapes[name].append(face.neutral_vertices)
+    if args.constant:
+        for name, shapes in neutral_shapes.items():
+            average_mm = np.mean(shapes, 0) * MODEL_UNITS_TO_MM
+            errors[f"{name}'s average neutral shape over the split for every face, no fit"] = [
+                score_ict(model, average_mm, gt, sfm)["mean_mm"] for gt in truths]
     summary = {k: {"mean_mm": float(np.mean(v)), "vs_mean": float(np.mean(v) / np.mean(errors["mean"]))}
                for k, v in errors.items()}
     out = ROOT / "benchmarks" / "results"
